@@ -1,0 +1,301 @@
+"""A real OpenLDAP slapd on loopback, for tests, benchmarks and examples.
+
+Each server lives in its own short temporary folder: slapd 2.5 segfaults
+when the ldapi socket path is longer than 107 bytes, so the folder sits
+directly in the system temp dir. The config is checked with ``slapd -Ttest -u`` (dry run: a fresh mdb has no files yet)
+before start, slapd runs in the foreground with ``-d none`` (so fatal errors
+still reach its log), readiness is polled, and it is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ldap
+
+SLAPD_CANDIDATES = ("/usr/sbin/slapd", "/usr/local/libexec/slapd", "/usr/libexec/slapd")
+MODULE_PATHS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap")
+SYSTEM_SCHEMA_DIR = Path("/etc/ldap/schema")
+BUNDLED_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "dirsync.schema"
+BASE_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+
+# Default mdb map size: the 10 MiB default fills at about 4,600 entries.
+DEFAULT_MAXSIZE = 4 << 30
+
+
+class SlapdMissing(RuntimeError):
+    """slapd is not installed on this machine."""
+
+
+def find_slapd() -> str | None:
+    found = shutil.which("slapd")
+    if found:
+        return found
+    for candidate in SLAPD_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _module_path() -> str:
+    for path in MODULE_PATHS:
+        if Path(path, "back_mdb.so").exists() or Path(path, "back_mdb.la").exists():
+            return path
+    return MODULE_PATHS[0]
+
+
+@dataclass
+class SlapdServer:
+    """One slapd process with one mdb database.
+
+    ``overlays`` may name ``syncprov`` (optionally with ``sessionlog``),
+    ``accesslog``; ``database_extra`` is appended verbatim to the database
+    section (for syncrepl consumers and the like).
+    """
+
+    suffix: str = "dc=example,dc=org"
+    root_pw: str = "secret"
+    syncprov: bool = False
+    sessionlog: int | None = None
+    accesslog: bool = False
+    tls: bool = False
+    database_extra: str = ""
+    maxsize: int = DEFAULT_MAXSIZE
+    schemas: tuple[str, ...] = ()
+    port: int = 0
+    tls_port: int = 0
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ds", dir="/tmp")))
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.slapd = find_slapd()
+        if self.slapd is None:
+            raise SlapdMissing("slapd not found (Debian: apt-get install slapd ldap-utils)")
+        if not self.port:
+            self.port = free_port()
+        if self.tls and not self.tls_port:
+            self.tls_port = free_port()
+
+    # -- addresses -------------------------------------------------------
+    @property
+    def root_dn(self) -> str:
+        return f"cn=admin,{self.suffix}"
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "ldapi"
+
+    @property
+    def ldapi_url(self) -> str:
+        return "ldapi://" + urllib.parse.quote(str(self.socket_path), safe="")
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "ca.pem"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "slapd.log"
+
+    # -- config ----------------------------------------------------------
+    def _write_tls_material(self) -> list[str]:
+        ca_key, ca = self.workdir / "ca.key", self.ca_file
+        key, csr, cert = (self.workdir / n for n in ("server.key", "server.csr", "server.pem"))
+        ext = self.workdir / "san.cnf"
+        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=dirsync test CA", "-keyout", str(ca_key), "-out", str(ca))
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(key), "-out", str(csr))
+        run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+        return [
+            f"TLSCACertificateFile {ca}",
+            f"TLSCertificateFile {cert}",
+            f"TLSCertificateKeyFile {key}",
+        ]
+
+    def config_text(self) -> str:
+        lines = [f"include {SYSTEM_SCHEMA_DIR / s}.schema" for s in BASE_SCHEMAS]
+        lines.append(f"include {BUNDLED_SCHEMA}")
+        lines += [f"include {s}" for s in self.schemas]
+        lines += [
+            f"pidfile {self.workdir / 'slapd.pid'}",
+            f"modulepath {_module_path()}",
+            "moduleload back_mdb",
+            "moduleload syncprov",
+            "moduleload accesslog",
+            "sizelimit unlimited",
+            # The local root over ldapi (SASL EXTERNAL) acts as the root DN.
+            'authz-regexp "gidNumber=0[+]uidNumber=0,cn=peercred,cn=external,cn=auth" '
+            f'"{self.root_dn}"',
+            # Let the root DN read everything; anonymous reads are harmless on loopback.
+            "access to * by * read",
+        ]
+        if self.tls:
+            lines += self._write_tls_material()
+        db = self.workdir / "db"
+        db.mkdir(exist_ok=True)
+        if self.accesslog:
+            logdb = self.workdir / "accesslog"
+            logdb.mkdir(exist_ok=True)
+            lines += [
+                "database mdb",
+                "suffix cn=accesslog",
+                "rootdn cn=admin,cn=accesslog",
+                f"directory {logdb}",
+                f"maxsize {self.maxsize}",
+                "index reqStart eq",
+                "overlay syncprov",
+                "syncprov-nopresent TRUE",
+                "syncprov-reloadhint TRUE",
+            ]
+        lines += [
+            "database mdb",
+            f"suffix {self.suffix}",
+            f"rootdn {self.root_dn}",
+            f"rootpw {self.root_pw}",
+            f"directory {db}",
+            f"maxsize {self.maxsize}",
+            "index objectClass eq",
+            "index entryUUID,entryCSN eq",
+            "index dirsyncAnchor,dirsyncSource eq",
+            "index proxyAddresses eq",
+            "index cn,mail,uid eq",
+        ]
+        if self.database_extra:
+            lines.append(self.database_extra)
+        if self.syncprov:
+            lines += ["overlay syncprov", "syncprov-checkpoint 100 1"]
+            if self.sessionlog:
+                lines.append(f"syncprov-sessionlog {self.sessionlog}")
+        if self.accesslog:
+            lines += [
+                "overlay accesslog",
+                "logdb cn=accesslog",
+                "logops writes",
+                "logsuccess TRUE",
+            ]
+        return "\n".join(lines) + "\n"
+
+    # -- life cycle ------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> "SlapdServer":
+        conf = self.workdir / "slapd.conf"
+        if not conf.exists():
+            conf.write_text(self.config_text())
+        test = subprocess.run([self.slapd, "-Ttest", "-u", "-f", str(conf)], capture_output=True,
+                              text=True)
+        if test.returncode != 0:
+            raise RuntimeError(f"slapd -Ttest rejected the config:\n{test.stderr}")
+        urls = [f"ldap://127.0.0.1:{self.port}/", self.ldapi_url + "/"]
+        if self.tls:
+            urls.append(f"ldaps://127.0.0.1:{self.tls_port}/")
+        log = open(self.log_path, "ab")
+        self._proc = subprocess.Popen(
+            [self.slapd, "-f", str(conf), "-h", " ".join(urls), "-d", "none"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"slapd exited with {self._proc.returncode}:\n"
+                                   + self.log_path.read_text(errors="replace")[-4000:])
+            try:
+                conn = ldap.initialize(self.url)
+                conn.simple_bind_s(self.root_dn, self.root_pw)
+                conn.unbind_s()
+                break
+            except ldap.SERVER_DOWN:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("slapd did not become ready in time")
+                time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            os.kill(self._proc.pid, sig)
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "SlapdServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- helpers for tests -----------------------------------------------
+    def connect(self) -> "ldap.ldapobject.LDAPObject":
+        conn = ldap.initialize(self.url)
+        conn.protocol_version = 3
+        conn.set_option(ldap.OPT_REFERRALS, 0)
+        conn.simple_bind_s(self.root_dn, self.root_pw)
+        return conn
+
+    def add_suffix(self) -> None:
+        """Create the suffix entry (a dcObject/organization) if missing."""
+        rdn_value = ldap.dn.str2dn(self.suffix)[0][0][1]
+        conn = self.connect()
+        try:
+            conn.add_s(self.suffix, [
+                ("objectClass", [b"top", b"dcObject", b"organization"]),
+                ("dc", [rdn_value.encode()]),
+                ("o", [rdn_value.encode()]),
+            ])
+        except ldap.ALREADY_EXISTS:
+            pass
+        finally:
+            conn.unbind_s()
+
+    def add_ou(self, dn: str) -> None:
+        conn = self.connect()
+        try:
+            name = ldap.dn.str2dn(dn)[0][0][1]
+            conn.add_s(dn, [("objectClass", [b"organizationalUnit"]), ("ou", [name.encode()])])
+        except ldap.ALREADY_EXISTS:
+            pass
+        finally:
+            conn.unbind_s()
