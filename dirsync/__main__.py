@@ -1,0 +1,5 @@
+import sys
+
+from dirsync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""The dirsync command line: a thin layer over the library.
+
+Each command parses its options and makes one library call. Library errors
+(:class:`dirsync.errors.DirsyncError`) become one line on stderr and the
+documented exit status: 0 done, 1 done with failed entries, 2 bad usage,
+config or input, 3 stopped by a safety limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dirsync import __version__
+from dirsync.errors import DirsyncError
+
+
+@dataclass
+class Context:
+    """What every command gets from the global options (``ctx.obj``)."""
+
+    config_option: str | None
+    json: bool
+    log_format: str
+
+    @property
+    def config_path(self) -> Path:
+        """-c PATH, else $DIRSYNC_CONFIG, else ./dirsync.toml (PRODUCT.md)."""
+        chosen = self.config_option or os.environ.get("DIRSYNC_CONFIG") or "dirsync.toml"
+        return Path(chosen)
+
+    def __getitem__(self, key: str) -> Any:
+        # Mapping-style access for command groups that live in subpackages.
+        return getattr(self, key)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        event: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        event.update(getattr(record, "fields", {}))
+        return json.dumps(event, default=str)
+
+
+def _setup_logging(fmt: str, verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("dirsync")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dirsync")
+@click.option("-c", "--config", "config", metavar="CONFIG",
+              help="Config file (default: $DIRSYNC_CONFIG, else ./dirsync.toml).")
+@click.option("--json", "json_", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Format of the log lines on stderr.")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, json_: bool, log_format: str,
+        verbose: int) -> None:
+    """Keep an LDAP hub and foreign address books in step."""
+    _setup_logging(log_format, verbose)
+    ctx.obj = Context(config_option=config, json=json_, log_format=log_format)
+
+
+def _register_optional_groups() -> None:
+    # Command groups that live in their own subpackage attach themselves here.
+    try:
+        from dirsync.relay.cli import relay
+    except ImportError:  # pragma: no cover - the relay package is optional at import
+        return
+    cli.add_command(relay)
+
+
+_register_optional_groups()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (testable in-process)."""
+    try:
+        # Commands return their exit status (0 done, 1 some entries failed).
+        status = cli.main(args=argv, prog_name="dirsync", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except DirsyncError as exc:
+        click.echo(f"dirsync: error: {exc}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        return exc.exit_status
+    except BrokenPipeError:
+        return 0
+    return status if isinstance(status, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
