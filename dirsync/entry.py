@@ -1,0 +1,161 @@
+"""Entries and distinguished names as plain data.
+
+An :class:`Entry` is a DN and its attributes; attribute names keep the case
+they were written in but are looked up case-insensitively, values are bytes
+(as python-ldap hands them over). DN handling goes through python-ldap's
+``ldap.dn`` so escaping follows RFC 4514.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import ldap.dn
+
+Attrs = dict[str, list[bytes]]
+
+
+class Entry:
+    """One directory entry: a DN and case-insensitively named attributes."""
+
+    __slots__ = ("dn", "attrs", "_index", "line")
+
+    def __init__(self, dn: str, attrs: Mapping[str, Iterable[bytes]] | None = None,
+                 line: int | None = None) -> None:
+        self.dn = dn
+        self.attrs: Attrs = {}
+        self._index: dict[str, str] = {}
+        self.line = line
+        if attrs:
+            for name, values in attrs.items():
+                self.add(name, values)
+
+    # -- access ----------------------------------------------------------
+    def key(self, name: str) -> str | None:
+        """The stored spelling of attribute ``name``, or None."""
+        return self._index.get(name.lower())
+
+    def get(self, name: str) -> list[bytes]:
+        stored = self._index.get(name.lower())
+        return self.attrs[stored] if stored is not None else []
+
+    def first(self, name: str) -> str | None:
+        values = self.get(name)
+        return values[0].decode("utf-8", "replace") if values else None
+
+    def texts(self, name: str) -> list[str]:
+        return [v.decode("utf-8", "replace") for v in self.get(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def names(self) -> list[str]:
+        return list(self.attrs)
+
+    # -- change ----------------------------------------------------------
+    def add(self, name: str, values: Iterable[bytes]) -> None:
+        stored = self._index.get(name.lower())
+        if stored is None:
+            self._index[name.lower()] = name
+            self.attrs[name] = list(values)
+        else:
+            self.attrs[stored].extend(values)
+
+    def set(self, name: str, values: Iterable[bytes]) -> None:
+        self.remove(name)
+        vals = list(values)
+        if vals:
+            self.add(name, vals)
+
+    def remove(self, name: str) -> None:
+        stored = self._index.pop(name.lower(), None)
+        if stored is not None:
+            del self.attrs[stored]
+
+    def copy(self) -> Entry:
+        return Entry(self.dn, {k: list(v) for k, v in self.attrs.items()}, self.line)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return (normalize_dn(self.dn) == normalize_dn(other.dn)
+                and _canon(self) == _canon(other))
+
+    def __repr__(self) -> str:
+        return f"Entry({self.dn!r}, {len(self.attrs)} attributes)"
+
+
+def _canon(entry: Entry) -> dict[str, list[bytes]]:
+    return {k.lower(): sorted(v) for k, v in entry.attrs.items()}
+
+
+# -- distinguished names ----------------------------------------------------
+
+def split_dn(dn: str) -> list[list[tuple[str, str, int]]]:
+    """RFC 4514 parse; raises ``ValueError`` for a malformed DN."""
+    try:
+        return ldap.dn.str2dn(dn)
+    except ldap.DECODING_ERROR as exc:
+        raise ValueError(f"not a valid DN: {dn!r}") from exc
+
+
+def normalize_dn(dn: str) -> str:
+    """A comparison key: attribute types and values case-folded, escapes canonical.
+
+    Naming attributes (cn, ou, dc, uid, o, ...) are case-ignore in practice,
+    so folding the values is the right equality for DNs.
+    """
+    if not dn:
+        return ""
+    try:
+        parts = ldap.dn.str2dn(dn)
+    except ldap.DECODING_ERROR:
+        return dn.lower()
+    return ldap.dn.dn2str(
+        [sorted((t.lower(), v.casefold(), f) for t, v, f in rdn) for rdn in parts])
+
+
+def parent_dn(dn: str) -> str:
+    parts = split_dn(dn)
+    return ldap.dn.dn2str(parts[1:]) if len(parts) > 1 else ""
+
+
+def rdn_of(dn: str) -> str:
+    parts = split_dn(dn)
+    return ldap.dn.dn2str(parts[:1]) if parts else ""
+
+
+def dn_depth(dn: str) -> int:
+    return len(split_dn(dn)) if dn else 0
+
+
+def join_dn(rdn: str, parent: str) -> str:
+    return f"{rdn},{parent}" if parent else rdn
+
+
+def make_rdn(attr: str, value: str) -> str:
+    """An RDN with ``value`` escaped per RFC 4514."""
+    return f"{attr}={ldap.dn.escape_dn_chars(value)}"
+
+
+def rdn_values(rdn: str) -> list[tuple[str, str]]:
+    """(attribute, value) pairs of a (possibly multi-valued) RDN."""
+    parts = split_dn(rdn)
+    return [(t, v) for t, v, _ in parts[0]] if parts else []
+
+
+def is_under(dn: str, base: str) -> bool:
+    """True when ``dn`` is ``base`` or below it."""
+    if not base:
+        return True
+    d, b = split_dn(dn), split_dn(base)
+    if len(d) < len(b):
+        return False
+    fold = lambda parts: [sorted((t.lower(), v.casefold()) for t, v, _ in r) for r in parts]  # noqa: E731
+    return fold(d[len(d) - len(b):]) == fold(b)
+
+
+def iter_sorted_by_depth(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """Parents before children (stable within one depth)."""
+    return iter(sorted(entries, key=lambda e: dn_depth(e.dn)))

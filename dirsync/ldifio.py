@@ -1,0 +1,298 @@
+"""LDIF (RFC 2849) reading and writing on top of python-ldap's ``ldif`` module.
+
+python-ldap's parser does the lexical work (unfolding, comments, base64,
+URLs); its record level only knows content records and modify records, so
+the record level here reads every change type (add, delete, modify,
+modrdn/moddn) and remembers the line each record starts on, for errors that
+name file and line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+import ldif
+
+from dirsync.changes import Change, Mod
+from dirsync.entry import Entry
+from dirsync.errors import InputError
+from dirsync.schema import ATTR_NAME, is_binary
+
+Record = Entry | Change
+
+_MOD_OPS = ("add", "delete", "replace", "increment")
+_CHANGETYPES = ("add", "delete", "modify", "modrdn", "moddn")
+
+
+def _strict_b64decode(data: bytes) -> bytes:
+    # The standard decoder drops characters outside the alphabet; LDIF with
+    # such characters is broken and must be refused, not silently mangled.
+    return base64.b64decode(data.strip(), validate=True)
+
+
+class _Lexer(ldif.LDIFParser):
+    """python-ldap's LDIF lexer, remembering where each logical line starts."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.pair_line = 1
+        self.current = ""
+        super().__init__(stream, process_url_schemes=["file"])
+        self._b64decode = _strict_b64decode
+
+    def _unfold_lines(self) -> str:
+        # Same unfolding as python-ldap's, but a continuation line after an
+        # empty line (or at the top) is an error instead of being glued on.
+        self.pair_line = self.line_counter
+        first = self._last_line
+        if first is None:
+            raise EOFError("end of file")
+        if first.startswith(" "):
+            raise ValueError("a continuation line with no line to continue")
+        parts = [first]
+        next_line = self._readline()
+        while first and next_line and next_line[0] == " ":
+            parts.append(next_line[1:])
+            next_line = self._readline()
+        self._last_line = next_line
+        self.current = "".join(parts)
+        return self.current
+
+    @property
+    def current_field(self) -> str | None:
+        return self.current.split(":", 1)[0] if ":" in self.current else None
+
+
+class LDIFReader:
+    """Iterates the records of one LDIF file: :class:`Entry` for content
+    records, :class:`Change` for change records (``changetype:``)."""
+
+    def __init__(self, source: str | os.PathLike[str] | IO[str], name: str | None = None) -> None:
+        if isinstance(source, (str, os.PathLike)):
+            self.name = name or str(source)
+            self._stream: IO[str] = open(source, encoding="utf-8", newline="")
+            self._owned = True
+        else:
+            self.name = name or getattr(source, "name", "<stdin>")
+            self._stream = source
+            self._owned = False
+        self.version: int | None = None
+
+    def __enter__(self) -> LDIFReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+    def _error(self, message: str, line: int | None, field: str | None = None) -> InputError:
+        return InputError(message, path=self.name, line=line, field=field)
+
+    def __iter__(self) -> Iterator[Record]:
+        try:
+            lexer = _Lexer(self._stream)
+        except UnicodeDecodeError as exc:
+            raise self._error(f"not UTF-8 ({exc.reason})", 1) from exc
+        try:
+            yield from self._records(lexer)
+        except InputError:
+            raise
+        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+            field = lexer.current_field
+            message = str(exc)
+            if isinstance(exc, binascii.Error):
+                message = f"bad base64 value ({exc})"
+            elif isinstance(exc, UnicodeDecodeError):
+                message = f"not UTF-8 ({exc.reason})"
+            raise self._error(message, lexer.pair_line, field) from exc
+
+    def _pair(self, lexer: _Lexer) -> tuple[str | None, bytes | None]:
+        try:
+            return lexer._next_key_and_value()
+        except EOFError:
+            return None, None
+
+    def _records(self, lexer: _Lexer) -> Iterator[Record]:
+        k, v = lexer._consume_empty_lines()
+        if k == "version":
+            assert v is not None
+            if v.strip() != b"1":
+                raise self._error(f"unsupported LDIF version {v!r}", lexer.pair_line, "version")
+            self.version = 1
+            k, v = lexer._consume_empty_lines()
+        while k is not None:
+            start = lexer.pair_line
+            if k != "dn":
+                raise self._error(f"record does not start with 'dn:' but with {k!r}", start)
+            assert v is not None
+            dn = v.decode("utf-8")
+            if dn and not ldif.is_dn(dn):
+                raise self._error(f"not a valid DN: {dn!r}", start, "dn")
+            k, v = self._pair(lexer)
+            while k == "control":  # controls are read and dropped: we send our own
+                k, v = self._pair(lexer)
+            if k == "changetype":
+                assert v is not None
+                changetype = v.decode("utf-8").strip()
+                if changetype not in _CHANGETYPES:
+                    raise self._error(f"unknown changetype {changetype!r}", lexer.pair_line,
+                                      "changetype")
+                record, (k, v) = self._change(lexer, dn, changetype, start)
+            else:
+                record, (k, v) = self._content(lexer, dn, start, k, v)
+            yield record
+            if k is None:
+                k, v = lexer._consume_empty_lines()
+            else:  # pragma: no cover - records always end at a blank line or EOF
+                raise self._error("record not terminated by an empty line", lexer.pair_line)
+
+    def _attr_name(self, lexer: _Lexer, name: str) -> str:
+        if not ATTR_NAME.match(name):
+            raise self._error(f"not a valid attribute description {name!r}", lexer.pair_line,
+                              name)
+        return name
+
+    def _content(self, lexer: _Lexer, dn: str, start: int, k: str | None,
+                 v: bytes | None) -> tuple[Entry, tuple[None, None]]:
+        entry = Entry(dn, line=start)
+        while k is not None:
+            if k == "-":
+                raise self._error("'-' outside a modify record", lexer.pair_line)
+            assert v is not None
+            entry.add(self._attr_name(lexer, k), [v])
+            k, v = self._pair(lexer)
+        return entry, (None, None)
+
+    def _change(self, lexer: _Lexer, dn: str, changetype: str,
+                start: int) -> tuple[Change, tuple[None, None]]:
+        k, v = self._pair(lexer)
+        if changetype == "add":
+            entry, end = self._content(lexer, dn, start, k, v)
+            if not entry.attrs:
+                raise self._error("add record without attributes", start)
+            return Change("add", dn, attrs=entry.attrs, line=start), end
+        if changetype == "delete":
+            if k is not None:
+                raise self._error("delete record with extra lines", lexer.pair_line, k)
+            return Change("delete", dn, line=start), (None, None)
+        if changetype in ("modrdn", "moddn"):
+            return self._modrdn(lexer, dn, start, k, v)
+        mods: list[Mod] = []
+        while k is not None:
+            if k not in _MOD_OPS:
+                raise self._error(f"expected add:, delete:, replace: or increment:, got {k!r}",
+                                  lexer.pair_line, k)
+            assert v is not None
+            attr = self._attr_name(lexer, v.decode("utf-8").strip())
+            mod = Mod(k, attr)  # type: ignore[arg-type]
+            k, v = self._pair(lexer)
+            while k is not None and k != "-":
+                if k.lower() != attr.lower():
+                    raise self._error(f"value of {k!r} inside the {mod.op} of {attr!r}",
+                                      lexer.pair_line, k)
+                assert v is not None
+                mod.values.append(v)
+                k, v = self._pair(lexer)
+            if k != "-":
+                raise self._error(f"modification of {attr!r} not ended by '-'", lexer.pair_line,
+                                  attr)
+            mods.append(mod)
+            k, v = self._pair(lexer)
+        return Change("modify", dn, mods=mods, line=start), (None, None)
+
+    def _modrdn(self, lexer: _Lexer, dn: str, start: int, k: str | None,
+                v: bytes | None) -> tuple[Change, tuple[None, None]]:
+        fields: dict[str, str] = {}
+        while k is not None:
+            if k.lower() not in ("newrdn", "deleteoldrdn", "newsuperior") or k.lower() in fields:
+                raise self._error(f"unexpected {k!r} in a modrdn record", lexer.pair_line, k)
+            assert v is not None
+            fields[k.lower()] = v.decode("utf-8")
+            k, v = self._pair(lexer)
+        if "newrdn" not in fields:
+            raise self._error("modrdn record without newrdn", start, "newrdn")
+        old = fields.get("deleteoldrdn", "1").strip()
+        if old not in ("0", "1"):
+            raise self._error(f"deleteoldrdn must be 0 or 1, not {old!r}", start, "deleteoldrdn")
+        return Change("modrdn", dn, newrdn=fields["newrdn"], deleteoldrdn=old == "1",
+                      newsuperior=fields.get("newsuperior"), line=start), (None, None)
+
+
+def read_ldif(path: str | os.PathLike[str]) -> Iterator[Record]:
+    with LDIFReader(path) as reader:
+        yield from reader
+
+
+class LDIFWriter(ldif.LDIFWriter):
+    """python-ldap's writer (base64 for unsafe values, folding at 76 columns),
+    completed with delete, modrdn and add change records."""
+
+    def __init__(self, stream: IO[str], cols: int = 76, base64_attrs: Iterable[str] = ()) -> None:
+        super().__init__(stream, base64_attrs=list(base64_attrs), cols=cols)
+        self.stream = stream
+
+    def _needs_base64_encoding(self, attr_type: str, attr_value: bytes) -> bool:
+        return is_binary(attr_type) or bool(super()._needs_base64_encoding(attr_type, attr_value))
+
+    def version(self) -> None:
+        self.stream.write("version: 1\n\n")
+
+    def comment(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self.stream.write(f"# {line}\n")
+
+    def entry(self, entry: Entry) -> None:
+        self.unparse(entry.dn, entry.attrs)
+
+    def change(self, change: Change) -> None:
+        pair = self._unparseAttrTypeandValue
+        pair("dn", change.dn.encode("utf-8"))
+        if change.kind == "add":
+            pair("changetype", b"add")
+            self._unparseEntryRecord(change.attrs or {})
+        elif change.kind == "delete":
+            pair("changetype", b"delete")
+        elif change.kind == "modrdn":
+            pair("changetype", b"modrdn")
+            pair("newrdn", (change.newrdn or "").encode("utf-8"))
+            pair("deleteoldrdn", b"1" if change.deleteoldrdn else b"0")
+            if change.newsuperior is not None:
+                pair("newsuperior", change.newsuperior.encode("utf-8"))
+        else:
+            pair("changetype", b"modify")
+            for mod in change.mods:
+                pair(mod.op, mod.attr.encode("utf-8"))
+                for value in mod.values:
+                    pair(mod.attr, value)
+                self.stream.write("-" + self._last_line_sep)
+        self.stream.write(self._last_line_sep)
+        self.records_written += 1
+
+    def record(self, record: Record) -> None:
+        if isinstance(record, Entry):
+            self.entry(record)
+        else:
+            self.change(record)
+
+
+def entry_to_ldif(entry: Entry) -> str:
+    buf = io.StringIO()
+    LDIFWriter(buf).entry(entry)
+    return buf.getvalue()
+
+
+def open_output(path: str | os.PathLike[str] | None) -> IO[str]:
+    """stdout for None or '-', else the file (UTF-8)."""
+    import sys
+
+    if path is None or str(path) == "-":
+        return sys.stdout
+    return open(Path(path), "w", encoding="utf-8", newline="\n")
