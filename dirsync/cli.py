@@ -81,16 +81,23 @@ def cli(ctx: click.Context, config: str | None, json_: bool, log_format: str,
     ctx.obj = Context(config_option=config, json=json_, log_format=log_format)
 
 
-def _register_optional_groups() -> None:
-    # Command groups that live in their own subpackage attach themselves here.
-    try:
-        from dirsync.relay.cli import relay
-    except ImportError:  # pragma: no cover - the relay package is optional at import
-        return
-    cli.add_command(relay)
+def _register_commands() -> None:
+    import importlib
+
+    from dirsync.commands import COMMANDS
+
+    for module_name, attr in COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A command whose module is not written yet is simply absent.
+            if exc.name != module_name:
+                raise
+            continue
+        cli.add_command(getattr(module, attr))
 
 
-_register_optional_groups()
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
