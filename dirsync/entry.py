@@ -159,3 +159,11 @@ def is_under(dn: str, base: str) -> bool:
 def iter_sorted_by_depth(entries: Iterable[Entry]) -> Iterator[Entry]:
     """Parents before children (stable within one depth)."""
     return iter(sorted(entries, key=lambda e: dn_depth(e.dn)))
+
+
+def rebase_dn(dn: str, old_base: str, new_base: str) -> str:
+    """``dn`` (at or below ``old_base``) moved to sit below ``new_base`` instead."""
+    parts = split_dn(dn)
+    depth = len(split_dn(old_base))
+    head = ldap.dn.dn2str(parts[: len(parts) - depth])
+    return join_dn(head, new_base) if head else new_base

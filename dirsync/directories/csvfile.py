@@ -1,0 +1,193 @@
+"""The ``csv`` kind: a foreign address-book export as a CSV file.
+
+Each row is one entry. Its attributes are the columns (named by the header
+row, or by ``columns`` when the file has none); its DN is synthetic,
+``dirsyncAnchor=<key column value>``, since a foreign export has no DNs.
+A row that cannot be read (wrong number of fields, empty key, a duplicate
+key) is recorded in ``rejected`` with its line and skipped; a file that is
+not CSV at all is an :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from dirsync.changes import Change
+from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
+from dirsync.directories.memory import MemoryStore, write_atomically
+from dirsync.entry import Entry, make_rdn, rdn_values
+from dirsync.errors import EntryError, InputError
+
+ANCHOR_ATTR = "dirsyncAnchor"
+
+
+@dataclass
+class CSVLayout:
+    """How a CSV export is laid out (all configurable per directory)."""
+
+    key: str | None = None            # anchor column; default: the first column
+    delimiter: str = ","
+    encoding: str = "utf-8-sig"       # tolerate a BOM, as spreadsheet exports have
+    columns: list[str] | None = None  # for files without a header row
+    multi_value_separator: str | None = None  # e.g. ";" splits a cell into values
+    multi_valued: list[str] = field(default_factory=list)  # columns that are split
+
+
+class CSVDirectory(DirectoryBase):
+    kind = "csv"
+
+    def __init__(self, path: str | Path, *, name: str | None = None,
+                 layout: CSVLayout | None = None, create: bool = True) -> None:
+        super().__init__(name or str(path))
+        self.path = Path(path)
+        self.layout = layout or CSVLayout()
+        self.create = create
+        self.header: list[str] = list(self.layout.columns or [])
+        self._store: MemoryStore | None = None
+        self._dirty = False
+
+    def dn_for(self, key: str) -> str:
+        return make_rdn(ANCHOR_ATTR, key)
+
+    @property
+    def key_column(self) -> str:
+        if self.layout.key:
+            return self.layout.key
+        if not self.header:
+            raise InputError("no columns: the file has no header row and no 'columns' are set",
+                             path=str(self.path), line=1)
+        return self.header[0]
+
+    # -- reading ---------------------------------------------------------
+    @property
+    def store(self) -> MemoryStore:
+        if self._store is None:
+            self._store = self._load()
+        return self._store
+
+    def _split(self, column: str, cell: str) -> list[bytes]:
+        sep = self.layout.multi_value_separator
+        if sep and (not self.layout.multi_valued or column in self.layout.multi_valued):
+            parts = [p.strip() for p in cell.split(sep)]
+        else:
+            parts = [cell.strip()]
+        return [p.encode("utf-8") for p in parts if p]
+
+    def _load(self) -> MemoryStore:
+        store = MemoryStore()
+        self.rejected = []
+        if not self.path.exists():
+            if self.create:
+                return store
+            raise InputError("no such file", path=str(self.path))
+        with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+            self._read_rows(stream, store)
+        return store
+
+    def _read_rows(self, stream: IO[str], store: MemoryStore) -> None:
+        reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
+        try:
+            if not self.layout.columns:
+                first = next(reader, None)
+                if first is None:
+                    return
+                self.header = [c.strip() for c in first]
+                if len(set(c.lower() for c in self.header)) != len(self.header) or "" in self.header:
+                    raise InputError("header row has an empty or repeated column name",
+                                     path=str(self.path), line=1)
+            key = self.key_column
+            if key not in self.header:
+                raise InputError(f"key column {key!r} is not in the header", path=str(self.path),
+                                 line=1, field=key)
+            key_index = self.header.index(key)
+            start = reader.line_num + 1
+            for row in reader:
+                line, start = start, reader.line_num + 1
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(self.header):
+                    self.rejected.append(EntryError(
+                        f"row at line {line}", f"{len(row)} fields where the header has "
+                        f"{len(self.header)}", result="badRow", line=line))
+                    continue
+                anchor = row[key_index].strip()
+                if not anchor:
+                    self.rejected.append(EntryError(f"row at line {line}",
+                                                    f"empty key column {key!r}",
+                                                    result="badRow", line=line))
+                    continue
+                entry = Entry(self.dn_for(anchor), line=line)
+                for column, cell in zip(self.header, row):
+                    values = self._split(column, cell)
+                    if values:
+                        entry.add(column, values)
+                if store.get(entry.dn) is not None:
+                    self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
+                                                    result="duplicateKey", line=line))
+                    continue
+                store.put(entry)
+        except csv.Error as exc:
+            raise InputError(f"not valid CSV: {exc}", path=str(self.path),
+                             line=reader.line_num) from exc
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not {self.layout.encoding} text: {exc.reason}",
+                             path=str(self.path), line=reader.line_num + 1) from exc
+
+    def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        return self.store.read(options)
+
+    def exists(self, dn: str) -> bool:
+        return self.store.get(dn) is not None
+
+    def get(self, dn: str) -> Entry | None:
+        return self.store.get(dn)
+
+    # -- writing ---------------------------------------------------------
+    def apply(self, changes: Iterable[Change], *,
+              stop_on_error: bool = True) -> Iterator[ApplyResult]:
+        for result in self.store.apply(changes, stop_on_error):
+            if result.ok:
+                self._dirty = True
+            yield result
+
+    def row_of(self, entry: Entry) -> list[str]:
+        sep = self.layout.multi_value_separator or ";"
+        return [sep.join(v.decode("utf-8", "replace") for v in entry.get(column))
+                for column in self.header]
+
+    def write(self, path: Path | None = None) -> None:
+        """Write the whole export (atomically), keeping the column order."""
+        entries = list(self.store.entries.values())
+        for entry in entries:
+            for name in entry.names():
+                if name.lower() not in {h.lower() for h in self.header} \
+                        and name.lower() != ANCHOR_ATTR.lower():
+                    self.header.append(name)
+        if not self.header:
+            self.header = [self.layout.key or "key"]
+        key = self.key_column
+        for entry in entries:
+            # The key column always matches the DN, which renames may have changed.
+            if not entry.get(key):
+                entry.set(key, [rdn_values(entry.dn)[0][1].encode("utf-8")])
+
+        def emit(stream: IO[str]) -> None:
+            writer = csv.writer(stream, delimiter=self.layout.delimiter, lineterminator="\n")
+            if not self.layout.columns:
+                writer.writerow(self.header)
+            for entry in entries:
+                writer.writerow(self.row_of(entry))
+
+        write_atomically(path or self.path, emit)
+
+    def flush(self) -> None:
+        if self._dirty and self._store is not None:
+            self.write()
+            self._dirty = False
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,361 @@
+"""The ``ldap`` kind: an LDAP server by URL (RFC 4516), through python-ldap.
+
+Reads are paged (RFC 2696) and streamed a page at a time; writes are
+pipelined: up to ``window`` operations are outstanding on the connection,
+and an operation waits only for the outstanding ones it depends on (its
+parent's add, an earlier change to the same entry).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ldap
+import ldap.controls
+import ldap.modlist
+import ldap.schema
+import ldapurl
+
+from dirsync.changes import Change, Mod
+from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
+from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.errors import (
+    DirectoryError,
+    EntryError,
+    FatalDirectoryError,
+    TransientDirectoryError,
+    UsageError,
+)
+
+log = logging.getLogger("dirsync.ldap")
+
+_SCOPES = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
+_URL_SCOPES = {ldapurl.LDAP_SCOPE_BASE: "base", ldapurl.LDAP_SCOPE_ONELEVEL: "one",
+               ldapurl.LDAP_SCOPE_SUBTREE: "sub"}
+_MOD_OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE,
+            "increment": ldap.MOD_INCREMENT}
+
+# The one table from LDAP results to dirsync's exception tree: the directory
+# as a whole is gone for now, refuses us for good, or one entry failed.
+_TRANSIENT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY,
+              ldap.CONNECT_ERROR, ldap.TIMELIMIT_EXCEEDED, ldap.OTHER)
+_FATAL = (ldap.INVALID_CREDENTIALS, ldap.INAPPROPRIATE_AUTH, ldap.STRONG_AUTH_REQUIRED,
+          ldap.CONFIDENTIALITY_REQUIRED, ldap.AUTH_UNKNOWN, ldap.PROTOCOL_ERROR,
+          ldap.UNWILLING_TO_PERFORM, ldap.UNAVAILABLE_CRITICAL_EXTENSION)
+
+
+def result_name(exc: ldap.LDAPError) -> str:
+    """RFC 4511 result name of an LDAP error (``entryAlreadyExists`` ...)."""
+    code = exc.args[0].get("result") if exc.args and isinstance(exc.args[0], dict) else None
+    names = {32: "noSuchObject", 68: "entryAlreadyExists", 65: "objectClassViolation",
+             17: "undefinedAttributeType", 21: "invalidAttributeSyntax",
+             19: "constraintViolation", 20: "attributeOrValueExists", 16: "noSuchAttribute",
+             66: "notAllowedOnNonLeaf", 67: "notAllowedOnRDN", 50: "insufficientAccessRights",
+             64: "namingViolation", 34: "invalidDNSyntax", 53: "unwillingToPerform",
+             69: "objectClassModsProhibited", 18: "inappropriateMatching"}
+    return names.get(code, type(exc).__name__) if code is not None else type(exc).__name__
+
+
+def _message(exc: ldap.LDAPError) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    text = str(info.get("desc", exc))
+    if info.get("info"):
+        text += f": {info['info']}"
+    return text
+
+
+def directory_error(exc: ldap.LDAPError, url: str) -> DirectoryError:
+    if isinstance(exc, _FATAL):
+        return FatalDirectoryError(f"{url}: {_message(exc)}")
+    if isinstance(exc, _TRANSIENT):
+        return TransientDirectoryError(f"{url}: {_message(exc)}")
+    return DirectoryError(f"{url}: {_message(exc)}")
+
+
+def entry_error(exc: ldap.LDAPError, change: Change) -> EntryError:
+    if isinstance(exc, _TRANSIENT + _FATAL):
+        raise directory_error(exc, "server") from exc
+    return EntryError(change.dn, _message(exc), result=result_name(exc), line=change.line)
+
+
+@dataclass
+class TLSOptions:
+    ca_file: str | None = None
+    verify: bool = True
+    starttls: bool = False
+
+
+class LDAPDirectory(DirectoryBase):
+    """An LDAP server: ``ldap://``, ``ldaps://`` or ``ldapi://`` with RFC 4516 parts."""
+
+    kind = "ldap"
+
+    def __init__(self, url: str, *, name: str | None = None, base: str | None = None,
+                 bind_dn: str | None = None, password: str | None = None,
+                 tls: TLSOptions | None = None, page_size: int = 1000, window: int = 64,
+                 timeout: float = 30.0) -> None:
+        super().__init__(name or url)
+        try:
+            parsed = ldapurl.LDAPUrl(url)
+        except ValueError as exc:
+            raise UsageError(f"not an LDAP URL: {url!r} ({exc})") from exc
+        if parsed.urlscheme not in ("ldap", "ldaps", "ldapi"):
+            raise UsageError(f"not an LDAP URL: {url!r}")
+        self.server_url = f"{parsed.urlscheme}://{parsed.hostport}"
+        self.url = url
+        self.base = base if base is not None else (parsed.dn or "")
+        self.url_attrs = list(parsed.attrs) if parsed.attrs else None
+        self.url_scope = _URL_SCOPES.get(parsed.scope) if parsed.scope is not None else None
+        self.url_filter = parsed.filterstr or None
+        self.bind_dn = bind_dn
+        self.password = password
+        self.tls = tls or TLSOptions()
+        self.page_size = page_size
+        self.window = max(1, window)
+        self.timeout = timeout
+        self._conn: Any = None
+
+    # -- connection ------------------------------------------------------
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> Any:
+        try:
+            conn = ldap.initialize(self.server_url)
+            conn.protocol_version = 3
+            conn.set_option(ldap.OPT_REFERRALS, 0)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.timeout)
+            if self.server_url.startswith("ldaps") or self.tls.starttls:
+                conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT,
+                                ldap.OPT_X_TLS_DEMAND if self.tls.verify
+                                else ldap.OPT_X_TLS_NEVER)
+                if self.tls.ca_file:
+                    conn.set_option(ldap.OPT_X_TLS_CACERTFILE, self.tls.ca_file)
+                conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+            if self.tls.starttls and self.server_url.startswith("ldap://"):
+                conn.start_tls_s()
+            if self.server_url.startswith("ldapi") and not self.bind_dn:
+                conn.sasl_external_bind_s()
+            elif self.bind_dn:
+                conn.simple_bind_s(self.bind_dn, self.password or "")
+            return conn
+        except ldap.LDAPError as exc:
+            raise directory_error(exc, self.server_url) from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.unbind_s()
+            except ldap.LDAPError:
+                pass
+            self._conn = None
+
+    # -- reading ---------------------------------------------------------
+    def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        opts = options or ReadOptions()
+        base = opts.base if opts.base is not None else self.base
+        scope = _SCOPES[opts.scope if options else (self.url_scope or "sub")]
+        filt = opts.filter or self.url_filter or "(objectClass=*)"
+        attrs = opts.attrs if opts.attrs is not None else self.url_attrs
+        page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
+        try:
+            while True:
+                msgid = self.conn.search_ext(base, scope, filt, attrs, serverctrls=[page])
+                _, data, _, ctrls = self.conn.result3(msgid)
+                for dn, attributes in data:
+                    if dn is not None:  # skip search references
+                        yield Entry(dn, attributes)
+                cookie = next((c.cookie for c in ctrls
+                               if c.controlType == page.controlType), b"")
+                if not cookie:
+                    return
+                page.cookie = cookie
+        except ldap.NO_SUCH_OBJECT:
+            return
+        except ldap.LDAPError as exc:
+            raise directory_error(exc, self.server_url) from exc
+
+    def get(self, dn: str, attrs: list[str] | None = None) -> Entry | None:
+        try:
+            found = self.conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", attrs)
+        except ldap.NO_SUCH_OBJECT:
+            return None
+        except ldap.LDAPError as exc:
+            raise directory_error(exc, self.server_url) from exc
+        return Entry(found[0][0], found[0][1]) if found else None
+
+    def exists(self, dn: str) -> bool:
+        return self.get(dn, ["1.1"]) is not None
+
+    def attribute_types(self) -> set[str] | None:
+        """Lower-case names and OIDs of every attribute type the server knows."""
+        try:
+            sub_dn = self.conn.search_subschemasubentry_s(self.base or "")
+            if sub_dn is None:
+                return None
+            found = self.conn.read_subschemasubentry_s(sub_dn, attrs=["attributeTypes"])
+        except ldap.LDAPError as exc:
+            raise directory_error(exc, self.server_url) from exc
+        schema = ldap.schema.SubSchema(found, check_uniqueness=0)
+        names: set[str] = set()
+        for oid in schema.listall(ldap.schema.AttributeType):
+            at = schema.get_obj(ldap.schema.AttributeType, oid)
+            names.add(oid.lower())
+            names.update(n.lower() for n in (at.names or ()))
+        return names
+
+    # -- writing ---------------------------------------------------------
+    def _send(self, change: Change) -> int:
+        conn = self.conn
+        if change.kind == "add":
+            return conn.add_ext(change.dn, list((change.attrs or {}).items()))
+        if change.kind == "delete":
+            return conn.delete_ext(change.dn)
+        if change.kind == "modify":
+            return conn.modify_ext(change.dn, _modlist(change.mods))
+        return conn.rename(change.dn, change.newrdn, change.newsuperior,
+                           1 if change.deleteoldrdn else 0)
+
+    def apply(self, changes: Iterable[Change], *,
+              stop_on_error: bool = True) -> Iterator[ApplyResult]:
+        """Pipelined writes; see :class:`Pipeline`."""
+        return Pipeline(self, stop_on_error).run(changes)
+
+
+def _modlist(mods: list[Mod]) -> list[tuple[int, str, list[bytes] | None]]:
+    return [(_MOD_OPS[m.op], m.attr, list(m.values) or None) for m in mods]
+
+
+class Pipeline:
+    """Up to ``window`` outstanding writes on one connection.
+
+    Before an operation is sent, every outstanding operation it depends on
+    (same entry, its parent, or anything below an entry being renamed or
+    deleted) must have completed, so the server never sees them out of order.
+
+    With ``stop_on_error``, only adds are sent ahead; when one fails, the adds
+    after it that the server had already applied are deleted again (they are
+    fresh entries this pipeline created), so nothing after the failed record
+    stays applied. Other change kinds are sent one at a time in that mode.
+    """
+
+    def __init__(self, directory: LDAPDirectory, stop_on_error: bool) -> None:
+        self.directory = directory
+        self.stop_on_error = stop_on_error
+        self.outstanding: dict[int, tuple[int, Change]] = {}  # msgid -> (seq, change)
+        self.busy: dict[str, int] = {}  # normalized DN -> msgid touching it
+        self.done: dict[int, ApplyResult] = {}
+        self.failed_seq: int | None = None
+        self.applied_after_failure: list[Change] = []
+        self._next_out = 0
+
+    def _keys(self, change: Change) -> list[str]:
+        keys = [normalize_dn(change.dn)]
+        if change.kind == "add":
+            keys.append(normalize_dn(parent_dn(change.dn)))
+        if change.kind == "modrdn":
+            keys.append(normalize_dn(change.target_dn))
+            keys.append(normalize_dn(parent_dn(change.target_dn)))
+        return keys
+
+    def _conflicts(self, change: Change) -> bool:
+        if change.kind in ("modrdn", "delete"):
+            # Renames and deletes act on whole subtrees: let the pipe drain.
+            return bool(self.outstanding)
+        return any(k in self.busy for k in self._keys(change))
+
+    def _collect(self, block: bool) -> None:
+        conn = self.directory.conn
+        timeout = self.directory.timeout if block else 0
+        try:
+            kind, _, msgid, _ = conn.result3(ldap.RES_ANY, 1, timeout)
+            if kind is None:
+                return
+            error: EntryError | None = None
+        except ldap.TIMEOUT:
+            if block:
+                raise TransientDirectoryError(f"{self.directory.server_url}: no answer in "
+                                              f"{self.directory.timeout}s") from None
+            return
+        except ldap.LDAPError as exc:
+            if isinstance(exc, _TRANSIENT + _FATAL):
+                raise directory_error(exc, self.directory.server_url) from exc
+            msgid = exc.args[0].get("msgid") if exc.args and isinstance(exc.args[0], dict) \
+                else None
+            if msgid not in self.outstanding:
+                raise directory_error(exc, self.directory.server_url) from exc
+            error = entry_error(exc, self.outstanding[msgid][1])
+        seq, change = self.outstanding.pop(msgid)
+        for key in self._keys(change):
+            if self.busy.get(key) == msgid:
+                del self.busy[key]
+        self.done[seq] = ApplyResult(change, error)
+
+    def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
+        window = self.directory.window
+        next_out = 0
+        seq = 0
+        for change in changes:
+            if self.stop_on_error and change.kind != "add":
+                while self.outstanding:
+                    self._collect(True)
+            while self.outstanding and (len(self.outstanding) >= window
+                                        or self._conflicts(change)):
+                self._collect(True)
+            while self.outstanding:
+                self._collect(False)
+                if not self.done or min(self.done) != next_out:
+                    break
+            yield from self._release(next_out)
+            next_out = self._next_out
+            if self.failed_seq is not None:
+                break
+            try:
+                msgid = self.directory._send(change)
+            except ldap.LDAPError as exc:
+                self.done[seq] = ApplyResult(change, entry_error(exc, change))
+            else:
+                self.outstanding[msgid] = (seq, change)
+                for key in self._keys(change):
+                    self.busy[key] = msgid
+            seq += 1
+        while self.outstanding:
+            self._collect(True)
+        yield from self._release(next_out, final=True)
+        self._undo_after_failure()
+
+    def _release(self, start: int, final: bool = False) -> Iterator[ApplyResult]:
+        """Yield finished results in order; stop at a gap or after a failure."""
+        index = start
+        while index in self.done:
+            result = self.done.pop(index)
+            index += 1
+            if self.failed_seq is not None:
+                # Results after the failure: remember applied ones to undo them.
+                if result.ok:
+                    self.applied_after_failure.append(result.change)
+                continue
+            yield result
+            if not result.ok and self.stop_on_error:
+                self.failed_seq = index - 1
+        self._next_out = index
+
+    def _undo_after_failure(self) -> None:
+        if not self.applied_after_failure:
+            return
+        conn = self.directory.conn
+        # Children before parents: the reverse of the order they were added.
+        for change in reversed(self.applied_after_failure):
+            try:
+                conn.delete_s(change.dn)
+            except ldap.LDAPError as exc:  # pragma: no cover - logged, nothing else to do
+                log.error("could not take back %s after the failed record: %s", change.dn,
+                          _message(exc))
+        log.info("took back %d adds sent ahead of the failed record",
+                 len(self.applied_after_failure))

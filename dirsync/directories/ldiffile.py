@@ -1,0 +1,86 @@
+"""The ``ldif`` kind: one LDIF file of content or change records.
+
+The file is read whole into memory (change records are replayed in order
+onto an empty store), changed there with a server's rules, and written back
+atomically as sorted content records when changes were applied. This is the
+embedded hub of the quick start: a real directory with no server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from dirsync.changes import Change, add_change
+from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
+from dirsync.directories.memory import MemoryStore, write_atomically
+from dirsync.entry import Entry, dn_depth
+from dirsync.errors import InputError
+from dirsync.ldifio import LDIFReader, LDIFWriter
+
+
+class LDIFDirectory(DirectoryBase):
+    kind = "ldif"
+
+    def __init__(self, path: str | Path, *, name: str | None = None,
+                 create: bool = True) -> None:
+        super().__init__(name or str(path))
+        self.path = Path(path)
+        self.create = create
+        self._store: MemoryStore | None = None
+        self._dirty = False
+
+    @property
+    def store(self) -> MemoryStore:
+        if self._store is None:
+            self._store = self._load()
+        return self._store
+
+    def _load(self) -> MemoryStore:
+        store = MemoryStore()
+        if not self.path.exists():
+            if self.create:
+                return store
+            raise InputError("no such file", path=str(self.path))
+        with LDIFReader(self.path) as reader:
+            for record in reader:
+                change = add_change(record) if isinstance(record, Entry) else record
+                for result in store.apply([change], stop_on_error=True):
+                    if result.error is not None:
+                        raise InputError(f"{result.error.message} ({change.describe()})",
+                                         path=str(self.path), line=change.line)
+        return store
+
+    def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        return self.store.read(options)
+
+    def exists(self, dn: str) -> bool:
+        return self.store.get(dn) is not None
+
+    def get(self, dn: str) -> Entry | None:
+        return self.store.get(dn)
+
+    def apply(self, changes: Iterable[Change], *,
+              stop_on_error: bool = True) -> Iterator[ApplyResult]:
+        for result in self.store.apply(changes, stop_on_error):
+            if result.ok:
+                self._dirty = True
+            yield result
+
+    def flush(self) -> None:
+        """Write the file back (atomically) if anything changed."""
+        if not self._dirty or self._store is None:
+            return
+        entries = sorted(self._store.entries.values(), key=lambda e: dn_depth(e.dn))
+
+        def write(stream):  # type: ignore[no-untyped-def]
+            writer = LDIFWriter(stream)
+            writer.version()
+            for entry in entries:
+                writer.entry(entry)
+
+        write_atomically(self.path, write)
+        self._dirty = False
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,171 @@
+"""An in-memory store of entries with LDAP's rules, behind the file kinds.
+
+File directories (LDIF, CSV) are small next to a server: they are read
+whole, changed here with the same refusals a server gives (entry exists, no
+such object, not allowed on a non-leaf), and written back atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+from dirsync.changes import Change, renamed_entry
+from dirsync.directories.base import ApplyResult, ReadOptions
+from dirsync.entry import Entry, is_under, normalize_dn, parent_dn, rebase_dn
+from dirsync.errors import EntryError
+from dirsync.schema import matcher
+
+
+class MemoryStore:
+    """Entries by normalized DN, in insertion order."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, dn: str) -> Entry | None:
+        return self.entries.get(normalize_dn(dn))
+
+    def put(self, entry: Entry) -> None:
+        self.entries[normalize_dn(entry.dn)] = entry
+
+    def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        opts = options or ReadOptions()
+        base_key = normalize_dn(opts.base) if opts.base else None
+        for key, entry in list(self.entries.items()):
+            if opts.base:
+                if opts.scope == "base" and key != base_key:
+                    continue
+                if opts.scope == "one" and normalize_dn(parent_dn(entry.dn)) != base_key:
+                    continue
+                if opts.scope == "sub" and not is_under(entry.dn, opts.base):
+                    continue
+            yield entry
+
+    def _has_children(self, dn: str) -> bool:
+        key = normalize_dn(dn)
+        return any(normalize_dn(parent_dn(e.dn)) == key for e in self.entries.values())
+
+    def _need_parent(self, dn: str) -> None:
+        parent = parent_dn(dn)
+        # Top-level entries (no parent in the file) are allowed: a file holds
+        # one or more naming contexts.
+        if parent and self.entries and self.get(parent) is None and any(
+                is_under(parent, e.dn) for e in self.entries.values()):
+            raise EntryError(dn, "no such object: the parent entry does not exist",
+                             result="noSuchObject")
+
+    def apply_one(self, change: Change) -> None:
+        """Apply one change or raise :class:`EntryError` with an LDAP result name."""
+        dn = change.dn
+        current = self.get(dn)
+        if change.kind == "add":
+            if current is not None:
+                raise EntryError(dn, "entry already exists", result="entryAlreadyExists")
+            self._need_parent(dn)
+            self.put(Entry(dn, change.attrs or {}))
+            return
+        if current is None:
+            raise EntryError(dn, "no such object", result="noSuchObject")
+        if change.kind == "delete":
+            if self._has_children(dn):
+                raise EntryError(dn, "not allowed on non-leaf", result="notAllowedOnNonLeaf")
+            del self.entries[normalize_dn(dn)]
+        elif change.kind == "modify":
+            updated = current.copy()
+            for mod in change.mods:
+                self._modify(updated, mod.op, mod.attr, mod.values)
+            self.put(updated)
+        else:
+            self._rename(current, change)
+
+    def _modify(self, entry: Entry, op: str, attr: str, values: list[bytes]) -> None:
+        norm = matcher(attr)
+        have = entry.get(attr)
+        if op == "add":
+            known = {norm(v) for v in have}
+            if any(norm(v) in known for v in values):
+                raise EntryError(entry.dn, f"{attr}: value already exists",
+                                 result="attributeOrValueExists")
+            entry.set(attr, have + list(values))
+        elif op == "delete":
+            if not values:
+                if not have:
+                    raise EntryError(entry.dn, f"{attr}: no such attribute",
+                                     result="noSuchAttribute")
+                entry.remove(attr)
+                return
+            gone = {norm(v) for v in values}
+            if not gone <= {norm(v) for v in have}:
+                raise EntryError(entry.dn, f"{attr}: no such value", result="noSuchAttribute")
+            entry.set(attr, [v for v in have if norm(v) not in gone])
+        elif op == "replace":
+            entry.set(attr, values)
+        else:  # increment
+            if not have:
+                raise EntryError(entry.dn, f"{attr}: no such attribute", result="noSuchAttribute")
+            step = int(values[0]) if values else 1
+            entry.set(attr, [str(int(have[0]) + step).encode()])
+
+    def _rename(self, entry: Entry, change: Change) -> None:
+        new_dn = change.target_dn
+        if self.get(new_dn) is not None and normalize_dn(new_dn) != normalize_dn(entry.dn):
+            raise EntryError(entry.dn, f"{new_dn} already exists", result="entryAlreadyExists")
+        if change.newsuperior is not None:
+            self._need_parent(new_dn)
+        old_dn = entry.dn
+        moved = renamed_entry(entry, new_dn, change.deleteoldrdn)
+        rebuilt: dict[str, Entry] = {}
+        for key, item in self.entries.items():
+            if item is entry:
+                rebuilt[normalize_dn(new_dn)] = moved
+            elif is_under(item.dn, old_dn):
+                # A subtree rename carries the children along.
+                child = item.copy()
+                child.dn = rebase_dn(item.dn, old_dn, new_dn)
+                rebuilt[normalize_dn(child.dn)] = child
+            else:
+                rebuilt[key] = item
+        self.entries = rebuilt
+
+    def apply(self, changes: Iterable[Change], stop_on_error: bool) -> Iterator[ApplyResult]:
+        for change in changes:
+            try:
+                self.apply_one(change)
+            except EntryError as exc:
+                exc.line = change.line
+                yield ApplyResult(change, exc)
+                if stop_on_error:
+                    return
+                continue
+            yield ApplyResult(change)
+
+
+def write_atomically(path: Path, write: Callable[[IO[str]], None], *,
+                     newline: str = "\n") -> None:
+    """Write through a temp file in the same folder, fsync, rename over ``path``.
+
+    A reader sees the old file or the new one, never half of either.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
