@@ -191,6 +191,7 @@ class LDIFReader:
                 raise self._error(f"expected add:, delete:, replace: or increment:, got {k!r}",
                                   lexer.pair_line, k)
             assert v is not None
+            op_line = lexer.pair_line
             attr = self._attr_name(lexer, v.decode("utf-8").strip())
             mod = Mod(k, attr)  # type: ignore[arg-type]
             k, v = self._pair(lexer)
@@ -202,8 +203,7 @@ class LDIFReader:
                 mod.values.append(v)
                 k, v = self._pair(lexer)
             if k != "-":
-                raise self._error(f"modification of {attr!r} not ended by '-'", lexer.pair_line,
-                                  attr)
+                raise self._error(f"modification of {attr!r} not ended by '-'", op_line, attr)
             mods.append(mod)
             k, v = self._pair(lexer)
         return Change("modify", dn, mods=mods, line=start), (None, None)
@@ -241,6 +241,13 @@ class LDIFWriter(ldif.LDIFWriter):
 
     def _needs_base64_encoding(self, attr_type: str, attr_value: bytes) -> bool:
         return is_binary(attr_type) or bool(super()._needs_base64_encoding(attr_type, attr_value))
+
+    def _unparseEntryRecord(self, entry: dict[str, list[bytes]]) -> None:
+        # Keep the entry's own attribute order (objectClass first, as servers
+        # send it); a caller that wants a canonical order sorts beforehand.
+        for attr_type, values in entry.items():
+            for value in values:
+                self._unparseAttrTypeandValue(attr_type, value)
 
     def version(self) -> None:
         self.stream.write("version: 1\n\n")

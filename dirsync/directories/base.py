@@ -32,7 +32,7 @@ class ApplyResult:
 @dataclass
 class ReadOptions:
     base: str | None = None
-    scope: Scope = "sub"
+    scope: Scope | None = None  # None: the directory's default (a URL's scope, else sub)
     filter: str | None = None
     attrs: list[str] | None = None  # None: user attributes; "+" adds operational ones
 

@@ -160,7 +160,7 @@ class LDAPDirectory(DirectoryBase):
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
         opts = options or ReadOptions()
         base = opts.base if opts.base is not None else self.base
-        scope = _SCOPES[opts.scope if options else (self.url_scope or "sub")]
+        scope = _SCOPES[opts.scope or self.url_scope or "sub"]
         filt = opts.filter or self.url_filter or "(objectClass=*)"
         attrs = opts.attrs if opts.attrs is not None else self.url_attrs
         page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")

@@ -44,7 +44,7 @@ class MemoryStore:
                     continue
                 if opts.scope == "one" and normalize_dn(parent_dn(entry.dn)) != base_key:
                     continue
-                if opts.scope == "sub" and not is_under(entry.dn, opts.base):
+                if opts.scope in ("sub", None) and not is_under(entry.dn, opts.base):
                     continue
             yield entry
 
