@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dirsync.entry import Attrs, Entry, join_dn, parent_dn, rdn_of, rdn_values
-from dirsync.schema import matcher
+from dirsync.schema import matcher, spelling
 
 ChangeKind = Literal["add", "delete", "modify", "modrdn"]
 ModOp = Literal["add", "delete", "replace", "increment"]
@@ -94,7 +94,9 @@ def attribute_ops(attr: str, old: list[bytes], new: list[bytes]) -> list[Mod]:
     old_n, new_n = _norm_set(old, norm), _norm_set(new, norm)
     removed = [v for k, v in old_n.items() if k not in new_n]
     added = [v for k, v in new_n.items() if k not in old_n]
-    respelled = any(old_n[k] != v for k, v in new_n.items() if k in old_n)
+    spell = spelling(attr)
+    respelled = any(old_n[k] != v and spell(old_n[k]) != spell(v)
+                    for k, v in new_n.items() if k in old_n)
     if respelled or len(new_n) != len(new) or len(removed) == len(old_n):
         return [Mod("replace", attr, list(new))]
     ops: list[Mod] = []

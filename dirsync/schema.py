@@ -96,6 +96,26 @@ def matcher(attr: str) -> Callable[[bytes], bytes]:
     return _exact
 
 
+def _dn_spelling(value: bytes) -> bytes:
+    # Servers re-escape DN values (``\,`` comes back as ``\2C``); only the
+    # characters matter, not how they were escaped.
+    import ldap.dn
+
+    try:
+        return ldap.dn.dn2str(ldap.dn.str2dn(value.decode("utf-8"))).encode("utf-8")
+    except (ldap.DECODING_ERROR, UnicodeDecodeError):
+        return value
+
+
+def spelling(attr: str) -> Callable[[bytes], bytes]:
+    """How a value is written, up to what no reader can see (DN escaping).
+
+    Two values equal by :func:`matcher` but of different spelling (``Ted``
+    and ``TED``) are a change worth writing; a different escape is not.
+    """
+    return _dn_spelling if base_type(attr) in _DN_VALUED else _exact
+
+
 def is_binary(attr: str) -> bool:
     return base_type(attr) in BINARY or ";binary" in attr.lower()
 

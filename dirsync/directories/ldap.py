@@ -9,6 +9,7 @@ parent's add, an earlier change to the same entry).
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,11 @@ class LDAPDirectory(DirectoryBase):
             raise UsageError(f"not an LDAP URL: {url!r} ({exc})") from exc
         if parsed.urlscheme not in ("ldap", "ldaps", "ldapi"):
             raise UsageError(f"not an LDAP URL: {url!r}")
-        self.server_url = f"{parsed.urlscheme}://{parsed.hostport}"
+        hostport = parsed.hostport
+        if parsed.urlscheme == "ldapi":
+            # LDAPUrl hands back the socket path decoded; libldap wants it %-encoded.
+            hostport = urllib.parse.quote(hostport, safe="")
+        self.server_url = f"{parsed.urlscheme}://{hostport}"
         self.url = url
         self.base = base if base is not None else (parsed.dn or "")
         self.url_attrs = list(parsed.attrs) if parsed.attrs else None
@@ -142,11 +147,19 @@ class LDAPDirectory(DirectoryBase):
                 conn.start_tls_s()
             if self.server_url.startswith("ldapi") and not self.bind_dn:
                 conn.sasl_external_bind_s()
-            elif self.bind_dn:
-                conn.simple_bind_s(self.bind_dn, self.password or "")
+            else:
+                # An anonymous bind when no DN is given: it opens the
+                # connection (and the TLS session) now, so errors surface here.
+                conn.simple_bind_s(self.bind_dn or "", self.password or "")
             return conn
         except ldap.LDAPError as exc:
-            raise directory_error(exc, self.server_url) from exc
+            error = directory_error(exc, self.server_url)
+            if self.server_url.startswith("ldaps") or self.tls.starttls:
+                # libldap reports a certificate that does not verify as
+                # "can't contact": say what it most likely is.
+                error.hint = ("if the server is up, its certificate may not verify: give "
+                              "--ca-file (or ca_file in the config)")
+            raise error from exc
 
     def close(self) -> None:
         if self._conn is not None:
