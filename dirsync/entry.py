@@ -8,6 +8,8 @@ they were written in but are looked up case-insensitively, values are bytes
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -30,6 +32,16 @@ class Entry:
         if attrs:
             for name, values in attrs.items():
                 self.add(name, values)
+
+    @classmethod
+    def from_server(cls, dn: str, attrs: dict[str, list[bytes]]) -> Entry:
+        """An entry as a server returns it: attribute names already unique."""
+        entry = cls.__new__(cls)
+        entry.dn = dn
+        entry.attrs = attrs
+        entry._index = {name.lower(): name for name in attrs}
+        entry.line = None
+        return entry
 
     # -- access ----------------------------------------------------------
     def key(self, name: str) -> str | None:
@@ -100,6 +112,13 @@ def split_dn(dn: str) -> list[list[tuple[str, str, int]]]:
         raise ValueError(f"not a valid DN: {dn!r}") from exc
 
 
+# A DN of plain RDNs (no escapes, quotes, multi-valued RDNs, or spaces next
+# to separators) is already canonical up to case: the common case, and hot.
+_PLAIN_DN = re.compile(r"[A-Za-z][\w-]*=[\w.@-](?:[\w .@-]*[\w.@-])?"
+                       r"(?:,[A-Za-z][\w-]*=[\w.@-](?:[\w .@-]*[\w.@-])?)*")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_dn(dn: str) -> str:
     """A comparison key: attribute types and values case-folded, escapes canonical.
 
@@ -108,6 +127,8 @@ def normalize_dn(dn: str) -> str:
     """
     if not dn:
         return ""
+    if _PLAIN_DN.fullmatch(dn):
+        return dn.casefold()
     try:
         parts = ldap.dn.str2dn(dn)
     except ldap.DECODING_ERROR:
@@ -116,6 +137,7 @@ def normalize_dn(dn: str) -> str:
         [sorted((t.lower(), v.casefold(), f) for t, v, f in rdn) for rdn in parts])
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def parent_dn(dn: str) -> str:
     parts = split_dn(dn)
     return ldap.dn.dn2str(parts[1:]) if len(parts) > 1 else ""

@@ -105,3 +105,15 @@ def test_writer_writes_every_change_kind() -> None:
     assert parsed[2].newsuperior == "ou=p,dc=x" and parsed[2].newrdn == "cn=d"
     assert [(m.op, m.attr, m.values) for m in parsed[3].mods] == [
         ("replace", "sn", [b"z"]), ("delete", "mail", [])]
+
+
+@pytest.mark.parametrize("value", [
+    b"", b"plain", b" lead", b":colon", b"<angle", b"trail ", b"mid dle", b"a\nb", b"a\rb",
+    b"a\x00b", "Zo\u00eb".encode(), b"\x80", b"ok:inside<", b"\x00", b"-dash", b"#hash",
+])
+def test_base64_rule_matches_python_ldap(value: bytes) -> None:
+    import ldif
+
+    from dirsync.ldifio import _unsafe
+
+    assert _unsafe(value) == (ldif.safe_string_re.search(value) is not None)

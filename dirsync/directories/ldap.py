@@ -9,6 +9,8 @@ parent's add, an earlier change to the same entry).
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -171,28 +173,65 @@ class LDAPDirectory(DirectoryBase):
 
     # -- reading ---------------------------------------------------------
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        """Paged search (RFC 2696), one page ahead.
+
+        A reader thread fetches the next page while the caller works on
+        this one (python-ldap lets go of the GIL while it waits for the
+        server); at most two pages are held, so memory stays flat.
+        """
         opts = options or ReadOptions()
         base = opts.base if opts.base is not None else self.base
         scope = _SCOPES[opts.scope or self.url_scope or "sub"]
         filt = opts.filter or self.url_filter or "(objectClass=*)"
         attrs = opts.attrs if opts.attrs is not None else self.url_attrs
-        page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
+        conn = self.conn
+        pages: queue.Queue[list[Any] | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def fetch() -> None:
+            page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
+            try:
+                while not stop.is_set():
+                    msgid = conn.search_ext(base, scope, filt, attrs, serverctrls=[page])
+                    _, data, _, ctrls = conn.result3(msgid)
+                    _put(data)
+                    cookie = next((c.cookie for c in ctrls
+                                   if c.controlType == page.controlType), b"")
+                    if not cookie:
+                        break
+                    page.cookie = cookie
+            except ldap.NO_SUCH_OBJECT:
+                pass
+            except BaseException as exc:  # handed to the reading side
+                _put(exc)
+                return
+            _put(None)
+
+        def _put(item: list[Any] | BaseException | None) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        reader = threading.Thread(target=fetch, name="dirsync-ldap-read", daemon=True)
+        reader.start()
         try:
             while True:
-                msgid = self.conn.search_ext(base, scope, filt, attrs, serverctrls=[page])
-                _, data, _, ctrls = self.conn.result3(msgid)
-                for dn, attributes in data:
-                    if dn is not None:  # skip search references
-                        yield Entry(dn, attributes)
-                cookie = next((c.cookie for c in ctrls
-                               if c.controlType == page.controlType), b"")
-                if not cookie:
+                item = pages.get()
+                if item is None:
                     return
-                page.cookie = cookie
-        except ldap.NO_SUCH_OBJECT:
-            return
-        except ldap.LDAPError as exc:
-            raise directory_error(exc, self.server_url) from exc
+                if isinstance(item, ldap.LDAPError):
+                    raise directory_error(item, self.server_url) from item
+                if isinstance(item, BaseException):
+                    raise item
+                for dn, attributes in item:
+                    if dn is not None:  # skip search references
+                        yield Entry.from_server(dn, attributes)
+        finally:
+            stop.set()
+            reader.join()
 
     def get(self, dn: str, attrs: list[str] | None = None) -> Entry | None:
         try:
@@ -269,19 +308,21 @@ class Pipeline:
         self._next_out = 0
 
     def _keys(self, change: Change) -> list[str]:
+        """The entries this change occupies while it is outstanding."""
         keys = [normalize_dn(change.dn)]
-        if change.kind == "add":
-            keys.append(normalize_dn(parent_dn(change.dn)))
         if change.kind == "modrdn":
             keys.append(normalize_dn(change.target_dn))
-            keys.append(normalize_dn(parent_dn(change.target_dn)))
         return keys
 
     def _conflicts(self, change: Change) -> bool:
         if change.kind in ("modrdn", "delete"):
             # Renames and deletes act on whole subtrees: let the pipe drain.
             return bool(self.outstanding)
-        return any(k in self.busy for k in self._keys(change))
+        depends = [normalize_dn(change.dn)]
+        if change.kind == "add":
+            # A child waits for its parent's add; siblings do not wait for each other.
+            depends.append(normalize_dn(parent_dn(change.dn)))
+        return any(k in self.busy for k in depends)
 
     def _collect(self, block: bool) -> None:
         conn = self.directory.conn
