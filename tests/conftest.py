@@ -25,7 +25,7 @@ def slapd() -> Iterator[SlapdServer]:
     """One server for the session, with syncprov; tests use their own subtree."""
     _require_slapd()
     try:
-        server = SlapdServer(syncprov=True, sessionlog=1000).start()
+        server = SlapdServer(syncprov=True, sessionlog=1000, dbnosync=True).start()
     except SlapdMissing as exc:  # pragma: no cover - guarded above
         pytest.fail(str(exc))
     server.add_suffix()

@@ -74,6 +74,9 @@ class SlapdServer:
     sessionlog: int | None = None
     accesslog: bool = False
     tls: bool = False
+    #: mdb without a disk flush per write: tests do not test slapd's own
+    #: durability, and flushes dominate their run time.
+    dbnosync: bool = False
     database_extra: str = ""
     maxsize: int = DEFAULT_MAXSIZE
     schemas: tuple[str, ...] = ()
@@ -187,6 +190,8 @@ class SlapdServer:
             "index proxyAddresses eq",
             "index cn,mail,uid eq",
         ]
+        if self.dbnosync:
+            lines.append("dbnosync")
         if self.database_extra:
             lines.append(self.database_extra)
         if self.syncprov:
