@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
 
 import ldap.dn
 
@@ -21,7 +20,7 @@ Attrs = dict[str, list[bytes]]
 class Entry:
     """One directory entry: a DN and case-insensitively named attributes."""
 
-    __slots__ = ("dn", "attrs", "_index", "line")
+    __slots__ = ("_index", "attrs", "dn", "line")
 
     def __init__(self, dn: str, attrs: Mapping[str, Iterable[bytes]] | None = None,
                  line: int | None = None) -> None:
@@ -88,7 +87,7 @@ class Entry:
     def copy(self) -> Entry:
         return Entry(self.dn, {k: list(v) for k, v in self.attrs.items()}, self.line)
 
-    def __eq__(self, other: Any) -> bool:
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, Entry):
             return NotImplemented
         return (normalize_dn(self.dn) == normalize_dn(other.dn)
@@ -174,7 +173,7 @@ def is_under(dn: str, base: str) -> bool:
     d, b = split_dn(dn), split_dn(base)
     if len(d) < len(b):
         return False
-    fold = lambda parts: [sorted((t.lower(), v.casefold()) for t, v, _ in r) for r in parts]  # noqa: E731
+    fold = lambda parts: [sorted((t.lower(), v.casefold()) for t, v, _ in r) for r in parts]
     return fold(d[len(d) - len(b):]) == fold(b)
 
 

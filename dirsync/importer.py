@@ -83,7 +83,7 @@ def parents_first(changes: list[Change]) -> Iterator[Change]:
 def adds_to_updates(changes: Iterator[Change], directory: Directory) -> Iterator[Change]:
     """``--update``: an add of an entry that exists becomes a modify of the
     attributes the record names (others on the entry are left alone)."""
-    get = getattr(directory, "get")
+    get = directory.get
     for change in changes:
         if change.kind != "add":
             yield change

@@ -56,6 +56,7 @@ class _Lexer(ldif.LDIFParser):
     def __init__(self, stream: IO[str]) -> None:
         self.pair_line = 1
         self.current = ""
+        self._last_line: str | None = None
         super().__init__(stream, process_url_schemes=["file"])
         self._b64decode = _strict_b64decode
 
@@ -63,13 +64,13 @@ class _Lexer(ldif.LDIFParser):
         # Same unfolding as python-ldap's, but a continuation line after an
         # empty line (or at the top) is an error instead of being glued on.
         self.pair_line = self.line_counter
-        first = self._last_line
+        first: str | None = self._last_line
         if first is None:
             raise EOFError("end of file")
         if first.startswith(" "):
             raise ValueError("a continuation line with no line to continue")
-        parts = [first]
-        next_line = self._readline()
+        parts: list[str] = [first]
+        next_line: str | None = self._readline()
         while first and next_line and next_line[0] == " ":
             parts.append(next_line[1:])
             next_line = self._readline()
@@ -92,7 +93,7 @@ class LDIFReader:
             self._stream: IO[str] = open(source, encoding="utf-8", newline="")
             self._owned = True
         else:
-            self.name = name or getattr(source, "name", "<stdin>")
+            self.name = name or str(getattr(source, "name", "<stdin>"))
             self._stream = source
             self._owned = False
         self.version: int | None = None
@@ -159,6 +160,7 @@ class LDIFReader:
                 if changetype not in _CHANGETYPES:
                     raise self._error(f"unknown changetype {changetype!r}", lexer.pair_line,
                                       "changetype")
+                record: Record
                 record, (k, v) = self._change(lexer, dn, changetype, start)
             else:
                 record, (k, v) = self._content(lexer, dn, start, k, v)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -37,16 +39,12 @@ def export(ctx: click.Context, directory: str, output: str | None, base: str | N
                             else None)
     try:
         if output and output != "-":
-            count = 0
-
-            def write(stream):  # type: ignore[no-untyped-def]
-                nonlocal count
-                count = _run(source, stream, read_opts, sort)
-
-            from pathlib import Path
-            write_atomically(Path(output), write)
+            written: list[int] = []
+            write_atomically(Path(output),
+                             lambda stream: written.append(_run(source, stream, read_opts, sort)))
+            count = written[0]
         else:
-            count = _run(source, click.get_text_stream("stdout"), read_opts, sort)
+            count = _run(source, sys.stdout, read_opts, sort)
     finally:
         source.close()
     click.echo(f"exported {count} entries", err=True)

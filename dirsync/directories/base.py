@@ -62,6 +62,10 @@ class Directory(Protocol):
     def exists(self, dn: str) -> bool:
         ...
 
+    def get(self, dn: str) -> Entry | None:
+        """The entry at ``dn`` (exact DN match by matching rule), or None."""
+        ...
+
     def close(self) -> None:
         ...
 

@@ -86,9 +86,10 @@ class SlapdServer:
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.slapd = find_slapd()
-        if self.slapd is None:
+        found = find_slapd()
+        if found is None:
             raise SlapdMissing("slapd not found (Debian: apt-get install slapd ldap-utils)")
+        self.slapd: str = found
         if not self.port:
             self.port = free_port()
         if self.tls and not self.tls_port:
@@ -129,7 +130,7 @@ class SlapdServer:
         key, csr, cert = (self.workdir / n for n in ("server.key", "server.csr", "server.pem"))
         ext = self.workdir / "san.cnf"
         ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+        run = lambda *a: subprocess.run(a, check=True, capture_output=True)
         run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
             "-subj", "/CN=dirsync test CA", "-keyout", str(ca_key), "-out", str(ca))
         run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
@@ -208,7 +209,7 @@ class SlapdServer:
         return "\n".join(lines) + "\n"
 
     # -- life cycle ------------------------------------------------------
-    def start(self, timeout: float = 20.0) -> "SlapdServer":
+    def start(self, timeout: float = 20.0) -> SlapdServer:
         conf = self.workdir / "slapd.conf"
         if not conf.exists():
             conf.write_text(self.config_text())
@@ -266,14 +267,14 @@ class SlapdServer:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "SlapdServer":
+    def __enter__(self) -> SlapdServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
 
     # -- helpers for tests -----------------------------------------------
-    def connect(self) -> "ldap.ldapobject.LDAPObject":
+    def connect(self) -> ldap.ldapobject.LDAPObject:
         conn = ldap.initialize(self.url)
         conn.protocol_version = 3
         conn.set_option(ldap.OPT_REFERRALS, 0)
