@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from dirsync.errors import InputError
 
 __all__ = [
-    "EncapsulationError",
     "Encapsulated",
+    "EncapsulationError",
     "OneOff",
-    "encode_imcea",
     "decode_imcea",
+    "encode_imcea",
+    "format_one_off",
     "is_imcea",
     "parse_one_off",
-    "format_one_off",
 ]
 
 

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field, replace
 from dirsync.errors import InputError
 
 __all__ = [
-    "ORAddress",
-    "ORAddressError",
     "MappingRule",
     "MappingTables",
-    "parse_or_address",
-    "encode_printable",
+    "ORAddress",
+    "ORAddressError",
     "decode_printable",
+    "encode_printable",
+    "parse_or_address",
     "rfc822_to_x400",
     "x400_to_rfc822",
 ]
@@ -481,10 +481,10 @@ def rfc822_to_x400(address: str, tables: MappingTables) -> ORAddress:
     labels = [label.lower() for label in domain.strip(".").split(".")]
     best: MappingRule | None = None
     for rule in tables.rules:
-        if rule.to_x400 and labels[-len(rule.labels):] == rule.labels \
-                and len(rule.labels) <= len(labels):
-            if best is None or len(rule.labels) > len(best.labels):
-                best = rule
+        if rule.to_x400 and len(rule.labels) <= len(labels) \
+                and labels[-len(rule.labels):] == rule.labels \
+                and (best is None or len(rule.labels) > len(best.labels)):
+            best = rule
     if best is not None:
         mapped = _via_table(local, labels[:len(labels) - len(best.labels)], best)
         if mapped is not None:
@@ -517,7 +517,9 @@ def _via_table(local: str, extra: list[str], rule: MappingRule) -> ORAddress | N
             if len(units) >= MAX_UNITS or len(label) > UB_UNIT:
                 return None
             units.append(label)
-    return replace(prefix, organization=organization, units=tuple(units), **personal)
+    return replace(prefix, organization=organization, units=tuple(units),
+                   surname=personal["surname"], given=personal.get("given"),
+                   initials=personal.get("initials"))
 
 
 def x400_to_rfc822(addr: ORAddress, tables: MappingTables) -> str | None:
@@ -543,9 +545,9 @@ def x400_to_rfc822(addr: ORAddress, tables: MappingTables) -> str | None:
         return None
     best: MappingRule | None = None
     for rule in tables.rules:
-        if rule.to_rfc822 and _prefix_matches(rule.prefix, rule.depth, addr):
-            if best is None or rule.depth > best.depth:
-                best = rule
+        if rule.to_rfc822 and _prefix_matches(rule.prefix, rule.depth, addr) \
+                and (best is None or rule.depth > best.depth):
+            best = rule
     if best is None:
         return None
     below = [v for _, v in addr.hierarchy()[best.depth:] if v is not None]

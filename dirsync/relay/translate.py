@@ -1,0 +1,236 @@
+"""Address translation through the hub, both ways.
+
+Outbound (SMTP towards a foreign system):
+
+* a recipient whose hub entry has a ``targetAddress`` goes to that address;
+  otherwise to whichever of its primary proxy addresses of a routed type, or
+  its own SMTP address, the router likes best;
+* an IMCEA address at one of the relay's domains is decoded: if the foreign
+  address it holds is a hub recipient's proxy, mail goes to that recipient;
+  otherwise it travels on as a one-off address of its type;
+* the sender becomes its primary proxy address of the outgoing type; without
+  one an X.400 sender is mapped by RFC 2156 and any other sender travels as
+  an SMTP one-off, unless the route demands a proxy.
+
+Inbound (from the X.400 pickup): an O/R address that is a hub recipient's
+proxy (or, for an originator, a contact's target address) becomes that
+recipient's SMTP address; otherwise the RFC 2156 tables map it, and an
+originator they cannot map is encapsulated as ``IMCEAX400-...@<imcea_domain>``.
+
+The rules for addresses that cannot be mapped follow the connector
+conventions (seeds/004, "Address Mapping Issues").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dirsync.imcea import EncapsulationError, decode_imcea, encode_imcea, is_imcea
+from dirsync.relay.addresses import (
+    SMTP,
+    X400,
+    AddressSyntaxError,
+    TypedAddress,
+    split_smtp,
+)
+from dirsync.relay.errors import Unmappable
+from dirsync.relay.hub import HubEntry, HubLookup
+from dirsync.relay.routing import Router
+from dirsync.x400 import (
+    MappingTables,
+    ORAddressError,
+    parse_or_address,
+    rfc822_to_x400,
+    x400_to_rfc822,
+)
+
+MAX_NESTING = 3  # IMCEASMTP inside IMCEASMTP...: refuse rather than recurse forever
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """Whether the SMTP front takes a recipient, and the reply it gives."""
+
+    accepted: bool
+    reply: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a recipient may go: its candidate addresses, best first on ties."""
+
+    address: str
+    candidates: tuple[TypedAddress, ...] = ()
+    entry: HubEntry | None = None
+    via: str = "smtp"  # hub | imcea | smtp
+    error: Unmappable | None = None
+
+
+def _same(a: TypedAddress, b: TypedAddress) -> bool:
+    if a.type != b.type:
+        return False
+    try:
+        return a.canonical().casefold() == b.canonical().casefold()
+    except ORAddressError:
+        return a.value.casefold() == b.value.casefold()
+
+
+class Translator:
+    """Translates addresses using the hub, the router's types and the RFC 2156 tables."""
+
+    def __init__(self, hub: HubLookup, router: Router, *, domains: Iterable[str],
+                 imcea_domain: str, tables: MappingTables) -> None:
+        self.hub = hub
+        self.router = router
+        self.domains = frozenset(d.lower() for d in domains) | {imcea_domain.lower()}
+        self.imcea_domain = imcea_domain
+        self.tables = tables
+
+    def is_local(self, domain: str) -> bool:
+        return domain.lower().strip(".") in self.domains
+
+    # -- the SMTP front --------------------------------------------------
+    def accept(self, address: str, *, authenticated: bool = False, _depth: int = 0) -> Acceptance:
+        """Decide a RCPT TO: only routable or hub-known recipients, never an open relay."""
+        ok = Acceptance(True, "250 2.1.5 Recipient OK")
+        try:
+            _, domain = split_smtp(address)
+        except AddressSyntaxError:
+            return Acceptance(False, f"501 5.1.3 <{address}>: bad recipient address syntax")
+        if is_imcea(address) and self.is_local(domain):
+            try:
+                typed = self._decode(address)
+            except Unmappable as exc:
+                return Acceptance(False, f"553 5.1.3 <{address}>: {exc}")
+            if typed.is_smtp:
+                if _depth >= MAX_NESTING:
+                    return Acceptance(False, f"553 5.1.3 <{address}>: nested too deep")
+                return self.accept(typed.value, authenticated=authenticated, _depth=_depth + 1)
+            if self.hub.by_address(typed, targets=False) is not None \
+                    or self.router.best(typed, authenticated=authenticated) is not None:
+                return ok
+            return Acceptance(False, f"550 5.7.1 <{address}>: no address space for "
+                                     f"{typed.type} addresses here")
+        if self.hub.by_smtp(address) is not None:
+            return ok
+        if self.is_local(domain):
+            return Acceptance(False, f"550 5.1.1 <{address}>: no such recipient here")
+        if self.router.best(TypedAddress(SMTP, address), authenticated=authenticated) is not None:
+            return ok
+        return Acceptance(False, f"550 5.7.1 <{address}>: relaying denied")
+
+    def _decode(self, address: str) -> TypedAddress:
+        try:
+            enc = decode_imcea(address)
+        except EncapsulationError as exc:
+            raise Unmappable(str(exc), "5.1.3") from None
+        typed = TypedAddress(enc.addr_type, enc.address)
+        if typed.type == X400:
+            try:
+                parse_or_address(typed.value)
+            except ORAddressError as exc:
+                raise Unmappable(str(exc), "5.1.3") from None
+        return typed
+
+    # -- recipients ------------------------------------------------------
+    def resolve(self, address: str, *, arrived_as: TypedAddress | None = None,
+                _depth: int = 0) -> Resolution:
+        """The candidate addresses of one recipient.
+
+        ``arrived_as`` is the foreign address the message was addressed to
+        when it came in encapsulated or through the pickup; it is never a
+        candidate, so a reply to a hub user's proxy is not sent back where it
+        came from.
+        """
+        try:
+            _, domain = split_smtp(address)
+        except AddressSyntaxError as exc:
+            return Resolution(address, error=Unmappable(str(exc), "5.1.3"))
+        if is_imcea(address) and self.is_local(domain):
+            try:
+                typed = self._decode(address)
+            except Unmappable as exc:
+                return Resolution(address, error=exc)
+            if typed.is_smtp and _depth < MAX_NESTING:
+                return self.resolve(typed.value, arrived_as=arrived_as, _depth=_depth + 1)
+            entry = self.hub.by_address(typed, targets=False)
+            if entry is not None:
+                return Resolution(address, self._candidates(entry, address, typed), entry, "hub")
+            return Resolution(address, (typed,), None, "imcea")
+        entry = self.hub.by_smtp(address)
+        if entry is not None:
+            return Resolution(address, self._candidates(entry, address, arrived_as), entry, "hub")
+        return Resolution(address, (TypedAddress(SMTP, address),), None, "smtp")
+
+    def _candidates(self, entry: HubEntry, address: str,
+                    exclude: TypedAddress | None) -> tuple[TypedAddress, ...]:
+        if entry.target is not None:
+            found = [entry.target]
+        else:
+            found = [p.address for p in entry.proxies
+                     if p.primary and p.address.type != SMTP and p.address.type in self.router.types]
+            found.append(TypedAddress(SMTP, entry.smtp_address() or address))
+        named = [TypedAddress(a.type, a.value, entry.display) for a in found]
+        return tuple(a for a in named if exclude is None or not _same(a, exclude))
+
+    # -- senders ---------------------------------------------------------
+    def sender_for(self, sender: str, out_type: str, *,
+                   require_proxy: bool = False) -> TypedAddress:
+        """The sender's address of ``out_type`` (raises :class:`Unmappable`, status 5.1.7)."""
+        out_type = out_type.upper()
+        if not sender:
+            return TypedAddress(SMTP, "")
+        try:
+            _, domain = split_smtp(sender)
+        except AddressSyntaxError as exc:
+            raise Unmappable(f"sender {sender!r}: {exc}", "5.1.7") from None
+        if is_imcea(sender) and self.is_local(domain):
+            # A foreign sender encapsulated earlier goes home in its own form.
+            try:
+                typed = self._decode(sender)
+            except Unmappable as exc:
+                raise Unmappable(f"sender {sender!r}: {exc}", "5.1.7") from None
+            if typed.type == out_type:
+                return typed
+        entry = self.hub.by_smtp(sender)
+        if entry is not None:
+            primary = entry.primary(out_type)
+            if primary is not None:
+                return TypedAddress(primary.type, primary.value, entry.display)
+        display = entry.display if entry else ""
+        if out_type == SMTP:
+            own = entry.smtp_address() if entry else None
+            return TypedAddress(SMTP, own or sender, display)
+        if require_proxy:
+            raise Unmappable(f"sender {sender} has no primary {out_type} address in the hub",
+                             "5.1.7")
+        if out_type == X400:
+            try:
+                mapped = rfc822_to_x400(sender, self.tables)
+            except ORAddressError as exc:
+                raise Unmappable(f"sender {sender} has no X.400 form: {exc}", "5.1.7") from None
+            return TypedAddress(X400, mapped.to_semicolon(), display)
+        # Any other type: the SMTP address travels as a one-off.
+        return TypedAddress(SMTP, sender, display)
+
+    # -- inbound from the X.400 side -------------------------------------
+    def originator_to_smtp(self, address: TypedAddress) -> str:
+        """An inbound originator as SMTP: hub, else RFC 2156 tables, else IMCEA."""
+        entry = self.hub.by_address(address, targets=True)
+        if entry is not None and entry.smtp_address():
+            return entry.smtp_address() or ""
+        if address.type == X400:
+            mapped = x400_to_rfc822(parse_or_address(address.value), self.tables)
+            if mapped is not None:
+                return mapped
+        return encode_imcea(address.type, address.canonical(), self.imcea_domain)
+
+    def recipient_to_smtp(self, address: TypedAddress) -> str | None:
+        """An inbound recipient as SMTP: a hub recipient's proxy, else RFC 2156; or None."""
+        entry = self.hub.by_address(address, targets=False)
+        if entry is not None and entry.smtp_address():
+            return entry.smtp_address()
+        if address.type == X400:
+            return x400_to_rfc822(parse_or_address(address.value), self.tables)
+        return None
