@@ -1,0 +1,614 @@
+"""The configuration file: typed tables with defaults, checked in one pass.
+
+``dirsync.toml`` (PRODUCT.md, "Configuration") names the state store, the
+reports folder, the directories and the connections between them. Loading
+it checks every table at once and raises one :class:`ConfigError` that
+lists every problem with its key path (``connections[0].delete_threshold:
+...``), so an administrator fixes a file in one go. Paths are relative to
+the config file. Secrets never live in the file: a directory names a
+``password_file`` or a ``password_env`` variable instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dirsync.entry import is_under, split_dn
+from dirsync.errors import ConfigError, UsageError
+
+#: Where the bundled mappings live (``mapping = "csv-gal"`` names one of them).
+BUNDLED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+DEFAULT_STATE = "var/state.sqlite"
+DEFAULT_REPORTS = "var/reports"
+#: The default delete threshold: the one commercial tool with such a limit
+#: stops at 500 deletes, and so does dirsync unless the connection says otherwise.
+DEFAULT_DELETE_THRESHOLD = 500
+
+KINDS = ("ldap", "ldif", "csv")
+HUB_KINDS = ("ldap", "ldif")
+DIRECTIONS = ("import", "export", "both")
+RECIPIENT_TYPES = ("contact", "disabled-user", "enabled-user")
+LIST_MODES = ("contact", "group", "skip")
+
+#: Top-level tables that other parts of dirsync read (the relay); they are
+#: kept as they are in :attr:`Config.sections` for their owners to check.
+OTHER_SECTIONS = ("relay",)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INTERVAL = re.compile(r"^\s*\d+\s*[smhd]\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A delete limit: a count of entries, or a percentage of what the hub holds."""
+
+    count: int | None = DEFAULT_DELETE_THRESHOLD
+    percent: float | None = None
+
+    def limit(self, total: int) -> int:
+        """The largest number of deletes allowed when the hub holds ``total`` entries."""
+        if self.percent is not None:
+            return int(total * self.percent / 100)
+        return self.count if self.count is not None else DEFAULT_DELETE_THRESHOLD
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
+
+
+@dataclass
+class DirectoryConfig:
+    """One ``[directories.NAME]`` table."""
+
+    name: str
+    kind: str
+    url: str | None = None
+    path: Path | None = None
+    base: str | None = None
+    bind_dn: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    ca_file: Path | None = None
+    tls_verify: bool = True
+    starttls: bool = False
+    page_size: int = 1000
+    window: int = 64
+    timeout: float = 30.0
+    # csv layout
+    key: str | None = None
+    delimiter: str = ","
+    encoding: str = "utf-8-sig"
+    columns: list[str] | None = None
+    multi_value_separator: str | None = None
+    multi_valued: list[str] = field(default_factory=list)
+
+    @property
+    def key_path(self) -> str:
+        return f"directories.{self.name}"
+
+    def password(self) -> str | None:
+        """The bind password, from its file or its environment variable."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{self.key_path}.password_file: cannot read "
+                                  f"{self.password_file}: {exc.strerror}") from exc
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"{self.key_path}.password_env: the environment variable "
+                                  f"{self.password_env} is not set")
+            return value
+        return None
+
+    def open(self) -> Any:
+        """The directory this table describes (see :mod:`dirsync.directories`)."""
+        from dirsync.directories import (
+            CSVDirectory,
+            CSVLayout,
+            LDAPDirectory,
+            LDIFDirectory,
+            TLSOptions,
+        )
+
+        if self.kind == "ldap":
+            assert self.url is not None
+            tls = TLSOptions(ca_file=str(self.ca_file) if self.ca_file else None,
+                             verify=self.tls_verify, starttls=self.starttls)
+            return LDAPDirectory(self.url, name=self.name, base=self.base, bind_dn=self.bind_dn,
+                                 password=self.password(), tls=tls, page_size=self.page_size,
+                                 window=self.window, timeout=self.timeout)
+        assert self.path is not None
+        if self.kind == "ldif":
+            return LDIFDirectory(self.path, name=self.name, create=True)
+        layout = CSVLayout(key=self.key, delimiter=self.delimiter, encoding=self.encoding,
+                           columns=self.columns, multi_value_separator=self.multi_value_separator,
+                           multi_valued=list(self.multi_valued))
+        return CSVDirectory(self.path, name=self.name, layout=layout, create=False)
+
+
+@dataclass
+class ConnectionConfig:
+    """One ``[[connections]]`` table."""
+
+    index: int
+    name: str
+    foreign: str
+    hub: str
+    mapping: str
+    mapping_path: Path
+    import_container: str | None = None
+    export_containers: list[str] = field(default_factory=list)
+    direction: str = "import"
+    recipients: str = "contact"
+    lists: str = "contact"
+    delete_threshold: Threshold = field(default_factory=Threshold)
+    schedule: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key_path(self) -> str:
+        return f"connections[{self.index}]"
+
+    @property
+    def imports(self) -> bool:
+        return self.direction in ("import", "both")
+
+
+@dataclass
+class Config:
+    path: Path
+    state: Path
+    reports: Path
+    directories: dict[str, DirectoryConfig]
+    connections: list[ConnectionConfig]
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, names: tuple[str, ...] | list[str] = ()) -> list[ConnectionConfig]:
+        """The connections named (all when none are), in config order."""
+        if not names:
+            return list(self.connections)
+        known = {c.name: c for c in self.connections}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise UsageError(f"no connection named {', '.join(map(repr, missing))} in "
+                             f"{self.path} (there are: {', '.join(known) or 'none'})")
+        return [c for c in self.connections if c.name in names]
+
+
+# -- loading ------------------------------------------------------------------
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check ``path``; raises :class:`ConfigError` listing every problem."""
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no config file {config_path} (give -c PATH, set "
+                          "DIRSYNC_CONFIG, or create ./dirsync.toml)") from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read {config_path}: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{config_path} is not UTF-8 text: {exc.reason}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], path=str(config_path)) from exc
+    checker = _Checker(config_path.resolve().parent)
+    config = checker.config(config_path, data)
+    if checker.problems:
+        raise ConfigError(checker.problems, path=str(config_path))
+    return config
+
+
+def parse_threshold(value: Any) -> Threshold:
+    """``500`` or ``"10%"``; raises ValueError with a reason."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return Threshold(count=value)
+    if isinstance(value, str):
+        match = _PERCENT.match(value)
+        if match:
+            percent = float(match.group(1))
+            if not 0 <= percent <= 100:
+                raise ValueError("a percentage must be between 0% and 100%")
+            return Threshold(count=None, percent=percent)
+        if value.strip().isdigit():
+            return Threshold(count=int(value))
+    raise ValueError(f"must be a count or a percentage such as \"10%\", not {value!r}")
+
+
+def check_schedule(value: str) -> None:
+    """A cron line of five fields or an interval such as ``15m``; ValueError if not."""
+    if _INTERVAL.match(value):
+        if int(re.sub(r"\D", "", value)) == 0:
+            raise ValueError("an interval must be longer than 0")
+        return
+    if len(value.split()) != 5:
+        raise ValueError(f"{value!r} is neither a cron line (five fields) nor an interval "
+                         "such as \"15m\", \"30s\", \"1h\"")
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid cron line: {exc}") from exc
+
+
+def resolve_mapping(value: str, base_dir: Path) -> Path | None:
+    """A bundled mapping by name, or a file path relative to the config."""
+    if "/" not in value and "\\" not in value and not value.endswith(".toml"):
+        candidate = BUNDLED_MAPPINGS / f"{value}.toml"
+        return candidate if candidate.is_file() else None
+    candidate = (base_dir / value) if not Path(value).is_absolute() else Path(value)
+    return candidate if candidate.is_file() else None
+
+
+def bundled_mappings() -> list[str]:
+    return sorted(p.stem for p in BUNDLED_MAPPINGS.glob("*.toml"))
+
+
+_DIRECTORY_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[str, ...]]] = {
+    # key: (type, kinds it applies to)
+    "kind": (str, KINDS),
+    "url": (str, ("ldap",)),
+    "path": (str, ("ldif", "csv")),
+    "base": (str, ("ldap", "ldif")),
+    "bind_dn": (str, ("ldap",)),
+    "password_file": (str, ("ldap",)),
+    "password_env": (str, ("ldap",)),
+    "ca_file": (str, ("ldap",)),
+    "tls_verify": (bool, ("ldap",)),
+    "starttls": (bool, ("ldap",)),
+    "page_size": (int, ("ldap",)),
+    "window": (int, ("ldap",)),
+    "timeout": ((int, float), ("ldap",)),
+    "key": (str, ("csv",)),
+    "delimiter": (str, ("csv",)),
+    "encoding": (str, ("csv",)),
+    "columns": (list, ("csv",)),
+    "multi_value_separator": (str, ("csv",)),
+    "multi_valued": (list, ("csv",)),
+}
+
+_CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "foreign": str, "hub": str, "mapping": str, "import_container": str,
+    "export_containers": list, "direction": str, "recipients": str, "lists": str,
+    "delete_threshold": (int, str), "schedule": str, "variables": dict,
+}
+
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list",
+               dict: "a table", float: "a number"}
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kind)
+    return _TYPE_NAMES.get(kind, kind.__name__)
+
+
+class _Checker:
+    """Walks the parsed TOML once, collecting every problem with its key path."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def path(self, value: str) -> Path:
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def typed(self, table: dict[str, Any], key: str, where: str,
+              kind: type | tuple[type, ...]) -> Any:
+        value = table.get(key)
+        if value is None:
+            return None
+        wanted = kind if isinstance(kind, tuple) else (kind,)
+        # TOML booleans are ints to isinstance; never accept one for the other.
+        ok = isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted)
+        if not ok:
+            self.problem(f"{where}.{key}", f"must be {_type_name(kind)}, not {value!r}")
+            return None
+        return value
+
+    def dn(self, value: str, where: str) -> bool:
+        try:
+            if not split_dn(value):
+                self.problem(where, "must not be empty")
+                return False
+        except ValueError:
+            self.problem(where, f"{value!r} is not a valid DN")
+            return False
+        return True
+
+    # -- tables ----------------------------------------------------------
+    def config(self, config_path: Path, data: dict[str, Any]) -> Config:
+        known = {"state", "reports", "directories", "connections", *OTHER_SECTIONS}
+        for key in data:
+            if key not in known:
+                self.problem(key, "unknown key (known: state, reports, [directories.NAME], "
+                                  "[[connections]])")
+        state = self.typed(data, "state", "config", str)
+        reports = self.typed(data, "reports", "config", str)
+        for key, value in (("state", state), ("reports", reports)):
+            if value is not None and not value.strip():
+                self.problem(key, "must not be empty")
+        directories = self.directories(data.get("directories", {}))
+        connections = self.connections(data.get("connections", []), directories)
+        return Config(
+            path=config_path,
+            state=self.path(state or DEFAULT_STATE),
+            reports=self.path(reports or DEFAULT_REPORTS),
+            directories=directories,
+            connections=connections,
+            sections={k: data[k] for k in OTHER_SECTIONS if k in data},
+        )
+
+    def directories(self, raw: Any) -> dict[str, DirectoryConfig]:
+        if not isinstance(raw, dict):
+            self.problem("directories", "must be tables: [directories.NAME]")
+            return {}
+        found: dict[str, DirectoryConfig] = {}
+        for name, table in raw.items():
+            where = f"directories.{name}"
+            if not _NAME.match(name):
+                self.problem(where, "a directory name may hold letters, digits, '.', '_', '-'")
+            if not isinstance(table, dict):
+                self.problem(where, "must be a table")
+                continue
+            directory = self.directory(name, table, where)
+            if directory is not None:
+                found[name] = directory
+        return found
+
+    def directory(self, name: str, table: dict[str, Any], where: str) -> DirectoryConfig | None:
+        kind = self.typed(table, "kind", where, str)
+        if kind is None:
+            if "kind" not in table:
+                self.problem(f"{where}.kind", f"missing (one of {', '.join(KINDS)})")
+            return None
+        if kind not in KINDS:
+            self.problem(f"{where}.kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+            return None
+        values: dict[str, Any] = {}
+        for key in table:
+            if key == "password":
+                self.problem(f"{where}.password", "secrets never go in the config file: "
+                             "use password_file or password_env")
+                continue
+            spec = _DIRECTORY_KEYS.get(key)
+            if spec is None:
+                self.problem(f"{where}.{key}", "unknown key")
+                continue
+            kind_type, kinds = spec
+            if kind not in kinds:
+                self.problem(f"{where}.{key}", f"does not apply to a {kind} directory")
+                continue
+            value = self.typed(table, key, where, kind_type)
+            if value is not None:
+                values[key] = value
+        directory = DirectoryConfig(name=name, kind=kind)
+        if kind == "ldap":
+            url = values.get("url")
+            if url is None:
+                if "url" not in table:
+                    self.problem(f"{where}.url", "missing (ldap://, ldaps:// or ldapi://)")
+            elif not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):
+                self.problem(f"{where}.url", f"{url!r} is not an ldap://, ldaps:// or "
+                             "ldapi:// URL")
+            directory.url = url
+            if "password_file" in values and "password_env" in values:
+                self.problem(f"{where}.password_env", "give password_file or password_env, "
+                             "not both")
+            if "password_file" in values:
+                directory.password_file = self.path(values["password_file"])
+                if not directory.password_file.is_file():
+                    self.problem(f"{where}.password_file",
+                                 f"no such file: {values['password_file']}")
+            if "password_env" in values:
+                if not _ENV.match(values["password_env"]):
+                    self.problem(f"{where}.password_env", "must be an environment variable "
+                                 f"name, not {values['password_env']!r}")
+                directory.password_env = values["password_env"]
+            if ("password_file" in values or "password_env" in values) \
+                    and "bind_dn" not in values:
+                self.problem(f"{where}.bind_dn", "a password needs a bind_dn")
+            if "bind_dn" in values and self.dn(values["bind_dn"], f"{where}.bind_dn"):
+                directory.bind_dn = values["bind_dn"]
+            if "ca_file" in values:
+                directory.ca_file = self.path(values["ca_file"])
+                if not directory.ca_file.is_file():
+                    self.problem(f"{where}.ca_file", f"no such file: {values['ca_file']}")
+            directory.tls_verify = values.get("tls_verify", True)
+            directory.starttls = values.get("starttls", False)
+            for key in ("page_size", "window"):
+                if key in values:
+                    if values[key] < 1:
+                        self.problem(f"{where}.{key}", "must be at least 1")
+                    else:
+                        setattr(directory, key, values[key])
+            if "timeout" in values:
+                if values["timeout"] <= 0:
+                    self.problem(f"{where}.timeout", "must be more than 0 seconds")
+                else:
+                    directory.timeout = float(values["timeout"])
+        else:
+            path = values.get("path")
+            if path is None:
+                if "path" not in table:
+                    self.problem(f"{where}.path", f"missing (the {kind} file)")
+            else:
+                directory.path = self.path(path)
+                # An ldif file may be missing: a hub file is created by the first sync.
+                if kind == "csv" and not directory.path.is_file():
+                    self.problem(f"{where}.path", f"no such file: {path}")
+        if "base" in values and self.dn(values["base"], f"{where}.base"):
+            directory.base = values["base"]
+        if kind == "csv":
+            self.csv_layout(directory, values, where)
+        return directory
+
+    def csv_layout(self, directory: DirectoryConfig, values: dict[str, Any], where: str) -> None:
+        for key in ("columns", "multi_valued"):
+            if key in values:
+                items = values[key]
+                if not all(isinstance(i, str) and i.strip() for i in items):
+                    self.problem(f"{where}.{key}", "must be a list of column names")
+                    continue
+                setattr(directory, key, list(items))
+        if "delimiter" in values:
+            if len(values["delimiter"]) != 1:
+                self.problem(f"{where}.delimiter", "must be one character")
+            else:
+                directory.delimiter = values["delimiter"]
+        if "encoding" in values:
+            import codecs
+
+            try:
+                codecs.lookup(values["encoding"])
+                directory.encoding = values["encoding"]
+            except LookupError:
+                self.problem(f"{where}.encoding", f"unknown encoding {values['encoding']!r}")
+        if "multi_value_separator" in values:
+            if not values["multi_value_separator"]:
+                self.problem(f"{where}.multi_value_separator", "must not be empty")
+            else:
+                directory.multi_value_separator = values["multi_value_separator"]
+        if "key" in values:
+            directory.key = values["key"]
+            if directory.columns and values["key"] not in directory.columns:
+                self.problem(f"{where}.key", f"{values['key']!r} is not one of the columns")
+        if directory.multi_valued and not directory.multi_value_separator:
+            self.problem(f"{where}.multi_valued", "needs a multi_value_separator")
+
+    def connections(self, raw: Any,
+                    directories: dict[str, DirectoryConfig]) -> list[ConnectionConfig]:
+        if not isinstance(raw, list):
+            self.problem("connections", "must be an array of tables: [[connections]]")
+            return []
+        found: list[ConnectionConfig] = []
+        names: dict[str, int] = {}
+        for index, table in enumerate(raw):
+            where = f"connections[{index}]"
+            if not isinstance(table, dict):
+                self.problem(where, "must be a table")
+                continue
+            connection = self.connection(index, table, where, directories)
+            if connection is None:
+                continue
+            if connection.name in names:
+                self.problem(f"{where}.name", f"{connection.name!r} is already the name of "
+                             f"connections[{names[connection.name]}]")
+            names.setdefault(connection.name, index)
+            found.append(connection)
+        return found
+
+    def choice(self, table: dict[str, Any], key: str, where: str, choices: tuple[str, ...],
+               default: str) -> str:
+        value = self.typed(table, key, where, str)
+        if value is None:
+            return default
+        if value not in choices:
+            self.problem(f"{where}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+    def connection(self, index: int, table: dict[str, Any], where: str,
+                   directories: dict[str, DirectoryConfig]) -> ConnectionConfig | None:
+        for key in table:
+            if key not in _CONNECTION_KEYS:
+                self.problem(f"{where}.{key}", "unknown key")
+        values = {k: self.typed(table, k, where, t) for k, t in _CONNECTION_KEYS.items()}
+        ok = True
+        for key in ("name", "foreign", "hub", "mapping"):
+            if values[key] is None:
+                if key not in table:
+                    self.problem(f"{where}.{key}", "missing")
+                ok = False
+        name = values["name"]
+        if name is not None and not _NAME.match(name):
+            self.problem(f"{where}.name", "a connection name may hold letters, digits, '.', "
+                         f"'_', '-' (it is written on every entry it owns), not {name!r}")
+        self.reference(values["foreign"], f"{where}.foreign", directories, KINDS)
+        self.reference(values["hub"], f"{where}.hub", directories, HUB_KINDS)
+        if values["foreign"] is not None and values["foreign"] == values["hub"]:
+            self.problem(f"{where}.foreign", "must be another directory than the hub")
+        mapping_path = None
+        if values["mapping"] is not None:
+            mapping_path = resolve_mapping(values["mapping"], self.base_dir)
+            if mapping_path is None:
+                self.problem(f"{where}.mapping", f"{values['mapping']!r} is neither a bundled "
+                             f"mapping ({', '.join(bundled_mappings())}) nor a mapping file")
+                ok = False
+        direction = self.choice(table, "direction", where, DIRECTIONS, "import")
+        recipients = self.choice(table, "recipients", where, RECIPIENT_TYPES, "contact")
+        lists = self.choice(table, "lists", where, LIST_MODES, "contact")
+        container = values["import_container"]
+        if container is not None:
+            if self.dn(container, f"{where}.import_container"):
+                hub = directories.get(values["hub"] or "")
+                if hub is not None and hub.base and not is_under(container, hub.base):
+                    self.problem(f"{where}.import_container", f"{container!r} is not under "
+                                 f"the hub's base {hub.base!r}")
+            else:
+                container = None
+        elif direction in ("import", "both") and "import_container" not in table:
+            self.problem(f"{where}.import_container", "missing (an import needs exactly one "
+                         "import container)")
+        exports: list[str] = []
+        for i, value in enumerate(values["export_containers"] or []):
+            if not isinstance(value, str):
+                self.problem(f"{where}.export_containers[{i}]", "must be a DN string")
+            elif self.dn(value, f"{where}.export_containers[{i}]"):
+                exports.append(value)
+        threshold = Threshold()
+        if "delete_threshold" in table and values["delete_threshold"] is not None:
+            try:
+                threshold = parse_threshold(values["delete_threshold"])
+            except ValueError as exc:
+                self.problem(f"{where}.delete_threshold", str(exc))
+        schedule = values["schedule"]
+        if schedule is not None:
+            try:
+                check_schedule(schedule)
+            except ValueError as exc:
+                self.problem(f"{where}.schedule", str(exc))
+        variables: dict[str, str] = {}
+        for key, value in (values["variables"] or {}).items():
+            if not isinstance(value, str):
+                self.problem(f"{where}.variables.{key}", "must be a string")
+            elif not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                self.problem(f"{where}.variables.{key}", "a variable name must be an identifier")
+            else:
+                variables[key] = value
+        if not ok or mapping_path is None:
+            return None
+        return ConnectionConfig(
+            index=index, name=name, foreign=values["foreign"], hub=values["hub"],
+            mapping=values["mapping"], mapping_path=mapping_path, import_container=container,
+            export_containers=exports, direction=direction, recipients=recipients, lists=lists,
+            delete_threshold=threshold, schedule=schedule, variables=variables)
+
+    def reference(self, value: str | None, where: str, directories: dict[str, DirectoryConfig],
+                  kinds: tuple[str, ...]) -> None:
+        if value is None:
+            return
+        directory = directories.get(value)
+        if directory is None:
+            self.problem(where, f"no directory named {value!r} (there are: "
+                         f"{', '.join(directories) or 'none'})")
+        elif directory.kind not in kinds:
+            self.problem(where, f"{value!r} is a {directory.kind} directory; this must be "
+                         f"one of: {', '.join(kinds)}")
