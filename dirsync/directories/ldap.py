@@ -132,9 +132,10 @@ class LDAPDirectory(DirectoryBase):
             self._conn = self._connect()
         return self._conn
 
-    def _connect(self) -> Any:
+    def _connect(self, factory: Any = None) -> Any:
+        """A bound connection; ``factory`` makes it (an LDAPObject subclass)."""
         try:
-            conn = ldap.initialize(self.server_url)
+            conn = factory(self.server_url) if factory else ldap.initialize(self.server_url)
             conn.protocol_version = 3
             conn.set_option(ldap.OPT_REFERRALS, 0)
             conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.timeout)
