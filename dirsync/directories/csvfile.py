@@ -19,7 +19,7 @@ from typing import IO
 from dirsync.changes import Change
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
 from dirsync.directories.memory import MemoryStore, write_atomically
-from dirsync.entry import Entry, make_rdn, rdn_values
+from dirsync.entry import Entry, make_rdn, normalize_dn, rdn_values
 from dirsync.errors import EntryError, InputError
 
 ANCHOR_ATTR = "dirsyncAnchor"
@@ -89,14 +89,20 @@ class CSVDirectory(DirectoryBase):
         return store
 
     def _read_rows(self, stream: IO[str], store: MemoryStore) -> None:
+        for entry in self._rows(stream):
+            store.put(entry)
+
+    def _rows(self, stream: IO[str]) -> Iterator[Entry]:
+        """The entries of the rows, one at a time; bad rows go to ``rejected``."""
         reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
+        seen: set[str] = set()
         try:
             if not self.layout.columns:
                 first = next(reader, None)
                 if first is None:
                     return
                 self.header = [c.strip() for c in first]
-                if len(set(c.lower() for c in self.header)) != len(self.header) or "" in self.header:
+                if len({c.lower() for c in self.header}) != len(self.header) or "" in self.header:
                     raise InputError("header row has an empty or repeated column name",
                                      path=str(self.path), line=1)
             key = self.key_column
@@ -104,15 +110,20 @@ class CSVDirectory(DirectoryBase):
                 raise InputError(f"key column {key!r} is not in the header", path=str(self.path),
                                  line=1, field=key)
             key_index = self.header.index(key)
+            width = len(self.header)
+            # Columns whose cells are cut into several values; the rest are one value.
+            sep = self.layout.multi_value_separator
+            split = [bool(sep) and (not self.layout.multi_valued or c in self.layout.multi_valued)
+                     for c in self.header]
             start = reader.line_num + 1
             for row in reader:
                 line, start = start, reader.line_num + 1
                 if not row or all(not c.strip() for c in row):
                     continue
-                if len(row) != len(self.header):
+                if len(row) != width:
                     self.rejected.append(EntryError(
                         f"row at line {line}", f"{len(row)} fields where the header has "
-                        f"{len(self.header)}", result="badRow", line=line))
+                        f"{width}", result="badRow", line=line))
                     continue
                 anchor = row[key_index].strip()
                 if not anchor:
@@ -120,16 +131,26 @@ class CSVDirectory(DirectoryBase):
                                                     f"empty key column {key!r}",
                                                     result="badRow", line=line))
                     continue
-                entry = Entry(self.dn_for(anchor), line=line)
-                for column, cell in zip(self.header, row):
-                    values = self._split(column, cell)
-                    if values:
-                        entry.add(column, values)
-                if store.get(entry.dn) is not None:
+                attrs: dict[str, list[bytes]] = {}
+                for column, cell, cut in zip(self.header, row, split):
+                    if cut:
+                        values = self._split(column, cell)
+                        if values:
+                            attrs[column] = values
+                    else:
+                        value = cell.strip()
+                        if value:
+                            attrs[column] = [value.encode("utf-8")]
+                # Header names are unique case-insensitively (checked above).
+                entry = Entry.from_server(self.dn_for(anchor), attrs)
+                entry.line = line
+                norm = normalize_dn(entry.dn)
+                if norm in seen:
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
                     continue
-                store.put(entry)
+                seen.add(norm)
+                yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                              line=reader.line_num) from exc
@@ -138,7 +159,21 @@ class CSVDirectory(DirectoryBase):
                              path=str(self.path), line=reader.line_num + 1) from exc
 
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
+        """The entries. Until something is applied, rows stream from the file
+        one at a time (memory does not grow with the file); ``rejected``
+        is complete once the iteration is."""
+        if self._store is None and (options is None or not options.base):
+            return self._stream()
         return self.store.read(options)
+
+    def _stream(self) -> Iterator[Entry]:
+        self.rejected = []
+        if not self.path.exists():
+            if self.create:
+                return
+            raise InputError("no such file", path=str(self.path))
+        with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+            yield from self._rows(stream)
 
     def exists(self, dn: str) -> bool:
         return self.store.get(dn) is not None
