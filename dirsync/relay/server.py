@@ -105,6 +105,14 @@ class Relay:
         cfg = self.config
         loop = asyncio.get_running_loop()
         waiting = self.queue.open()
+        folders = [h.folder for h in self.hops.values() if isinstance(h, X400Hop)]
+        if cfg.x400.pickup is not None:
+            folders.append(cfg.x400.pickup)
+        for folder in folders:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RelayStartError(f"cannot create {folder}: {exc.strerror}") from None
         if isinstance(self.hub, LdapHub):
             await loop.run_in_executor(self._io, self.hub.connect)
         tls_context = self._tls_context()

@@ -76,6 +76,15 @@ def _same(a: TypedAddress, b: TypedAddress) -> bool:
         return a.value.casefold() == b.value.casefold()
 
 
+def _valid(address: TypedAddress) -> bool:
+    """Whether an address from the hub can be read in its type's syntax."""
+    try:
+        address.canonical()
+    except ORAddressError:
+        return False
+    return True
+
+
 class Translator:
     """Translates addresses using the hub, the router's types and the RFC 2156 tables."""
 
@@ -160,6 +169,9 @@ class Translator:
             return Resolution(address, (typed,), None, "imcea")
         entry = self.hub.by_smtp(address)
         if entry is not None:
+            if entry.target is not None and not _valid(entry.target):
+                return Resolution(address, (), entry, "hub", Unmappable(
+                    f"{address}: target address {entry.target} is malformed", "5.1.3"))
             return Resolution(address, self._candidates(entry, address, arrived_as), entry, "hub")
         return Resolution(address, (TypedAddress(SMTP, address),), None, "smtp")
 
@@ -171,7 +183,7 @@ class Translator:
             found = [p.address for p in entry.proxies
                      if p.primary and p.address.type != SMTP and p.address.type in self.router.types]
             found.append(TypedAddress(SMTP, entry.smtp_address() or address))
-        named = [TypedAddress(a.type, a.value, entry.display) for a in found]
+        named = [TypedAddress(a.type, a.value, entry.display) for a in found if _valid(a)]
         return tuple(a for a in named if exclude is None or not _same(a, exclude))
 
     # -- senders ---------------------------------------------------------
