@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,8 @@ class SlapdServer:
     sessionlog: int | None = None
     accesslog: bool = False
     tls: bool = False
+    #: serverID (multi-provider replication needs a distinct one per server).
+    server_id: int | None = None
     #: mdb without a disk flush per write: tests do not test slapd's own
     #: durability, and flushes dominate their run time.
     dbnosync: bool = False
@@ -147,6 +150,8 @@ class SlapdServer:
         lines = [f"include {SYSTEM_SCHEMA_DIR / s}.schema" for s in BASE_SCHEMAS]
         lines.append(f"include {BUNDLED_SCHEMA}")
         lines += [f"include {s}" for s in self.schemas]
+        if self.server_id is not None:
+            lines.append(f"serverID {self.server_id}")
         lines += [
             f"pidfile {self.workdir / 'slapd.pid'}",
             f"modulepath {_module_path()}",
@@ -259,6 +264,20 @@ class SlapdServer:
                 self._proc.wait()
         self._proc = None
 
+    def replicate_from(self, provider: SlapdServer, rid: int) -> None:
+        """Make this server a refreshAndPersist consumer of ``provider``.
+
+        Call before :meth:`start`. With both servers consuming from each
+        other (see :func:`replicated_pair`) this is multi-provider
+        replication: each accepts writes and passes them to the other.
+        """
+        self.syncprov = True
+        self.database_extra += (
+            f"\nsyncrepl rid={rid:03d} provider={provider.url} bindmethod=simple "
+            f'binddn="{provider.root_dn}" credentials={provider.root_pw} '
+            f'searchbase="{provider.suffix}" type=refreshAndPersist retry="1 +" '
+            "timeout=3 network-timeout=3\n")
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -296,6 +315,15 @@ class SlapdServer:
         finally:
             conn.unbind_s()
 
+    def has_entry(self, dn: str) -> bool:
+        conn = self.connect()
+        try:
+            return bool(conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"]))
+        except ldap.NO_SUCH_OBJECT:
+            return False
+        finally:
+            conn.unbind_s()
+
     def add_ou(self, dn: str) -> None:
         conn = self.connect()
         try:
@@ -305,3 +333,35 @@ class SlapdServer:
             pass
         finally:
             conn.unbind_s()
+
+
+def replicated_pair(suffix: str = "dc=example,dc=org",
+                    **options: object) -> tuple[SlapdServer, SlapdServer]:
+    """Two servers, A and B, replicating each other (multi-provider).
+
+    B is a syncrepl consumer of A and A of B, so an entry written at either
+    site appears at the other, as between two Exchange sites of the seeds.
+    Both are started; the suffix entry is created at A and replicates to B.
+    """
+    site_a = SlapdServer(suffix=suffix, server_id=1, **options)  # type: ignore[arg-type]
+    site_b = SlapdServer(suffix=suffix, server_id=2, **options)  # type: ignore[arg-type]
+    site_b.replicate_from(site_a, rid=1)
+    site_a.replicate_from(site_b, rid=2)
+    for site in (site_a, site_b):
+        site.database_extra += "\nmultiprovider on\n"
+    site_a.start()
+    site_b.start()
+    site_a.add_suffix()
+    if not wait_for(lambda: site_b.has_entry(suffix)):
+        raise RuntimeError("the suffix did not replicate from site A to site B")
+    return site_a, site_b
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Poll until ``predicate()`` is true (replication is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
