@@ -543,35 +543,28 @@ def relay_config_from_dict(doc: Mapping[str, Any], path: Path) -> RelayConfig:
     if retry_factor < 1:
         r.problem("relay.retry_factor", "must be at least 1")
 
+    # Read every key even when the hub is unusable, so that one run of the
+    # validation names every problem.
+    values: dict[str, Any] = {
+        "postmaster": r.string(relay, "relay", "postmaster") or f"postmaster@{imcea_domain}",
+        "queue": r.path(relay, "relay", "queue", "var/relay/queue") or Path(),
+        "tracking_log": r.path(relay, "relay", "tracking_log", "var/relay/tracking.jsonl")
+        or Path(),
+        "max_message_size": r.convert(relay, "relay", "max_message_size", 32 << 20, parse_size),
+        "max_recipients": r.integer(relay, "relay", "max_recipients", 1000, 1),
+        "max_hops": r.integer(relay, "relay", "max_hops", 50, 1),
+        "max_queue_lifetime": r.convert(relay, "relay", "max_queue_lifetime", 5 * 86400.0,
+                                        parse_duration),
+        "delivery_workers": r.integer(relay, "relay", "delivery_workers", 4, 1, 64),
+        "session_timeout": r.convert(relay, "relay", "session_timeout", 300.0, parse_duration),
+    }
     config = None
     if hub is not None:
         config = RelayConfig(
-            path=path,
-            hub=hub,
-            listen_host=listen_host,
-            listen_port=listen_port,
-            hostname=hostname,
-            domains=domains,
-            imcea_domain=imcea_domain,
-            postmaster=r.string(relay, "relay", "postmaster") or f"postmaster@{imcea_domain}",
-            queue=r.path(relay, "relay", "queue", "var/relay/queue") or Path(),
-            tracking_log=r.path(relay, "relay", "tracking_log", "var/relay/tracking.jsonl")
-            or Path(),
-            max_message_size=r.convert(relay, "relay", "max_message_size", 32 << 20, parse_size),
-            max_recipients=r.integer(relay, "relay", "max_recipients", 1000, 1),
-            max_hops=r.integer(relay, "relay", "max_hops", 50, 1),
-            max_queue_lifetime=r.convert(relay, "relay", "max_queue_lifetime", 5 * 86400.0,
-                                         parse_duration),
-            retry_initial=retry_initial,
-            retry_factor=float(retry_factor),
-            retry_max=retry_max,
-            delivery_workers=r.integer(relay, "relay", "delivery_workers", 4, 1, 64),
-            session_timeout=r.convert(relay, "relay", "session_timeout", 300.0, parse_duration),
-            tls=tls,
-            auth=auth,
-            x400=x400,
-            hops=hops,
-            routes=routes,
+            path=path, hub=hub, listen_host=listen_host, listen_port=listen_port,
+            hostname=hostname, domains=domains, imcea_domain=imcea_domain,
+            retry_initial=retry_initial, retry_factor=float(retry_factor), retry_max=retry_max,
+            tls=tls, auth=auth, x400=x400, hops=hops, routes=routes, **values,
         )
     if problems:
         raise ConfigError(problems, path=str(path))
