@@ -12,6 +12,7 @@ import email
 import email.policy
 import os
 import smtplib
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class SinkHandler:
     tempfail: set[str] = field(default_factory=set)
     folder: Path | None = None  # write each message here, fsynced
     messages: list[Received] = field(default_factory=list)
+    tls_sessions: list[bool] = field(default_factory=list)  # per message: over TLS?
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -110,6 +112,7 @@ class SinkHandler:
         if self.folder is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._store, got.content)
         with self.cond:
+            self.tls_sessions.append(session.ssl is not None)
             self.messages.append(got)
             self.cond.notify_all()
         return "250 2.0.0 stored"
@@ -132,16 +135,19 @@ class DsnController(Controller):
 class Sink:
     """A next hop: an aiosmtpd server on a loopback port, started on demand."""
 
-    def __init__(self, *, dsn: bool = False, port: int | None = None, **handler: Any) -> None:
+    def __init__(self, *, dsn: bool = False, port: int | None = None,
+                 tls_context: ssl.SSLContext | None = None, **handler: Any) -> None:
         self.port = port or free_port()
         self.handler = SinkHandler(**handler)
         self.dsn = dsn
+        self.tls_context = tls_context  # offer STARTTLS with it
         self.controller: Controller | None = None
 
     def start(self) -> Sink:
         cls = DsnController if self.dsn else Controller
+        extra = {"tls_context": self.tls_context} if self.tls_context else {}
         self.controller = cls(self.handler, hostname="127.0.0.1", port=self.port,
-                              server_hostname="sink.test")
+                              server_hostname="sink.test", **extra)
         self.controller.start()
         return self
 

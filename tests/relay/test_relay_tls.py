@@ -18,11 +18,11 @@ from .helpers import Hub, RelayEnv, Sink, contoso_relay, message
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is missing")
 
 
-def make_cert(folder: Path) -> tuple[Path, Path]:
-    key, cert = folder / "relay.key", folder / "relay.pem"
+def make_cert(folder: Path, name: str = "relay") -> tuple[Path, Path]:
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=relay.example.org", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+                    "-subj", f"/CN={name}.example.org", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
 
 
@@ -91,3 +91,34 @@ def test_required_auth_and_starttls(tls_env: RelayEnv) -> None:
         assert (code, text[:5]) == (530, b"5.7.0")  # AUTH first
         client.login("alice", "wonderland")
         assert client.mail("ted@example.org")[0] == 250
+
+
+@pytest.mark.parametrize("mode", ["required", "opportunistic"])
+def test_starttls_to_the_next_hop(relay_env: RelayEnv, sinks: Callable[..., Sink],
+                                  contoso: Hub, mode: str) -> None:
+    cert, key = make_cert(relay_env.tmp, "hop")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    hops = contoso_relay(relay_env, sinks)
+    hops["internet"].stop()
+    secure = sinks(tls_context=server_ctx)
+    relay_env.relay["hops"]["internet"].update(port=secure.port, starttls=mode)
+    if mode == "required":
+        relay_env.relay["hops"]["internet"]["ca_file"] = "hop.pem"  # verified against it
+    relay_env.start()
+    relay_env.send("ted@example.org", ["someone@partner.example"], message("sealed"))
+    got = secure.wait()[0]
+    assert got.message["Subject"] == "sealed"
+    assert secure.handler.tls_sessions == [True]
+
+
+def test_required_starttls_to_a_hop_without_it_defers(relay_env: RelayEnv,
+                                                      sinks: Callable[..., Sink],
+                                                      contoso: Hub) -> None:
+    hops = contoso_relay(relay_env, sinks)
+    relay_env.relay["hops"]["internet"]["starttls"] = "required"
+    relay_env.start()
+    relay_env.send("ted@example.org", ["someone@partner.example"], message())
+    deferred = relay_env.wait_event("deferred")[0]
+    assert deferred["status"] == "4.7.0"
+    assert hops["internet"].messages == []
