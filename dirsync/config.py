@@ -188,25 +188,42 @@ class Config:
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and check ``path``; raises :class:`ConfigError` listing every problem."""
+    config, problems = check_config(path)
+    if problems or config is None:
+        raise ConfigError(problems, path=str(path))
+    return config
+
+
+def check_config(path: str | os.PathLike[str]) -> tuple[Config | None, list[str]]:
+    """Read and check ``path``: the config (as far as it could be read) and its problems.
+
+    ``dirsync check`` goes on with what could be read, so that one run
+    names every problem; everything else uses :func:`load_config`.
+    """
     config_path = Path(path)
     try:
         text = config_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"no config file {config_path} (give -c PATH, set "
-                          "DIRSYNC_CONFIG, or create ./dirsync.toml)") from None
+        return None, [(f"no config file {config_path} (give -c PATH, set DIRSYNC_CONFIG, or "
+                      "create ./dirsync.toml)")]
     except OSError as exc:
-        raise ConfigError([f"cannot read {config_path}: {exc.strerror}"]) from exc
+        return None, [f"cannot read {config_path}: {exc.strerror}"]
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{config_path} is not UTF-8 text: {exc.reason}"]) from exc
+        return None, [f"{config_path} is not UTF-8 text: {exc.reason}"]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"not valid TOML: {exc}"], path=str(config_path)) from exc
+        return None, [f"not valid TOML: {exc}"]
     checker = _Checker(config_path.resolve().parent)
     config = checker.config(config_path, data)
-    if checker.problems:
-        raise ConfigError(checker.problems, path=str(config_path))
-    return config
+    return config, checker.problems
+
+
+def open_named_directory(path: str | os.PathLike[str], name: str) -> Any:
+    """The directory called ``name`` in the config at ``path``, opened; None if none is."""
+    config = load_config(path)
+    directory = config.directories.get(name)
+    return directory.open() if directory is not None else None
 
 
 def parse_threshold(value: Any) -> Threshold:

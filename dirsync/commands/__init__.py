@@ -12,6 +12,5 @@ COMMANDS = (
     ("dirsync.commands.sync", "plan"),
     ("dirsync.commands.sync", "sync"),
     ("dirsync.commands.sync", "status"),
-    ("dirsync.commands.sync", "schedule"),
     ("dirsync.relay.cli", "relay"),
 )

@@ -1,0 +1,145 @@
+"""``dirsync check``, ``plan``, ``sync`` and ``status``: thin layers over the engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from dirsync.checks import run_checks
+from dirsync.config import load_config
+from dirsync.engine import RunResult, SyncOptions, run
+from dirsync.progress import Progress, Silent
+from dirsync.report import FILES, printable
+from dirsync.state import StateStore
+
+#: At most this many lines of a text report are printed; the file has them all.
+TEXT_LINES = 1000
+
+
+def _exit_status(results: list[RunResult]) -> int:
+    if any(r.status == "stopped" for r in results):
+        return 3
+    if any(r.status != "ok" for r in results):
+        return 1
+    return 0
+
+
+def _printer(ctx: Any, report_format: str) -> Any:
+    def show(result: RunResult) -> None:
+        if ctx.json:
+            click.echo(json.dumps(result.as_json(), ensure_ascii=False))
+            return
+        path = result.files.get(report_format)
+        if path is None:
+            return
+        limit = TEXT_LINES if report_format == "text" else None
+        for line in printable(path, limit):
+            click.echo(line, nl=False)
+        if report_format == "text":
+            click.echo("")
+    return show
+
+
+def _run(ctx: Any, names: tuple[str, ...], report_format: str, **options: Any) -> int:
+    config = load_config(ctx.config_path)
+    progress = Silent() if ctx.json else Progress()
+    results = run(config, names, SyncOptions(progress=progress, **options),
+                  on_result=_printer(ctx, report_format))
+    return _exit_status(results)
+
+
+_FORMAT = click.option("--report-format", type=click.Choice(list(FILES)), default="text",
+                       show_default=True, help="Which form of the report to print.")
+_FULL = click.option("--full", is_flag=True,
+                     help="Compare every entry and rebuild the state from the hub.")
+_ALLOW = click.option("--allow-deletes", type=click.IntRange(min=0), metavar="N",
+                      help="Approve up to N deletes, past the delete threshold or an empty "
+                           "source.")
+
+
+@click.command()
+@click.pass_obj
+def check(ctx: Any) -> int:
+    """Validate the config and mappings, and reach every directory."""
+    result = run_checks(ctx.config_path)
+    if ctx.json:
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False))
+    else:
+        for line in result.passed:
+            click.echo(f"ok       {line}")
+        for line in result.notes:
+            click.echo(f"note     {line}")
+        for line in result.problems:
+            click.echo(f"problem  {line}")
+        click.echo(f"{len(result.problems)} problem(s)" if result.problems else
+                   "everything checked is in order")
+    return 0 if result.ok else 2
+
+
+@click.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@_FULL
+@_ALLOW
+@_FORMAT
+@click.pass_obj
+def plan(ctx: Any, names: tuple[str, ...], full: bool, allow_deletes: int | None,
+         report_format: str) -> int:
+    """Compute the delta and write the report; change nothing."""
+    return _run(ctx, names, report_format, dry_run=True, full=full,
+                allow_deletes=allow_deletes)
+
+
+@click.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--dry-run", is_flag=True, help="Plan only: write the report, change nothing.")
+@_FULL
+@_ALLOW
+@_FORMAT
+@click.pass_obj
+def sync(ctx: Any, names: tuple[str, ...], dry_run: bool, full: bool,
+         allow_deletes: int | None, report_format: str) -> int:
+    """Bring the hub in step with the foreign directories (all, or those named)."""
+    return _run(ctx, names, report_format, dry_run=dry_run, full=full,
+                allow_deletes=allow_deletes)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Runs shown per connection.")
+@click.pass_obj
+def status(ctx: Any, name: str | None, limit: int) -> int:
+    """The last runs of each connection (or of NAME): counts and outcome."""
+    config = load_config(ctx.config_path)
+    names = [c.name for c in config.select([name] if name else [])]
+    if not config.state.exists():
+        if ctx.json:
+            return 0
+        click.echo(f"no runs yet (no state file {config.state})")
+        return 0
+    with StateStore(config.state) as state:
+        for connection in names:
+            runs = state.runs(connection, limit)
+            if ctx.json:
+                for record in runs:
+                    click.echo(json.dumps(record.as_dict(), ensure_ascii=False))
+                continue
+            held = state.count(connection)
+            click.echo(f"{connection}: {held} entries in the state"
+                       + ("" if runs else ", no runs yet"))
+            for record in runs:
+                duration = f"{record.duration:.1f}s" if record.duration is not None else "-"
+                counts = " ".join(f"{k} {v}" for k, v in record.counts.items() if v)
+                kind = "plan" if record.dry_run else "sync"
+                click.echo(f"  #{record.id} {record.started} {duration:>8} {record.direction} "
+                           f"{kind} {record.mode:<11} {record.outcome or 'running':<8} "
+                           f"{counts or 'no changes'}")
+                if record.message:
+                    click.echo(f"      {record.message}")
+                if record.report:
+                    click.echo(f"      report: {record.report}")
+    sys.stdout.flush()
+    return 0

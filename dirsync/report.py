@@ -1,0 +1,407 @@
+"""The delta report of a run: one folder per run, four files.
+
+``changes.ldif``
+    The change records exactly as they were applied (for ``plan`` and
+    ``--dry-run``: as they would be), in the order they went to the hub,
+    so ``ldapmodify -f changes.ldif`` replays them on a server.
+``report.json``
+    The run (connection, direction, mode, status ...), the eight counts,
+    every changed entry with its attributes before and after and what
+    became of it, and every problem (conflicts, errors, skipped entries).
+``report.txt``
+    The same for people: a summary, one line per changed entry, the
+    before and after of each modified attribute, the problems.
+``report.html``
+    A page that stands on its own: the summary first, then each changed
+    entry with a before/after table (the first :data:`HTML_ENTRIES`; the
+    JSON file has them all).
+
+Everything is written as it streams past, so a run of any size writes its
+report in flat memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from dirsync.changes import Change
+from dirsync.ldifio import LDIFWriter
+from dirsync.plan import COUNT_NAMES, Counts
+from dirsync.schema import is_binary
+
+HTML_ENTRIES = 2000
+FILES = {"text": "report.txt", "json": "report.json", "ldif": "changes.ldif",
+         "html": "report.html"}
+
+
+@dataclass
+class Problem:
+    """Something about one entry that is not a change: conflict, error, skipped, note."""
+
+    kind: str
+    anchor: str | None
+    dn: str | None
+    message: str
+    line: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"kind": self.kind, "message": self.message}
+        if self.anchor is not None:
+            found["anchor"] = self.anchor
+        if self.dn is not None:
+            found["dn"] = self.dn
+        if self.line is not None:
+            found["line"] = self.line
+        return found
+
+    def text(self) -> str:
+        where = self.dn or ""
+        if self.anchor is not None and (self.dn is None or self.anchor not in self.dn):
+            where = f"{where} (anchor {self.anchor})".strip()
+        if self.line is not None and f"line {self.line}" not in where:
+            where = f"{where} (line {self.line})".strip()
+        return f"{self.kind:<9} {where}: {self.message}"
+
+
+@dataclass
+class ReportItem:
+    """One changed (or to be changed) entry."""
+
+    kind: str                 # person | list | group | delete | container
+    anchor: str | None
+    action: str               # add | modify | rename | delete
+    dn: str
+    old_dn: str | None
+    status: str               # planned | applied | failed | not applied
+    error: str | None = None
+    before: dict[str, list[bytes]] | None = None
+    after: dict[str, list[bytes]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def attributes(self) -> list[tuple[str, list[bytes], list[bytes]]]:
+        """(attribute, before, after) for every attribute that differs, by name."""
+        before = {k.lower(): (k, v) for k, v in (self.before or {}).items()}
+        after = {k.lower(): (k, v) for k, v in (self.after or {}).items()}
+        rows = []
+        for key in sorted(set(before) | set(after)):
+            name = (after.get(key) or before[key])[0]
+            old = before.get(key, ("", []))[1]
+            new = after.get(key, ("", []))[1]
+            if sorted(old) != sorted(new):
+                rows.append((name, list(old), list(new)))
+        return rows
+
+
+def value_text(attr: str, value: bytes) -> str:
+    if not is_binary(attr):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return f"(binary, {len(value)} bytes)"
+
+
+def value_json(attr: str, value: bytes) -> str | dict[str, str]:
+    if not is_binary(attr):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", connection)
+    return f"{stamp}-{safe}-{direction}{'-plan' if dry_run else ''}"
+
+
+class Report:
+    """The report folder of one run; :meth:`ldif` while applying, :meth:`finish` at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        # Open while the run applies changes; finish() or discard() closes it.
+        self._ldif_stream: IO[str] = open(folder / FILES["ldif"], "w",  # noqa: SIM115
+                                          encoding="utf-8", newline="\n")
+        self._ldif = LDIFWriter(self._ldif_stream)
+        self._ldif.version()
+
+    @classmethod
+    def create(cls, reports: Path, connection: str, direction: str, run_id: int,
+               dry_run: bool) -> Report:
+        reports.mkdir(parents=True, exist_ok=True)
+        base = _folder_name(connection, direction, dry_run)
+        folder = reports / base
+        number = 1
+        while True:
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                number += 1
+                folder = reports / f"{base}-{number}"
+        report = cls(folder)
+        report._ldif.comment(f"dirsync {direction} run {run_id} of connection {connection}"
+                             f"{' (plan: nothing was applied)' if dry_run else ''}")
+        report._ldif_stream.write("\n")
+        return report
+
+    def ldif(self, change: Change) -> None:
+        self._ldif.change(change)
+
+    def discard(self) -> None:
+        self._ldif_stream.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def finish(self, run: dict[str, Any], counts: Counts, items: Iterable[ReportItem],
+               problems: list[Problem]) -> dict[str, Path]:
+        self._ldif_stream.close()
+        paths = {kind: self.folder / name for kind, name in FILES.items()}
+        with open(paths["json"], "w", encoding="utf-8") as js, \
+                open(paths["text"], "w", encoding="utf-8") as tx, \
+                open(paths["html"], "w", encoding="utf-8") as ht:
+            writers = (_JSONWriter(js), _TextWriter(tx), _HTMLWriter(ht))
+            for writer in writers:
+                writer.start(run, counts, paths)
+            for item in items:
+                for writer in writers:
+                    writer.item(item)
+            for writer in writers:
+                writer.problems(problems)
+                writer.end()
+        return paths
+
+
+class _JSONWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.first = True
+
+    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+        head = {"run": run, "counts": counts.as_dict(),
+                "files": {k: p.name for k, p in paths.items()}}
+        text = json.dumps(head, ensure_ascii=False, indent=1)
+        self.stream.write(text[:-2] + ',\n "entries": [')
+
+    def item(self, item: ReportItem) -> None:
+        record: dict[str, Any] = {"action": item.action, "dn": item.dn, "status": item.status}
+        if item.kind == "container":
+            record["container"] = True
+        if item.anchor is not None:
+            record["anchor"] = item.anchor
+        if item.old_dn is not None:
+            record["old_dn"] = item.old_dn
+        if item.error is not None:
+            record["error"] = item.error
+        if item.notes:
+            record["notes"] = item.notes
+        record["attributes"] = {
+            name: {"before": [value_json(name, v) for v in old] or None,
+                   "after": [value_json(name, v) for v in new] or None}
+            for name, old, new in item.attributes()}
+        self.stream.write(("\n  " if self.first else ",\n  ")
+                          + json.dumps(record, ensure_ascii=False))
+        self.first = False
+
+    def problems(self, problems: list[Problem]) -> None:
+        self.stream.write("\n ],\n \"problems\": [")
+        for i, problem in enumerate(problems):
+            self.stream.write(("\n  " if i == 0 else ",\n  ")
+                              + json.dumps(problem.as_json(), ensure_ascii=False))
+        self.stream.write("\n ]\n")
+
+    def end(self) -> None:
+        self.stream.write("}\n")
+
+
+def summary_lines(run: dict[str, Any], counts: Counts) -> list[str]:
+    what = "plan" if run.get("dry_run") else "sync"
+    lines = [
+        (f"dirsync {run['direction']}: connection {run['connection']}, {what} "
+        f"({run['mode']} run {run['run']}), {run['started']}"),
+        f"status: {run['status']}" + (f" ({run['message']})" if run.get("message") else ""),
+        f"from {run['source']} into {run['container']} (hub {run['hub']})",
+        "counts: " + ", ".join(f"{name} {getattr(counts, name)}" for name in COUNT_NAMES),
+    ]
+    return lines
+
+
+class _TextWriter:
+    WIDTH = 8
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.any = False
+
+    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+        for line in summary_lines(run, counts):
+            self.stream.write(line + "\n")
+        self.stream.write(f"report: {paths['text'].parent}\n")
+
+    def item(self, item: ReportItem) -> None:
+        if not self.any:
+            self.stream.write("\n")
+            self.any = True
+        label = item.action if item.kind != "container" else "add"
+        target = item.dn if item.old_dn is None else f"{item.old_dn} -> {item.dn}"
+        line = f"{label:<{self.WIDTH}} {target}"
+        if item.kind == "container":
+            line += "  (the import container)"
+        elif item.anchor is not None and item.action != "delete":
+            line += f"  [{item.anchor}]"
+        if item.status not in ("planned", "applied"):
+            line += f"  ** {item.status}"
+            if item.error:
+                line += f": {item.error}"
+        self.stream.write(line + "\n")
+        if item.action in ("modify", "rename"):
+            for name, old, new in item.attributes():
+                self.stream.write(f"{'':<{self.WIDTH}}   {name}: {_show(name, old)} -> "
+                                  f"{_show(name, new)}\n")
+        for note in item.notes:
+            self.stream.write(f"{'':<{self.WIDTH}}   note: {note}\n")
+
+    def problems(self, problems: list[Problem]) -> None:
+        if problems:
+            self.stream.write("\n")
+        for problem in problems:
+            self.stream.write(problem.text() + "\n")
+
+    def end(self) -> None:
+        pass
+
+
+def _show(attr: str, values: list[bytes]) -> str:
+    if not values:
+        return "(none)"
+    return ", ".join(json.dumps(value_text(attr, v), ensure_ascii=False) for v in values)
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em}
+table{border-collapse:collapse;margin:.5em 0}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+.counts td{text-align:right;min-width:4em}
+.status-ok{color:#1a7f37}.status-errors{color:#b35900}.status-stopped{color:#c00}
+article{border-left:4px solid #999;padding:.2em 0 .2em .8em;margin:1em 0}
+article.add{border-color:#1a7f37}article.modify{border-color:#0969da}
+article.rename{border-color:#8250df}article.delete{border-color:#c00}
+article h3{font-size:1em;margin:.2em 0;font-weight:normal}
+.action{font-weight:bold;text-transform:uppercase;margin-right:.5em}
+.failed{color:#c00;font-weight:bold}
+code{font-family:ui-monospace,monospace;word-break:break-all}
+td.before{background:#fff0f0}td.after{background:#f0fff0}
+"""
+
+
+class _HTMLWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.count = 0
+        self.total = 0
+
+    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+        e = html.escape
+        what = "plan" if run.get("dry_run") else "sync"
+        title = f"dirsync {run['direction']} {what}: {run['connection']} (run {run['run']})"
+        w = self.stream.write
+        w(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+          f"<title>{e(title)}</title><style>{_CSS}</style></head><body>\n")
+        w(f"<h1>{e(title)}</h1>\n<section id=\"summary\">\n")
+        w(f'<p>Status: <strong class="status-{e(run["status"])}" id="status">'
+          f'{e(run["status"])}</strong>')
+        if run.get("message"):
+            w(f" &mdash; {e(str(run['message']))}")
+        w("</p>\n<table class=\"counts\"><tr>"
+          + "".join(f"<th>{name}</th>" for name in COUNT_NAMES) + "</tr><tr>"
+          + "".join(f'<td id="count-{name}">{getattr(counts, name)}</td>'
+                    for name in COUNT_NAMES) + "</tr></table>\n")
+        w("<table>")
+        for label, key in (("Connection", "connection"), ("Direction", "direction"),
+                           ("Mode", "mode"), ("Source", "source"),
+                           ("Import container", "container"), ("Hub", "hub"),
+                           ("Mapping", "mapping"), ("Started", "started"), ("Ended", "ended")):
+            if run.get(key) is not None:
+                w(f"<tr><th>{label}</th><td>{e(str(run[key]))}</td></tr>")
+        w(f"<tr><th>Dry run</th><td>{'yes' if run.get('dry_run') else 'no'}</td></tr>")
+        w("</table>\n<p>Files: " + ", ".join(
+            f'<a href="{e(p.name)}">{e(p.name)}</a>' for p in paths.values()) + "</p>\n")
+        w("</section>\n<section id=\"entries\">\n<h2>Changed entries</h2>\n")
+
+    def item(self, item: ReportItem) -> None:
+        self.total += 1
+        if self.count >= HTML_ENTRIES:
+            return
+        self.count += 1
+        e = html.escape
+        w = self.stream.write
+        w(f'<article class="entry {e(item.action)}"><h3><span class="action">'
+          f"{e(item.action)}</span>")
+        if item.old_dn is not None:
+            w(f"<code>{e(item.old_dn)}</code> &rarr; ")
+        w(f"<code>{e(item.dn)}</code>")
+        if item.kind == "container":
+            w(" (the import container)")
+        w("</h3>")
+        if item.anchor is not None:
+            w(f"<div>anchor <code>{e(item.anchor)}</code></div>")
+        if item.status not in ("planned", "applied"):
+            w(f'<div class="failed">{e(item.status)}'
+              + (f": {e(item.error)}" if item.error else "") + "</div>")
+        for note in item.notes:
+            w(f"<div>note: {e(note)}</div>")
+        rows = item.attributes()
+        if rows:
+            w("<table><tr><th>attribute</th><th>before</th><th>after</th></tr>")
+            for name, old, new in rows:
+                w(f"<tr><th>{e(name)}</th><td class=\"before\">{_cell(name, old)}</td>"
+                  f"<td class=\"after\">{_cell(name, new)}</td></tr>")
+            w("</table>")
+        w("</article>\n")
+
+    def problems(self, problems: list[Problem]) -> None:
+        e = html.escape
+        w = self.stream.write
+        if self.total == 0:
+            w("<p>No changes.</p>\n")
+        elif self.total > self.count:
+            w(f"<p>The first {self.count} of {self.total} changed entries are shown; "
+              "report.json has them all.</p>\n")
+        w("</section>\n")
+        if problems:
+            w("<section id=\"problems\"><h2>Conflicts, errors, skipped entries</h2><table>"
+              "<tr><th>kind</th><th>entry</th><th>line</th><th>message</th></tr>")
+            for problem in problems:
+                w(f"<tr><td>{e(problem.kind)}</td><td><code>{e(problem.dn or '')}</code>"
+                  + (f" (anchor <code>{e(problem.anchor)}</code>)" if problem.anchor else "")
+                  + f"</td><td>{problem.line or ''}</td><td>{e(problem.message)}</td></tr>")
+            w("</table></section>\n")
+
+    def end(self) -> None:
+        self.stream.write("</body></html>\n")
+
+
+def _cell(attr: str, values: list[bytes]) -> str:
+    return "<br>".join(html.escape(value_text(attr, v)) for v in values)
+
+
+def printable(path: Path, limit: int | None = None) -> Iterator[str]:
+    """The lines of a report file; with ``limit``, at most that many and a pointer."""
+    with open(path, encoding="utf-8") as stream:
+        for number, line in enumerate(stream):
+            if limit is not None and number >= limit:
+                yield f"... (the rest is in {path})\n"
+                return
+            yield line
