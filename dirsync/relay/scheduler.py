@@ -68,7 +68,10 @@ class Scheduler:
         """Schedule a message; safe to call from any thread."""
         loop = self._loop
         if loop is None:
-            raise RuntimeError("scheduler not started")
+            # Stopped (or not yet started): the message is in the queue and
+            # the next start schedules it from there.
+            log.debug("scheduler stopped; %s waits for the next start", queue_id)
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

@@ -37,9 +37,10 @@ class Tracker:
               **fields: Any) -> None:
         if event not in EVENTS:
             raise ValueError(f"unknown tracking event {event!r}")
+        now = time.time()
         record: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+            + f".{int(now * 1000) % 1000:03d}Z",
             "event": event,
             "message_id": message_id,
             "recipient": recipient,
