@@ -161,10 +161,11 @@ def _write_run(path: Path, records: Iterable[Record]) -> None:
 
 def _read_run(path: Path) -> Iterator[Record]:
     with open(path, "rb", buffering=1 << 20) as stream:
-        load = pickle.Unpickler(stream).load
         while True:
+            # A fresh unpickler per batch: each batch was pickled with its own
+            # memo, and protocol 4+ numbers memo entries from the memo's size.
             try:
-                batch = load()
+                batch = pickle.load(stream)
             except EOFError:
                 return
             yield from batch

@@ -13,6 +13,7 @@ import base64
 import binascii
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -53,12 +54,13 @@ def _strict_b64decode(data: bytes) -> bytes:
 class _Lexer(ldif.LDIFParser):
     """python-ldap's LDIF lexer, remembering where each logical line starts."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.pair_line = 1
+    def __init__(self, stream: IO[str], first_line: int = 1) -> None:
+        self.pair_line = first_line
         self.current = ""
         self._last_line: str | None = None
         super().__init__(stream, process_url_schemes=["file"])
         self._b64decode = _strict_b64decode
+        self.line_counter += first_line - 1  # a block from the middle of a file
 
     def _unfold_lines(self) -> str:
         # Same unfolding as python-ldap's, but a continuation line after an
@@ -87,11 +89,16 @@ class LDIFReader:
     """Iterates the records of one LDIF file: :class:`Entry` for content
     records, :class:`Change` for change records (``changetype:``)."""
 
-    def __init__(self, source: str | os.PathLike[str] | IO[str], name: str | None = None) -> None:
+    def __init__(self, source: str | os.PathLike[str] | IO[str], name: str | None = None, *,
+                 fast: bool = True) -> None:
+        self._path: Path | None = None
         if isinstance(source, (str, os.PathLike)):
             self.name = name or str(source)
             self._stream: IO[str] = open(source, encoding="utf-8", newline="")
             self._owned = True
+            # A file by path is read by the fast path (see _fast_records);
+            # ``fast=False`` keeps to the lexer alone.
+            self._path = Path(source) if fast else None
         else:
             self.name = name or str(getattr(source, "name", "<stdin>"))
             self._stream = source
@@ -112,12 +119,19 @@ class LDIFReader:
         return InputError(message, path=self.name, line=line, field=field)
 
     def __iter__(self) -> Iterator[Record]:
+        if self._path is not None:
+            yield from self._fast_records(self._path)
+            return
         try:
             lexer = _Lexer(self._stream)
         except UnicodeDecodeError as exc:
             raise self._error(f"not UTF-8 ({exc.reason})", 1) from exc
+        yield from self._lexed(lexer, first=True)
+
+    def _lexed(self, lexer: _Lexer, first: bool) -> Iterator[Record]:
+        """The records of ``lexer``, its errors turned into :class:`InputError`."""
         try:
-            yield from self._records(lexer)
+            yield from self._records(lexer, first)
         except InputError:
             raise
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
@@ -135,9 +149,9 @@ class LDIFReader:
         except EOFError:
             return None, None
 
-    def _records(self, lexer: _Lexer) -> Iterator[Record]:
+    def _records(self, lexer: _Lexer, first: bool = True) -> Iterator[Record]:
         k, v = lexer._consume_empty_lines()
-        if k == "version":
+        if k == "version" and first:
             assert v is not None
             if v.strip() != b"1":
                 raise self._error(f"unsupported LDIF version {v!r}", lexer.pair_line, "version")
@@ -240,6 +254,156 @@ class LDIFReader:
             raise self._error(f"deleteoldrdn must be 0 or 1, not {old!r}", start, "deleteoldrdn")
         return Change("modrdn", dn, newrdn=fields["newrdn"], deleteoldrdn=old == "1",
                       newsuperior=fields.get("newsuperior"), line=start), (None, None)
+
+    # -- fast path -------------------------------------------------------
+    # python-ldap's lexer makes a handful of Python calls per physical line;
+    # on a large file that is most of the time of import and diff. Reading a
+    # file by path, the blocks between empty lines are split here in big
+    # chunks, and a block that is a plain content record (no comment, no
+    # URL value, no changetype or control, nothing malformed) is parsed in
+    # one tight loop, with exactly the lexer's rules. Every other block -
+    # the first one (it may hold ``version:``), change records, anything
+    # odd or wrong - goes to the lexer itself, started at the block's line,
+    # so its records and errors are the lexer's own.
+
+    def _fast_records(self, path: Path) -> Iterator[Record]:
+        first = True
+        for start, lines, terminated in _blocks(path, self.name):
+            record = None if first else _plain_record(lines, start)
+            if record is None:
+                text = "\n".join(lines) + ("\n" if terminated else "")
+                lexer = _Lexer(io.StringIO(text, newline=""), first_line=start)
+                yield from self._lexed(lexer, first)
+            else:
+                yield record
+            first = False
+
+
+# -- fast path helpers (see LDIFReader._fast_records) --------------------------
+
+_FAST_CHUNK = 1 << 20
+# A DN no backtracking regex needs to look at: ``type=value`` RDNs with no
+# escape, quote, plus or equals sign in a value. Every such DN is one
+# ldif.is_dn accepts, so is_dn only runs on the others.
+_PLAIN_DN = re.compile(r'[A-Za-z0-9.-]+=[^,\\"+=]+(?:,[A-Za-z0-9.-]+=[^,\\"+=]+)*')
+_NAMES_OK: set[str] = set()  # attribute descriptions ATTR_NAME has accepted
+
+
+def _blocks(path: Path, name: str) -> Iterator[tuple[int, list[str], bool]]:
+    """(first line number, physical lines, ended by a newline) of each run of
+    non-empty lines. Lines lose their ``\\n``, and the ``\\r`` of ``\\r\\n``."""
+    lineno = 1  # number of the next line to come
+    block: list[str] = []
+    start = 1
+    with open(path, "rb") as stream:
+        carry = b""
+        while True:
+            chunk = stream.read(_FAST_CHUNK)
+            data = carry + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if not cut:
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            else:
+                carry = b""
+            if not data:
+                break
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8(data, exc, lineno, name) from exc
+            lines = text.split("\n")
+            last = lines.pop()  # "" after a final newline, else an unended line
+            for line in lines:
+                if line and line[-1] == "\r":
+                    line = line[:-1]
+                if line:
+                    if not block:
+                        start = lineno
+                    block.append(line)
+                elif block:
+                    yield start, block, True
+                    block = []
+                lineno += 1
+            if last:
+                if not block:
+                    start = lineno
+                block.append(last)
+                yield start, block, False
+                block = []
+            if not chunk:
+                break
+    if block:
+        yield start, block, True
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, lineno: int, name: str) -> InputError:
+    # The exact line of the first bad byte (a text stream decodes ahead, in
+    # blocks, and can only tell roughly where).
+    before = data[:exc.start]
+    line_start = before.rfind(b"\n") + 1
+    field = None
+    head = data[line_start:exc.start]
+    if b":" in head and not head.startswith((b" ", b"#")):
+        field = head.split(b":", 1)[0].decode("ascii", "replace")
+    return InputError(f"not UTF-8 ({exc.reason})", path=name,
+                      line=lineno + before.count(b"\n"), field=field)
+
+
+def _plain_record(lines: list[str], start: int) -> Entry | None:
+    """The content record in ``lines``, parsed as the lexer would, or None
+    when the block is anything but a plain content record."""
+    if not lines[0].startswith("dn:"):
+        return None
+    text = "\n".join(lines)
+    if "\r" in text or "\n#" in text:
+        return None  # a lone CR (a line break to a text stream) or a comment
+    if "\n " in text:
+        text = text.replace("\n ", "")  # RFC 2849 unfolding, as the lexer does it
+    logical = text.split("\n")
+    dn_rest = logical[0][3:]
+    if dn_rest[:1] == " ":
+        dn = dn_rest.lstrip()
+    elif dn_rest[:1] == ":":
+        try:
+            dn = _strict_b64decode(dn_rest[1:].encode("ascii")).decode("utf-8")
+        except (ValueError, binascii.Error):
+            return None
+    elif dn_rest[:1] == "<":
+        return None
+    else:
+        dn = dn_rest
+    if dn and not _PLAIN_DN.fullmatch(dn) and not ldif.is_dn(dn):
+        return None
+    if len(logical) > 1 and logical[1].startswith(("control:", "changetype:")):
+        return None
+    entry = Entry(dn, line=start)
+    add = entry.add
+    names_ok = _NAMES_OK
+    for line in logical[1:]:
+        key, colon, rest = line.partition(":")
+        if not colon:
+            return None
+        if key not in names_ok:
+            if not ATTR_NAME.match(key):
+                return None
+            names_ok.add(key)
+        head = rest[:1]
+        if head == " ":
+            value = rest.lstrip().encode("utf-8")
+        elif head == ":":
+            try:
+                value = _strict_b64decode(rest[1:].encode("ascii"))
+            except (ValueError, binascii.Error):
+                return None
+        elif head == "<":
+            return None
+        else:
+            value = rest.encode("utf-8")
+        add(key, [value])
+    return entry
 
 
 def read_ldif(path: str | os.PathLike[str]) -> Iterator[Record]:

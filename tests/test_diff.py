@@ -528,3 +528,116 @@ def test_mods_keep_new_attribute_spelling() -> None:
     changes = run([E(P, uid="ted")], [E(P, uid="ted", MobilE="1")])
     assert mods(changes) == [("add", "MobilE", [b"1"])]
     assert Mod("add", "MobilE", [b"1"]) == changes[0].mods[0]
+
+
+# -- the LDIF reader's fast path (what diff reads files with) ---------------------------
+
+def read_both(path: Path) -> tuple[object, object]:
+    """What the fast path and the lexer alone make of one file."""
+    from dirsync.ldifio import LDIFReader
+
+    def outcome(fast: bool) -> object:
+        out: list[object] = []
+        try:
+            with LDIFReader(path, fast=fast) as reader:
+                for record in reader:
+                    if isinstance(record, Entry):
+                        out.append(("entry", record.dn, list(record.attrs.items()), record.line))
+                    else:
+                        out.append(("change", record))
+                out.append(("version", reader.version))
+        except InputError as exc:
+            out.append(("error", str(exc), exc.line, exc.field))
+        return out
+
+    return outcome(True), outcome(False)
+
+
+TRICKY = [
+    "version: 1\n\ndn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn: b\n",
+    "version: 1\ndn: cn=a,dc=x\ncn: a\n\n\n\ndn: cn=b,dc=x\ncn:b\ncn:\nsn:   spaced\n",
+    "dn: cn=a,dc=x\ncn: a\n\nversion: 1\n\ndn: cn=b,dc=x\ncn: b\n",
+    "dn: cn=a,dc=x\ncn: a\n\n# comment\n# folded\n  comment\ndn: cn=b,dc=x\ncn: b\n",
+    "dn: cn=a,dc=x\ncn: a\n# inside\nsn: s\n\ndn: cn=b,dc=x\n# last\n\ncn: c\n",
+    "dn: cn=a,dc=x\r\ncn: a\r\n\r\ndn: cn=b,dc=x\r\ncn: b\r\nsn: x\ry\r\n\r\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn: b\r",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,\n dc=x\ndescription: long\n  value\n folded\n",
+    "dn: cn=a,dc=x\ncn: a\n\n continued\ndn: cn=b,dc=x\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn:: YWJj\njpegPhoto:: /9j/\n 4AAQ\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn:: !!!!\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn:: Y249w6ksZGM9eA==\ncn:: w6k=\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn:: Y249/yxkYz14\ncn: x\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\njpegPhoto:< file://{photo}\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\nchangetype: modify\nreplace: sn\nsn: y\n-\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncontrol: 1.2.3 true\nchangetype: delete\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\nchangetype: modrdn\nnewrdn: cn=c\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn: b\nchangetype: add\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn: b\n-\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\nc n: b\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\nno value spec\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: not a dn\ncn: b\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=a\\,b+uid=c,ou=\"q,r\",dc=x\ncn: a,b\n",
+    "dn: cn=a,dc=x\ncn: a\n\nDN: cn=b,dc=x\ncn: b\n",
+    "dn: cn=a,dc=x\nCN: a\ncn: b\nCn: c\ndn: cn=z\n\ndn:\nobjectClass: top\n",
+    "dn: cn=a,dc=x\ncn: a\n\ndn: cn=b,dc=x\ncn: b",
+    "",
+    "# only a comment\n",
+    "\n\n\ndn: cn=a,dc=x\ncn: a\n\n\n",
+    "dn: cn=a,dc=x\ncn: Zoë\n\ndn: cn=ü,dc=x\ncn: ü\n",
+]
+
+
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+@pytest.mark.parametrize("text", TRICKY)
+def test_fast_path_reads_exactly_as_the_lexer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              text: str, chunk: int) -> None:
+    import dirsync.ldifio
+
+    monkeypatch.setattr(dirsync.ldifio, "_FAST_CHUNK", chunk)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    path = tmp_path / "in.ldif"
+    path.write_bytes(text.replace("{photo}", str(photo)).encode("utf-8"))
+    fast, lexer = read_both(path)
+    assert fast == lexer
+
+
+def test_fast_path_reads_random_ldif_exactly_as_the_lexer(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dirsync.ldifio
+
+    dns = ["dn: cn=a,dc=x", "dn: cn=b\\,c,dc=x", "dn:: Y249w6ksZGM9eA==", "dn:cn=d,dc=x",
+           "dn: cn=ü+uid=1,dc=x"]
+    good = ["cn: v", "cn:v", "cn:", "CN:  v", "sn:: YWJj", "mail: a@b", "cn: é",
+            "description: long", " folded", "jpegPhoto:: /9j/", " 4AAQ"]
+    odd = ["dn: bad", "sn:: !!", "", "# c", " #c", "version: 1", "-", "changetype: delete",
+           "control: 1.2.3", "x y: z", "mail: a@b\r", "no colon"]
+    rnd = random.Random(7)
+    path = tmp_path / "in.ldif"
+    for _ in range(300):
+        blocks = []
+        for _ in range(rnd.randint(1, 6)):
+            lines = [rnd.choice(dns)] + [rnd.choice(good) for _ in range(rnd.randint(0, 8))]
+            if rnd.random() < 0.25:
+                lines.insert(rnd.randint(0, len(lines)), rnd.choice(odd))
+            blocks.append("\n".join(lines))
+        text = rnd.choice(["\n\n", "\n\n\n", "\r\n\r\n"]).join(blocks)
+        text += rnd.choice(["", "\n", "\n\n"])
+        path.write_bytes(text.encode("utf-8"))
+        monkeypatch.setattr(dirsync.ldifio, "_FAST_CHUNK", rnd.choice([3, 17, 1 << 20]))
+        fast, lexer = read_both(path)
+        assert fast == lexer, text
+
+
+def test_fast_path_names_the_exact_line_of_a_bad_byte(tmp_path: Path) -> None:
+    from dirsync.ldifio import LDIFReader
+
+    body = "".join(f"dn: cn=u{i},dc=x\ncn: u{i}\ndescription: filler filler\n\n"
+                   for i in range(3000)).encode()
+    bad = body.replace(b"cn: u2500\n", b"cn: u\xff2500\n")
+    path = tmp_path / "bad.ldif"
+    path.write_bytes(bad)
+    with pytest.raises(InputError) as info, LDIFReader(path) as reader:
+        list(reader)
+    assert info.value.line == 4 * 2500 + 2 and info.value.field == "cn"
+    assert "not UTF-8" in str(info.value)

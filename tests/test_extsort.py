@@ -86,6 +86,17 @@ def test_unsorted_input_is_sorted_in_bounded_runs(tmp_path: Path, run_bytes: int
     assert len(runs.runs) <= FAN_IN and [r[0] for r in runs] == keys  # iterable again
 
 
+def test_records_sharing_objects_survive_many_batches(tmp_path: Path) -> None:
+    # A record may refer to one object twice (its DN in its meta): pickle
+    # back-references must resolve within their own batch.
+    recs = []
+    for i in range(2000):
+        dn = f"uid=u{i:05d},{B}"
+        recs.append((f"k{i:05d}", i, dn, b"", None, (0, f"k{i:05d}", dn)))
+    runs = SortedRuns(tmp_path).fill(recs)
+    assert all(r[5][2] == r[2] for r in runs)
+
+
 def test_equal_keys_keep_input_order(tmp_path: Path) -> None:
     runs = SortedRuns(tmp_path, run_bytes=1).fill(records(["b", "a", "b", "a"]))
     assert [(r[0], r[1]) for r in runs] == [("a", 1), ("a", 3), ("b", 0), ("b", 2)]
