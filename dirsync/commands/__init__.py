@@ -12,5 +12,6 @@ COMMANDS = (
     ("dirsync.commands.sync", "plan"),
     ("dirsync.commands.sync", "sync"),
     ("dirsync.commands.sync", "status"),
+    ("dirsync.commands.schedule", "schedule"),
     ("dirsync.relay.cli", "relay"),
 )
