@@ -52,7 +52,10 @@ def contoso(hub: Hub) -> Hub:
 
 
 @pytest.fixture
-def relay_env(tmp_path: Path, slapd: SlapdServer, base: str) -> Iterator[RelayEnv]:
+def relay_env(tmp_path: Path, slapd: SlapdServer, base: str,
+              sinks: Callable[..., Sink]) -> Iterator[RelayEnv]:
+    # Depends on ``sinks`` so that the relay stops before its next hops do:
+    # a hop stopped under an open relay connection leaves a transport unclosed.
     env = RelayEnv(tmp_path, slapd, base)
     yield env
     env.stop()

@@ -149,9 +149,11 @@ def test_pickup_recipient_without_smtp_form_gets_a_report(relay_env: RelayEnv,
     relay_env.relay["x400"].update(pickup="var/x400-in", pickup_interval="0.05s")
     relay_env.start()
     nobody = "/S=Nobody/O=Elsewhere/PRMD=Other/ADMD= /C=US/"
-    (pickup / "3.eml").write_bytes(
+    # Written under a dot name and renamed, as a gateway must.
+    (pickup / ".3.eml").write_bytes(
         f"X400-Originator: {parse_or_address(TED_X400).to_std()}\r\n"
         f"X400-Recipients: {nobody}\r\nSubject: lost\r\n\r\nbody\r\n".encode())
+    (pickup / ".3.eml").rename(pickup / "3.eml")
     # The originator is Ted (his X.400 proxy): the report comes to him over SMTP.
     [report] = hops["internal"].wait()
     assert report.sender == ""
@@ -165,7 +167,8 @@ def test_bad_pickup_file_is_set_aside(relay_env: RelayEnv, hops: dict[str, Sink]
     pickup = relay_env.tmp / "var" / "x400-in"
     relay_env.relay["x400"].update(pickup="var/x400-in", pickup_interval="0.05s")
     relay_env.start()
-    (pickup / "junk.eml").write_bytes(b"Subject: no envelope\r\n\r\nx\r\n")
+    (pickup / ".junk.eml").write_bytes(b"Subject: no envelope\r\n\r\nx\r\n")
+    (pickup / ".junk.eml").rename(pickup / "junk.eml")
     deadline = time.monotonic() + WAIT
     while not (pickup / "bad" / "junk.eml").exists():
         assert time.monotonic() < deadline
