@@ -31,7 +31,7 @@ from dirsync.testing.slapd import SlapdServer  # noqa: E402
 
 CONFIG = HERE / "dirsync.toml"
 PEOPLE = "ou=People,dc=example,dc=org"
-ENTRIES = {
+ENTRIES: dict[str, dict[str, str | list[str]]] = {
     "Ted Bremer": {"mail": "ted@example.org", "proxyAddresses": [
         "SMTP:ted@example.org", "X400:c=US;a= ;p=Contoso;o=Exchange;s=Bremer;g=Ted;",
         "MS:EXCHANGE/HUB/TEDB"]},
@@ -62,7 +62,7 @@ def populate(server: SlapdServer) -> None:
                       ("cn", [cn.encode()]), ("sn", [cn.split()[-1].encode()]),
                       ("displayName", [cn.encode()])]
             for name, value in attrs.items():
-                items = value if isinstance(value, list) else [value]
+                items = [value] if isinstance(value, str) else value
                 values.append((name, [v.encode() for v in items]))
             conn.add_s(f"cn={cn},{PEOPLE}", values)
     finally:
