@@ -148,8 +148,14 @@ def _split_recipients(value: str) -> list[str]:
 
 
 def _x400_address(text: str, where: str, path: Path) -> TypedAddress:
+    """An O/R address in any textual form, ``X400:...``, or a one-off address."""
+    text = text.strip()
     try:
-        typed = parse_any(text) if not text.startswith("/") else TypedAddress(X400, text)
+        return TypedAddress(X400, parse_or_address(text).to_semicolon())
+    except ORAddressError:
+        pass
+    try:
+        typed = parse_any(text)
         if typed.type == X400:
             parse_or_address(typed.value)
         return typed

@@ -28,6 +28,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dirsync.relay.message import split_header
+
 FULL_LIMIT = 1 << 20  # beyond this the original travels as its header only
 
 _HUMAN = {
@@ -59,11 +61,7 @@ def rfc822_date(when: float) -> str:
 
 def header_block(content: bytes) -> bytes:
     """The header of a message, up to and including the blank line."""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        end = content.find(sep)
-        if end >= 0:
-            return content[:end + len(sep)]
-    return content
+    return split_header(content)[0]
 
 
 def _fields(lines: Sequence[tuple[str, str | None]]) -> str:
