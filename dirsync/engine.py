@@ -25,6 +25,7 @@ spools (:mod:`dirsync.spool`), not in lists of objects.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -289,10 +290,10 @@ class ImportRun:
     def _run(self) -> RunResult:
         log.info("%s: %s %s run%s", self.name, self.mode, self.direction,
                  " (dry run)" if self.options.dry_run else "")
-        self.index = self.scan_hub()
+        self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.state.entries(self.name) if self.mode == "incremental" else {}
-        self.read_source()
-        self.plan()
+        self.timed("source read", self.read_source)
+        self.timed("plan", self.plan)
         stop = safety_stop(deletes=len(self.deletes), held=len(self.index.ours),
                            threshold=self.connection.delete_threshold,
                            source_entries=self.source_entries,
@@ -306,7 +307,7 @@ class ImportRun:
         elif self.options.dry_run:
             self.write_planned_ldif()
         else:
-            message = self.apply()
+            message = self.timed("apply", self.apply)
             interrupted = message is not None
         if stop is not None:
             status = "stopped"
@@ -317,18 +318,25 @@ class ImportRun:
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
         ended = now()
-        files = self.report.finish(
+        files = self.timed("report", lambda: self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
                  "dry_run": self.options.dry_run, "status": status, "run": self.run_id,
                  "started": self.started, "ended": ended, "message": message,
                  "container": self.container, "source": self.connection.foreign,
                  "hub": self.connection.hub, "mapping": str(self.selected.mapping.path)},
-            counts=self.counts, items=self.report_items(), problems=self.problems)
+            counts=self.counts, items=self.report_items(), problems=self.problems))
         self.state.end_run(self.run_id, status, self.counts.as_dict(), str(self.report.folder),
                            message)
         return RunResult(self.name, self.direction, self.mode, self.options.dry_run, status,
                          self.counts, self.report.folder, files, self.run_id, self.started,
                          ended, message)
+
+    def timed(self, step: str, func: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return func()
+        finally:
+            log.debug("%s: %s took %.2fs", self.name, step, time.perf_counter() - started)
 
     # -- 1. the hub --------------------------------------------------------
     def scan_hub(self) -> HubIndex:
