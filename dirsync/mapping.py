@@ -18,12 +18,15 @@ from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dirsync.entry import Entry
 from dirsync.errors import ConfigError
 from dirsync.schema import ATTR_NAME
 from dirsync.templates import Expression, SourceView, Template, TemplateError
+
+if TYPE_CHECKING:
+    from dirsync.exportmap import ExportMapping
 
 KIND_PERSON = "person"
 KIND_LIST = "list"
@@ -35,7 +38,8 @@ MARKER_CLASS = "dirsyncObject"
 
 _PART_KEYS = {"object_classes", "attributes", "target_address", "proxy_addresses", "remove"}
 _LIST_KEYS = _PART_KEYS | {"members", "member_key", "member_attribute"}
-_TOP_KEYS = {"mapping", "variables", "source", "anchor", "classify", "rdn", "person", "list"}
+_TOP_KEYS = {"mapping", "variables", "source", "anchor", "classify", "rdn", "person", "list",
+             "export"}
 _PERSON_TYPES = ("contact", "disabled-user", "enabled-user")
 _LIST_TYPES = ("contact", "group")
 _SECTION_KEYS = {
@@ -179,6 +183,8 @@ class Mapping:
     member_key_template: Template | None
     member_attribute: str
     lines: dict[str, int] = field(default_factory=dict)
+    #: The ``[export]`` section (hub -> foreign), if the mapping has one.
+    export: ExportMapping | None = None
 
     def where(self, key: str) -> str:
         """``file:line: key`` for messages about ``key``."""
@@ -476,6 +482,11 @@ class _Loader:
         if filter_text is not None and not (filter_text.startswith("(")
                                             and filter_text.endswith(")")):
             self.problem("source.filter", f"{filter_text!r} is not an LDAP filter in parentheses")
+        export = None
+        if "export" in data:
+            from dirsync.exportmap import load_export
+
+            export = load_export(self, data["export"])
         if self.problems or any(p is None for p in (*persons.values(), *lists.values())) \
                 or anchor is None or rdn is None:
             return None
@@ -499,6 +510,7 @@ class _Loader:
             member_key_template=member_key_template,
             member_attribute=member_attribute,
             lines=self.lines,
+            export=export,
         )
 
     def part(self, section: dict[str, Any], kind: str, type_name: str,
