@@ -39,6 +39,7 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
 from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
+from dirsync.interrupt import stop_requested
 from dirsync.mapping import (
     ANCHOR_ATTR,
     KIND_LIST,
@@ -763,6 +764,9 @@ class ImportRun:
                 spool = self.phase_spools[phase]
                 if len(spool):
                     self.apply_phase(spool, deferred if file_hub else None)
+                if stop_requested.is_set():
+                    stopped = "stopped on request; the rest is applied by the next run"
+                    break
         except DirectoryError as exc:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
@@ -783,6 +787,9 @@ class ImportRun:
 
         def changes() -> Iterator[Change]:
             for item, anchor, record, state, action in spool:
+                if stop_requested.is_set():
+                    # SIGTERM: the changes in flight finish and are recorded.
+                    return
                 if item in self.failed:
                     continue
                 sent.append((item, anchor, state, action))
