@@ -35,6 +35,7 @@ HUB_KINDS = ("ldap", "ldif")
 DIRECTIONS = ("import", "export", "both")
 RECIPIENT_TYPES = ("contact", "disabled-user", "enabled-user")
 LIST_MODES = ("contact", "group", "skip")
+WRITEBACK_MODES = ("marked", "all", "none")
 
 #: Top-level tables that other parts of dirsync read (the relay); they are
 #: kept as they are in :attr:`Config.sections` for their owners to check.
@@ -153,6 +154,12 @@ class ConnectionConfig:
     delete_threshold: Threshold = field(default_factory=Threshold)
     schedule: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    # The export direction (docs/export.md): an LDAP filter ANDed with the
+    # mapping's, where exported entries go in an ldap/ldif foreign directory
+    # (default: its base), and where generated proxy addresses are written.
+    export_filter: str | None = None
+    foreign_container: str | None = None
+    proxy_writeback: str = "marked"
 
     @property
     def key_path(self) -> str:
@@ -301,6 +308,8 @@ _CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "foreign": str, "hub": str, "mapping": str, "import_container": str,
     "export_containers": list, "direction": str, "recipients": str, "lists": str,
     "delete_threshold": (int, str), "schedule": str, "variables": dict,
+    # the export direction (docs/export.md)
+    "export_filter": str, "foreign_container": str, "proxy_writeback": str,
 }
 
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list",
@@ -590,6 +599,21 @@ class _Checker:
                 self.problem(f"{where}.export_containers[{i}]", "must be a DN string")
             elif self.dn(value, f"{where}.export_containers[{i}]"):
                 exports.append(value)
+        if direction in ("export", "both") and not exports \
+                and "export_containers" not in table:
+            self.problem(f"{where}.export_containers", "missing (an export reads one or more "
+                         "export containers)")
+        export_filter = values["export_filter"]
+        if export_filter is not None and not (export_filter.strip().startswith("(")
+                                              and export_filter.strip().endswith(")")):
+            self.problem(f"{where}.export_filter", f"{export_filter!r} is not an LDAP filter "
+                         "in parentheses")
+            export_filter = None
+        foreign_container = values["foreign_container"]
+        if foreign_container is not None and not self.dn(foreign_container,
+                                                         f"{where}.foreign_container"):
+            foreign_container = None
+        proxy_writeback = self.choice(table, "proxy_writeback", where, WRITEBACK_MODES, "marked")
         threshold = Threshold()
         if "delete_threshold" in table and values["delete_threshold"] is not None:
             try:
@@ -616,7 +640,9 @@ class _Checker:
             index=index, name=name, foreign=values["foreign"], hub=values["hub"],
             mapping=values["mapping"], mapping_path=mapping_path, import_container=container,
             export_containers=exports, direction=direction, recipients=recipients, lists=lists,
-            delete_threshold=threshold, schedule=schedule, variables=variables)
+            delete_threshold=threshold, schedule=schedule, variables=variables,
+            export_filter=export_filter, foreign_container=foreign_container,
+            proxy_writeback=proxy_writeback)
 
     def reference(self, value: str | None, where: str, directories: dict[str, DirectoryConfig],
                   kinds: tuple[str, ...]) -> None:
