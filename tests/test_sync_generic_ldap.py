@@ -104,7 +104,7 @@ def test_a_live_ldap_source_anchored_by_entry_uuid(
     assert line["counts"]["rename"] == 1 and line["counts"]["modify"] == 1  # type: ignore[index]
     moved = search(slapd, f"cn=Robert Ray,{container}", attrs=["entryUUID"],
                    scope=ldap.SCOPE_BASE)
-    assert list(moved.values())[0]["entryUUID"] == list(hub_uuid.values())[0]["entryUUID"]
+    assert next(iter(moved.values()))["entryUUID"] == next(iter(hub_uuid.values()))["entryUUID"]
     team = next(iter(search(slapd, f"cn=Team,{container}", attrs=["member"],
                             scope=ldap.SCOPE_BASE).values()))
     assert f"cn=Robert Ray,{container}" in values(team, "member")

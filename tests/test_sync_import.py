@@ -290,7 +290,7 @@ def test_lists_as_groups_hold_the_hub_dns_of_their_members(
                                              f"cn=User u000002,{world.container}"]
     # The unknown member is reported, not invented.
     report = json.loads((Path(str(line["report"])) / "report.json").read_text())
-    notes = [e for e in report["entries"] if e.get("anchor") == "dl1"][0]["notes"]
+    notes = next(e for e in report["entries"] if e.get("anchor") == "dl1")["notes"]
     assert "nobody" in notes[0]
     # An empty list still satisfies groupOfNames: it names itself.
     assert values(world.entry("cn=List dl2"), "member") == [f"cn=List dl2,{world.container}"]
