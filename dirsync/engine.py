@@ -39,6 +39,7 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
 from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
+from dirsync.exportmap import exported_by
 from dirsync.interrupt import stop_requested
 from dirsync.mapping import (
     ANCHOR_ATTR,
@@ -152,10 +153,17 @@ def directions(connection: ConnectionConfig) -> list[str]:
     return [connection.direction]
 
 
+def load_runners() -> None:
+    """Import the directions that live in modules of their own (they register in RUNNERS)."""
+    if "export" not in RUNNERS:
+        import dirsync.exportrun  # noqa: F401
+
+
 def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None = None,
         on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Run the named connections (all when none) in each of their directions."""
     opts = options or SyncOptions()
+    load_runners()
     connections = config.select(list(names))
     results: list[RunResult] = []
     with StateStore(config.state) as state:
@@ -425,10 +433,16 @@ class ImportRun:
         self.member_keys: dict[str, str] = {}
         self.unreadable = 0                          # source entries without a known anchor
         self.source_entries = 0
+        # Loop prevention: what this connection exported comes back marked.
+        exported = exported_by(selected.mapping.export, self.name)
+        returned = 0
         self.progress.start("reading the source")
         for entry in self.source_entries_iter():
             self.source_entries += 1
             self.progress.advance()
+            if exported is not None and exported(entry):
+                returned += 1
+                continue
             view = selected.view(entry)
             try:
                 anchor = selected.anchor(view)
@@ -488,6 +502,11 @@ class ImportRun:
                                         mapped.attrs, mapped.object_classes, mapped.members,
                                         entry.line).record())
             self.wanted.append((anchor, mapped.rdn_value))
+        if returned:
+            self.counts.skipped += returned
+            self.problems.append(Problem("note", None, None, f"{returned} source entries "
+                                         "carry this connection's export marker: hub "
+                                         "recipients exported here, not imported back", None))
         for rejected in getattr(self.foreign, "rejected", []):
             self.unreadable += 1
             self.counts.error += 1

@@ -18,7 +18,7 @@ compiled when the mapping loads; :meth:`ExportMapping.map` is pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -325,3 +325,20 @@ def proxy_of(values: Iterable[str], kind: str) -> tuple[str | None, list[str]]:
         else:
             found.append(proxy.address)
     return primary, found
+
+
+def exported_by(export: ExportMapping | None, connection: str) -> Callable[[Entry], bool] | None:
+    """For the import: does a foreign entry carry this connection's export marker?
+
+    Such an entry is a hub recipient the connection exported, come back in
+    the foreign system's next export: it is not imported as a new contact.
+    """
+    if export is None:
+        return None
+    attr = export.marker_attribute
+    wanted = connection.casefold()
+
+    def carries(entry: Entry) -> bool:
+        return any(v.decode("utf-8", "replace").strip().casefold() == wanted
+                   for v in entry.get(attr))
+    return carries
