@@ -75,6 +75,10 @@ def _environment() -> SandboxedEnvironment:
         lstrip_blocks=True,
     )
     env.filters["split"] = _split
+    # Foreign address formats: ascii, x400, mailboxes (dirsync.textfilters).
+    from dirsync.textfilters import FILTERS
+
+    env.filters.update(FILTERS)
     return env
 
 
