@@ -18,6 +18,7 @@ from dirsync.config import Config, ConnectionConfig, DirectoryConfig, check_conf
 from dirsync.directories import ReadOptions
 from dirsync.entry import parent_dn
 from dirsync.errors import ConfigError, DirsyncError
+from dirsync.exportcheck import check_export
 from dirsync.mapping import Mapping, load_mapping
 
 #: The attribute types an LDAP hub must know (schemas/dirsync.schema).
@@ -155,6 +156,8 @@ def _check_connection(config: Config, connection: ConnectionConfig, mapping: Map
                                     "exist yet; the first sync creates it")
         except DirsyncError as exc:
             result.problems.append(f"{where}: {exc}")
+    if connection.direction in ("export", "both"):
+        check_export(config, connection, mapping, hub, foreign, result)
     if mapping is None or foreign is None:
         return
     known_names: Any = None
