@@ -108,8 +108,8 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str | None, output: str | 
                            old_name=old, new_name=new, options=opts)
         stream.flush()
     if fmt != "text":
-        sorted_note = (f" (sorted: {', '.join(summary.sorted_inputs)})"
-                       if summary.sorted_inputs else "")
+        unsorted = list(dict.fromkeys(summary.sorted_inputs))
+        sorted_note = f" (sorted on disk: {', '.join(unsorted)})" if unsorted else ""
         click.echo(f"diff: {summary.describe()}{sorted_note}", err=True)
     return 1 if exit_code and summary.changes else 0
 
