@@ -302,7 +302,7 @@ def _part(loader: _Loader, raw: Any, where: str, allowed: set[str]) -> ExportPar
             ok = False
             continue
         attributes[name] = compiled
-    if not attributes:
+    if not raw_attrs:
         loader.problem(f"{where}.attributes", "no attributes: a foreign entry needs some")
         return None
     return ExportPart(classes, attributes) if ok else None
