@@ -68,10 +68,11 @@ def copy_fixture(name: str, folder: Path) -> Path:
     return target
 
 
-def load_ldif(slapd: SlapdServer, path: Path, base: str,
-              fixture_base: str = FIXTURE_BASE) -> list[str]:
+def load_ldif(slapd: SlapdServer, path: Path, base: str, fixture_base: str = FIXTURE_BASE,
+              extra_classes: Iterable[str] = ()) -> list[str]:
     """Add the entries of an LDIF file to ``slapd``, moved from ``fixture_base`` to
-    ``base`` (DN-valued attributes too); returns their DNs, parents first."""
+    ``base`` (DN-valued attributes too), each with ``extra_classes`` added;
+    returns their DNs, parents first."""
     with LDIFReader(str(path)) as reader:
         entries = [record for record in reader if not hasattr(record, "kind")]
     conn = slapd.connect()
@@ -85,6 +86,8 @@ def load_ldif(slapd: SlapdServer, path: Path, base: str,
                     continue
                 if name.lower() in {a.lower() for a in _DN_VALUED}:
                     values = [_moved(v.decode(), fixture_base, base).encode() for v in values]
+                if name.lower() == "objectclass":
+                    values = [*values, *(c.encode() for c in extra_classes)]
                 attrs.append((name, list(values)))
             conn.add_s(dn, attrs)
             added.append(dn)
