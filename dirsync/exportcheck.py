@@ -77,17 +77,17 @@ def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping 
                                        "row key of a CSV directory; give a column name")
         return
     base = config.directories[connection.foreign].base
-    container = connection.foreign_container or base
-    if not container:
+    target = connection.foreign_container or base
+    if not target:
         result.problems.append(f"{connection.key_path}.foreign_container: missing: the "
                                f"foreign directory {connection.foreign!r} has no base, so "
                                "say where exported entries go")
         return
     try:
-        if foreign.exists(container):
-            result.passed.append(f"{where}: foreign container {container} exists")
+        if foreign.exists(target):
+            result.passed.append(f"{where}: foreign container {target} exists")
         else:
-            result.notes.append(f"{where}: the foreign container {container} does not exist "
+            result.notes.append(f"{where}: the foreign container {target} does not exist "
                                 "yet; the first export creates it")
     except DirsyncError as exc:
         result.problems.append(f"{where}: {exc}")

@@ -58,9 +58,7 @@ from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.ldifio import LDIFWriter
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
 from dirsync.plan import (
-    PHASE_ADD,
     PHASE_CONTAINER,
-    PHASE_GROUP,
     PHASE_RENAME,
     PHASE_RENAME_FINAL,
     PHASES,
@@ -78,7 +76,7 @@ from dirsync.proxygen import Assigner, AssignmentStore, writeback_change, writeb
 from dirsync.report import Problem, Report, ReportItem
 from dirsync.schema import matcher
 from dirsync.state import StateRow, StateStore, now
-from dirsync.templates import SourceView, TemplateError
+from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.export")
 
@@ -463,7 +461,7 @@ class ExportRun:
                     self.plan_writeback(anchor, entry, change)
             else:
                 notes.append(f"{address} generated, not written to the hub: {policy.reason}")
-        primary, every = proxy_of(assigned.values or entry.texts("proxyAddresses"),
+        _, every = proxy_of(assigned.values or entry.texts("proxyAddresses"),
                                   export.proxy_type)
         extra.update(kind=hub_kind, proxy=assigned.address,
                      proxies=[assigned.address, *[a for a in every

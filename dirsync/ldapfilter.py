@@ -49,7 +49,7 @@ class _Parser:
         elif head == "!":
             self.pos += 1
             inner = self.filter()
-            result = lambda entry: not inner(entry)  # noqa: E731
+            result = lambda entry: not inner(entry)
         else:
             end = self.text.find(")", self.pos)
             if end < 0:
