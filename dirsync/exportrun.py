@@ -148,6 +148,7 @@ class ExportRun:
             p: [] for p in PHASES}
         self.hub_changes: list[tuple[int, Change]] = []
         self.applied = False
+        self.unreadable_rows = 0
 
     # -- entry point -----------------------------------------------------
     def __call__(self) -> RunResult:
@@ -223,6 +224,11 @@ class ExportRun:
                            threshold=self.connection.delete_threshold,
                            source_entries=self.hub_entries_read,
                            allow_deletes=self.options.allow_deletes)
+        if stop is None and self.unreadable_rows:
+            # The file is written whole: rows it could not read would be lost.
+            stop = (f"{self.foreign.path} has {self.unreadable_rows} row(s) that cannot be "
+                    "read, and writing the file back would drop them; nothing was changed "
+                    "(fix or remove them first)")
         message = None
         interrupted = False
         if stop is not None:
@@ -265,8 +271,9 @@ class ExportRun:
     def foreign_entries(self) -> Iterator[Entry]:
         if self.csv:
             yield from self.foreign.read()
+            self.unreadable_rows = len(self.foreign.rejected)
             for rejected in self.foreign.rejected:
-                self.problems.append(Problem("note", None, rejected.dn, "the foreign file has "
+                self.problems.append(Problem("error", None, rejected.dn, "the foreign file has "
                                              f"a row that cannot be read: {rejected.message}",
                                              rejected.line))
             return

@@ -392,3 +392,16 @@ def test_an_ldif_hub_is_filtered_by_dirsync_itself(tmp_path: Path) -> None:
     # The file hub has no entryUUID: the anchor is the entry's DN.
     assert rows["EXCHANGE.CONNECTOR.swu"]["Sync Anchor"] == "uid=swu,ou=people,dc=example,dc=org"
     assert changes(sync(config)) == 0
+
+
+def test_a_foreign_file_with_unreadable_rows_is_not_written_back(hub: Hub) -> None:
+    config, csv_path = msmail(hub)
+    text = csv_path.read_text(encoding="utf-8")
+    csv_path.write_text(text + "MICROSOFT/PO1/BROKEN,user,only four fields\n", encoding="utf-8")
+    before = csv_path.read_bytes()
+    results = sync(config)
+    assert results[0].status == "stopped" and "1 row(s) that cannot be read" in \
+        str(results[0].message)
+    assert csv_path.read_bytes() == before           # the broken row is still there
+    csv_path.write_text(text, encoding="utf-8")
+    assert counts(sync(config))["add"] == 26
