@@ -752,17 +752,14 @@ class ExportRun:
         """Hub write-backs, then the foreign phases; returns why it stopped early, or None."""
         self.applied = True
         stopped = None
-        if self.hub_changes:
-            try:
-                self.apply_hub()
-            except DirectoryError as exc:
-                log.error("%s: %s", self.name, exc)
-                return f"stopped early, the rest is applied by the next run: {exc}"
         file_foreign = self.foreign.kind != "ldap"
         self.deferred: list[tuple[str, StateRow | None]] = []
         total = sum(len(v) for v in self.phases.values())
-        self.progress.start("applying", total)
         try:
+            if self.hub_changes:
+                # The hub holds an address before the foreign system learns it.
+                self.apply_hub()
+            self.progress.start("applying", total)
             for phase in PHASES:
                 if self.phases[phase]:
                     self.apply_phase(self.phases[phase], file_foreign)
