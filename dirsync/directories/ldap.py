@@ -325,19 +325,20 @@ class Pipeline:
             depends.append(normalize_dn(parent_dn(change.dn)))
         return any(k in self.busy for k in depends)
 
-    def _collect(self, block: bool) -> None:
+    def _collect(self, block: bool) -> bool:
+        """Take one result (waiting for it if ``block``); False if none was ready."""
         conn = self.directory.conn
         timeout = self.directory.timeout if block else 0
         try:
             kind, _, msgid, _ = conn.result3(ldap.RES_ANY, 1, timeout)
             if kind is None:
-                return
+                return False
             error: EntryError | None = None
         except ldap.TIMEOUT:
             if block:
                 raise TransientDirectoryError(f"{self.directory.server_url}: no answer in "
                                               f"{self.directory.timeout}s") from None
-            return
+            return False
         except ldap.LDAPError as exc:
             if isinstance(exc, _TRANSIENT + _FATAL):
                 raise directory_error(exc, self.directory.server_url) from exc
@@ -351,6 +352,7 @@ class Pipeline:
             if self.busy.get(key) == msgid:
                 del self.busy[key]
         self.done[seq] = ApplyResult(change, error)
+        return True
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
         window = self.directory.window
@@ -363,10 +365,9 @@ class Pipeline:
             while self.outstanding and (len(self.outstanding) >= window
                                         or self._conflicts(change)):
                 self._collect(True)
-            while self.outstanding:
-                self._collect(False)
-                if not self.done or min(self.done) != next_out:
-                    break
+            # Take whatever results are ready, without waiting for more.
+            while self.outstanding and self._collect(False):
+                pass
             yield from self._release(next_out)
             next_out = self._next_out
             if self.failed_seq is not None:
