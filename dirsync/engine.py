@@ -555,8 +555,9 @@ class ImportRun:
 
         # Where each re-mapped entry goes.
         deleted = set(self.deletes)
+        # DNs the other entries of this connection keep (only needed to place some).
         held_dns = {normalize_dn(r.dn): a for a, r in ours.items()
-                    if a not in wanted_anchors and a not in deleted}
+                    if a not in wanted_anchors and a not in deleted} if self.wanted else {}
         current = {a: ours[a].dn for a in wanted_anchors if a in ours}
         assignment = assign_dns(self.wanted, current, held_dns, self.index.unowned,
                                 rdn_attribute=selected.rdn_attribute, container=self.container)
