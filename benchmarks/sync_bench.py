@@ -1,0 +1,317 @@
+"""Import sync at 100,000 entries: dirsync against ldapadd and ldapmodify.
+
+One command: ``.venv/bin/python benchmarks/sync_bench.py`` (``--rows N``,
+``--record`` to write the ``## Import sync`` section of RESULTS.md,
+``--nosync`` to give both servers mdb's ``dbnosync``).
+
+1. A foreign CSV export of N rows (csv-gal columns) is generated.
+2. The mapping alone: N rows through the csv-gal mapping in this process,
+   and the report's before/after of 1,000 modified entries built two ways
+   (deepdiff and the attribute lists the engine keeps).
+3. Server A (a fresh slapd) gets the initial ``dirsync sync``; server B,
+   with the same configuration, gets ``ldapadd -f`` of exactly the entries
+   that sync wrote (its report's change file).
+4. ``dirsync sync`` again on A, three times: nothing changed, so nothing
+   may be written; every entry's entryCSN is compared before and after.
+5. A 1% change: 1,000 rows modified, 100 added, 100 removed; ``dirsync
+   sync`` on A, and ``ldapmodify -f`` of the same changes on B.
+
+Each dirsync run is its own process (``python -m dirsync``), timed from
+start to exit, its peak memory (max RSS) read with wait4().
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dirsync.testing.slapd import SlapdServer  # noqa: E402
+from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv  # noqa: E402
+
+WORK = ROOT / "benchmarks" / "work" / "sync"
+SUFFIX = "dc=example,dc=org"
+BASE = f"ou=Bench,{SUFFIX}"
+CONTAINER = f"ou=Import,{BASE}"
+
+
+def fresh_server(nosync: bool) -> SlapdServer:
+    server = SlapdServer(suffix=SUFFIX, database_extra="dbnosync" if nosync else "").start()
+    server.add_suffix()
+    server.add_ou(BASE)
+    return server
+
+
+def dirsync(config: Path, *args: str) -> dict[str, Any]:
+    """Run ``python -m dirsync`` as its own process: wall time, max RSS, its JSON line."""
+    out_path, err_path = WORK / "stdout.txt", WORK / "stderr.txt"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dirsync", "-vv", "-c", str(config), "--json", "sync",
+             *args], stdout=out, stderr=err, cwd=ROOT)
+        # wait4 reaps the child and gives its own resource usage (max RSS).
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+    log = err_path.read_text()
+    if process.returncode != 0:
+        raise RuntimeError(f"dirsync failed ({process.returncode}): {log[-2000:]}")
+    line = json.loads(out_path.read_text().strip().splitlines()[-1])
+    steps = dict(re.findall(r": (\w[\w ]*?) took ([\d.]+)s", log))
+    return {"seconds": elapsed, "rss": usage.ru_maxrss / 1024, "line": line, "steps": steps}
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - started
+
+
+def ldap_tool(tool: str, server: SlapdServer, ldif: Path) -> float:
+    return timed([tool, "-x", "-H", server.url, "-D", server.root_dn, "-w", server.root_pw,
+                  "-f", str(ldif)])
+
+
+def csn_snapshot(server: SlapdServer) -> dict[str, bytes]:
+    found = search(server, CONTAINER, attrs=["entryCSN"])
+    return {dn.lower(): attrs["entryCSN"][0] for dn, attrs in found.items()}
+
+
+def mapping_speed(rows: int, source: Path) -> dict[str, float]:
+    """The csv-gal mapping on every row, in this process (no I/O but the CSV read)."""
+    from dirsync.directories import CSVDirectory, CSVLayout
+    from dirsync.mapping import load_mapping
+    from dirsync.templates import Template
+
+    mapping = load_mapping(ROOT / "mappings" / "csv-gal.toml")
+    selected = mapping.select("contact", "contact")
+    entries = list(CSVDirectory(source, layout=CSVLayout(key="Alias"), create=False).read())
+
+    def run() -> float:
+        started = time.perf_counter()
+        for entry in entries:
+            view = selected.view(entry)
+            anchor = selected.anchor(view)
+            kind = selected.kind(view)
+            if kind is not None:
+                selected.map(view, anchor, kind)
+        return time.perf_counter() - started
+
+    with_fast_paths = run()
+    # The same templates, every one through Jinja (no direct lookups).
+    originals = {}
+    for template in mapping.templates():
+        if isinstance(template, Template) and template._terms is not None:
+            originals[id(template)] = template._terms
+            template._terms = None
+            from dirsync.templates import ENV
+            template._jinja = ENV.from_string(template.source)
+    jinja_only = run()
+    return {"rows": len(entries), "mapping_s": with_fast_paths, "jinja_only_s": jinja_only}
+
+
+def diff_speed() -> dict[str, float]:
+    """Before/after of 1,000 modified entries: deepdiff against the engine's own lists."""
+    from deepdiff import DeepDiff
+
+    from dirsync.report import ReportItem
+
+    pairs = []
+    for i in range(1000):
+        before = {"cn": [f"User {i}"], "sn": [f"Last{i}"], "title": ["Engineer"],
+                  "mail": [f"u{i}@po1.example"], "telephoneNumber": [f"+1 555 {i:07d}"],
+                  "proxyAddresses": [f"SMTP:u{i}@po1.example", f"X400:c=US;s=Last{i};"]}
+        after = dict(before, title=["Manager"])
+        pairs.append((before, after))
+    started = time.perf_counter()
+    for before, after in pairs:
+        DeepDiff(before, after, ignore_order=True)
+    deep = time.perf_counter() - started
+    started = time.perf_counter()
+    for before, after in pairs:
+        ReportItem("person", "a", "modify", "cn=x", None, "applied",
+                   before={k: [v.encode() for v in vs] for k, vs in before.items()},
+                   after={k: [v.encode() for v in vs] for k, vs in after.items()}).attributes()
+    own = time.perf_counter() - started
+    return {"deepdiff_ms": deep * 1000 / 1000, "own_ms": own * 1000 / 1000}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    slapd = subprocess.run(["slapd", "-VV"], capture_output=True, text=True).stderr
+    version = re.search(r"slapd ([\w.+~-]+)", slapd)
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.1f} GiB memory, Linux "
+            f"{platform.release()}, Python {platform.python_version()}, OpenLDAP slapd "
+            f"{version.group(1) if version else '?'} (mdb)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--record", action="store_true",
+                        help="write the results into benchmarks/RESULTS.md")
+    parser.add_argument("--nosync", action="store_true",
+                        help="give both servers mdb's dbnosync (no disk flush per write)")
+    args = parser.parse_args(argv)
+    rows = args.rows
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    source = write_csv(WORK / "gal.csv", gal_rows(rows))
+    print(f"{rows} rows in {source}", flush=True)
+
+    speed = mapping_speed(rows, source)
+    print(f"mapping: {speed}", flush=True)
+    diffs = diff_speed()
+    print(f"before/after of one entry: {diffs}", flush=True)
+
+    a = fresh_server(args.nosync)
+    b: SlapdServer | None = None
+    try:
+        config = hub_config(WORK, a, CONTAINER, source, threshold=rows)
+        initial = dirsync(config)
+        assert initial["line"]["counts"]["add"] == rows, initial["line"]
+        print(f"initial sync: {initial['seconds']:.1f} s, {initial['rss']:.0f} MB, "
+              f"{initial['steps']}", flush=True)
+        applied = Path(initial["line"]["files"]["ldif"])
+        b = fresh_server(args.nosync)
+        ldapadd = ldap_tool("ldapadd", b, applied)
+        print(f"ldapadd -f: {ldapadd:.1f} s", flush=True)
+
+        before = csn_snapshot(a)
+        noops = []
+        for _ in range(3):
+            run = dirsync(config)
+            assert run["line"]["counts"]["unchanged"] == rows, run["line"]
+            noops.append(run)
+            print(f"no-op: {run['seconds']:.2f} s, {run['rss']:.0f} MB, {run['steps']}",
+                  flush=True)
+        writes = sum(1 for dn, csn in csn_snapshot(a).items() if before.get(dn) != csn)
+        assert len(before) == rows + 1
+        noop = sorted(noops, key=lambda r: r["seconds"])[1]
+
+        changed = [gal_row(r["Alias"], Title="Manager") if i % (rows // 1000) == 0 else r
+                   for i, r in enumerate(gal_rows(rows))]
+        removed = set(range(7, rows, rows // 100))
+        changed = [r for i, r in enumerate(changed) if i not in removed]
+        changed += [gal_row(f"n{i:06d}") for i in range(100)]
+        write_csv(source, changed)
+        percent = dirsync(config)
+        counts = percent["line"]["counts"]
+        print(f"1% change: {percent['seconds']:.2f} s, {percent['rss']:.0f} MB, {counts}, "
+              f"{percent['steps']}", flush=True)
+        ldapmodify = ldap_tool("ldapmodify", b, Path(percent["line"]["files"]["ldif"]))
+        print(f"ldapmodify -f of the same changes: {ldapmodify:.2f} s", flush=True)
+    finally:
+        a.destroy()
+        if b is not None:
+            b.destroy()
+
+    budget = 1.2 * (noop["seconds"] + ldapmodify)
+    results = {
+        "rows": rows, "nosync": args.nosync, "initial": initial["seconds"],
+        "initial_rss": initial["rss"], "initial_steps": initial["steps"], "ldapadd": ldapadd,
+        "noops": [r["seconds"] for r in noops], "noop": noop["seconds"],
+        "noop_rss": noop["rss"], "noop_steps": noop["steps"], "writes": writes,
+        "percent": percent["seconds"], "percent_counts": counts,
+        "percent_steps": percent["steps"], "percent_rss": percent["rss"],
+        "ldapmodify": ldapmodify, "budget": budget, "mapping": speed, "diffs": diffs,
+    }
+    text = render(results)
+    print(text)
+    if args.record:
+        record(text)
+    ok = (initial["seconds"] <= ldapadd and noop["seconds"] < 5 and writes == 0
+          and percent["seconds"] <= budget and initial["rss"] < 300)
+    return 0 if ok else 1
+
+
+def render(r: dict[str, Any]) -> str:
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    rows = r["rows"]
+    counts = r["percent_counts"]
+    steps = r["initial_steps"]
+    lines = [
+        "Command: `.venv/bin/python benchmarks/sync_bench.py --record`"
+        + (" (with `--nosync`)" if r["nosync"] else ""),
+        "",
+        f"Date: {date.today().isoformat()}. Machine: {machine()}. Both servers: the test "
+        "harness's slapd configuration (mdb, indexes on objectClass, entryUUID, entryCSN, "
+        "dirsyncAnchor, dirsyncSource, proxyAddresses, cn, mail, uid"
+        + (", `dbnosync`" if r["nosync"] else "; every write flushed to disk") + "), no "
+        "overlays. The machine was shared with other jobs, so times vary between runs.",
+        "",
+        f"A foreign CSV export of {rows:,} rows (csv-gal columns) into an empty import "
+        "container; each dirsync run is its own process (`python -m dirsync sync`), timed "
+        "from start to exit.",
+        "",
+        "| measurement | dirsync | reference | target | |",
+        "|---|---:|---:|---|---|",
+        f"| initial sync of {rows:,} entries | {r['initial']:.1f} s | `ldapadd -f` of the "
+        f"same entries: {r['ldapadd']:.1f} s | no slower | {mark(r['initial'] <= r['ldapadd'])} "
+        f"({r['initial'] / r['ldapadd']:.2f}x) |",
+        f"| no-op resync (median of 3: {', '.join(f'{s:.2f}' for s in r['noops'])} s) | "
+        f"{r['noop']:.2f} s | LDAP writes: {r['writes']} (entryCSN of every entry compared) | "
+        f"under 5 s, zero writes | {mark(r['noop'] < 5 and r['writes'] == 0)} |",
+        f"| 1% change ({counts['modify']:,} modifies, {counts['add']:,} adds, "
+        f"{counts['delete']:,} deletes) | {r['percent']:.2f} s | 1.2 x (no-op "
+        f"{r['noop']:.2f} s + `ldapmodify -f` of the same changes {r['ldapmodify']:.2f} s) = "
+        f"{r['budget']:.2f} s | at most that | {mark(r['percent'] <= r['budget'])} |",
+        f"| peak memory (max RSS) | initial {r['initial_rss']:.0f} MB, no-op "
+        f"{r['noop_rss']:.0f} MB, 1% {r['percent_rss']:.0f} MB | | under 300 MB | "
+        f"{mark(r['initial_rss'] < 300)} |",
+        "",
+        "Where the initial sync's time goes (dirsync's own step timings, `-vv`): "
+        + ", ".join(f"{k} {float(v):.1f} s" for k, v in steps.items()) + ". No-op: "
+        + ", ".join(f"{k} {float(v):.2f} s" for k, v in r["noop_steps"].items()) + ".",
+        "",
+        f"Templates: mapping all {r['mapping']['rows']:,} rows through csv-gal (anchor, "
+        f"classification, 13 attributes, target and proxy address) takes "
+        f"{r['mapping']['mapping_s']:.2f} s in one process "
+        f"({r['mapping']['rows'] / r['mapping']['mapping_s']:,.0f} rows/s); with every "
+        f"template rendered by Jinja2 (no direct lookup of plain `{{{{ name }}}}` and "
+        f"`{{{{ a or b }}}}` templates) {r['mapping']['jinja_only_s']:.2f} s. Jinja2 in its "
+        "sandbox is fast enough; the direct lookups are an optimisation, not a second "
+        "language.",
+        "",
+        f"Report before/after of one modified entry: deepdiff (ignore_order) "
+        f"{r['diffs']['deepdiff_ms']:.3f} ms, the engine's per-attribute lists "
+        f"{r['diffs']['own_ms']:.3f} ms; the report uses the latter.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def record(text: str) -> None:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    content = path.read_text()
+    start = content.index("## Import sync")
+    end = content.find("\n## ", start + 1)
+    section = "## Import sync\n\n" + text + "\n"
+    content = content[:start] + section + (content[end + 1:] if end != -1 else "")
+    path.write_text(content)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
