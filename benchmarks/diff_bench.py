@@ -410,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text = (f"Command: `{command}`\n\n"
             f"Date: {datetime.date.today().isoformat()}. Machine: {machine()}; load average "
-            f"at the end {load} (the machine may be shared: a few percent of noise).\n\n"
+            f"at the end {load} (above {os.cpu_count()}, other jobs shared the machine and "
+            f"the times are noisier).\n\n"
             + DATA_NOTE + "\n\n" + table(runs) + "\n\n" + verdict(runs) + "\n")
     if tools is None:
         text += "\nldifsort.pl / ldifdiff.pl were not found: no comparison in this run.\n"
