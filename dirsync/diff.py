@@ -380,10 +380,12 @@ def _reorder(annotated: Iterable[Record], workdir: Path, run_bytes: int) -> Iter
     key are still in order; only the moved ones are sorted again."""
     kept = SortedRuns(workdir, "old-kept", run_bytes)
     moved = SortedRuns(workdir, "old-moved", run_bytes)
-    for record in annotated:
-        (kept if record[0] == record[5][1] else moved).add(record)
-    kept.close()
-    moved.close()
+    try:
+        for record in annotated:
+            (kept if record[0] == record[5][1] else moved).add(record)
+    finally:
+        kept.close()
+        moved.close()
     return heapq.merge(iter(kept), iter(moved))
 
 
@@ -683,14 +685,17 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
             if index is not None and index.has_moves():
                 old_stream = _reorder(_annotate(old_stream, index), work, opts.run_bytes)
             deletes = ReverseSpool(work, "deletes")
-            planner = _Planner(opts.ignore, index, deletes)
-            for change in planner.run(old_stream, new_stream):
-                summary.count(change)
-                sink.write(change)
-            for dn in deletes:
-                change = Change("delete", dn)
-                summary.count(change)
-                sink.write(change)
+            try:
+                planner = _Planner(opts.ignore, index, deletes)
+                for change in planner.run(old_stream, new_stream):
+                    summary.count(change)
+                    sink.write(change)
+                for dn in deletes:
+                    change = Change("delete", dn)
+                    summary.count(change)
+                    sink.write(change)
+            finally:
+                deletes.close()
         finally:
             if index is not None:
                 index.close()

@@ -345,11 +345,15 @@ class ReverseSpool:
         pickle.dump(self._items, self._out, protocol=pickle.HIGHEST_PROTOCOL)
         self._items = []
 
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
     def __iter__(self) -> Iterator[Any]:
         yield from reversed(self._items)
         if self._out is None:
             return
-        self._out.close()
+        self.close()
         with open(self.path, "rb") as stream:
             for offset in reversed(self._offsets):
                 stream.seek(offset)

@@ -641,3 +641,25 @@ def test_fast_path_names_the_exact_line_of_a_bad_byte(tmp_path: Path) -> None:
         list(reader)
     assert info.value.line == 4 * 2500 + 2 and info.value.field == "cn"
     assert "not UTF-8" in str(info.value)
+
+
+def test_a_refused_diff_leaves_no_file_open(tmp_path: Path) -> None:
+    import gc
+
+    # Enough deletes to spill the delete spool to disk, then a rename cycle.
+    old = [OU(f"ou=A,{B}")] + [E(f"uid=u{i},ou=A,{B}", uid=f"u{i}") for i in range(5000)]
+    old += [OU(f"ou=Z,{B}"), E(f"cn=a,ou=Z,{B}", cn="a", employeeNumber="1"),
+            E(f"cn=b,ou=Z,{B}", cn="b", employeeNumber="2")]
+    new = [OU(f"ou=Z,{B}"), E(f"cn=a,ou=Z,{B}", cn="a", employeeNumber="2"),
+           E(f"cn=b,ou=Z,{B}", cn="b", employeeNumber="1")]
+    with pytest.raises(DiffOrderError):
+        diff(old, new, ListSink(), options=DiffOptions(key="employeeNumber",
+                                                       tmpdir=str(tmp_path)))
+    gc.collect()  # an unclosed file would warn here, and warnings are errors
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_into_a_missing_folder_is_a_usage_error(
+        pair: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diff", str(pair[0]), str(pair[1]), "-o", str(tmp_path / "no" / "x")]) == 2
+    assert "cannot write" in capsys.readouterr().err

@@ -118,7 +118,10 @@ def _to_file(path: Path, fmt: str, old_entries: Iterator[Entry], new_entries: It
              old: str, new: str, opts: DiffOptions) -> Summary:
     # Through a temp file next to the target, renamed over it at the end:
     # an error leaves no output (nor half of one) behind.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
             summary = run_diff(old_entries, new_entries, SINKS[fmt](stream),
