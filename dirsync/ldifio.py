@@ -134,13 +134,16 @@ class LDIFReader:
             yield from self._records(lexer, first)
         except InputError:
             raise
-        except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, binascii.Error, UnicodeDecodeError, OSError) as exc:
             field = lexer.current_field
             message = str(exc)
             if isinstance(exc, binascii.Error):
                 message = f"bad base64 value ({exc})"
             elif isinstance(exc, UnicodeDecodeError):
                 message = f"not UTF-8 ({exc.reason})"
+            elif isinstance(exc, OSError):
+                # A ':<' URL value whose file cannot be read.
+                message = f"cannot read the value's URL ({getattr(exc, 'reason', exc)})"
             raise self._error(message, lexer.pair_line, field) from exc
 
     def _pair(self, lexer: _Lexer) -> tuple[str | None, bytes | None]:

@@ -117,3 +117,18 @@ def test_base64_rule_matches_python_ldap(value: bytes) -> None:
     from dirsync.ldifio import _unsafe
 
     assert _unsafe(value) == (ldif.safe_string_re.search(value) is not None)
+
+
+def test_a_url_value_whose_file_is_missing_is_an_input_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jpg"
+    with pytest.raises(InputError) as caught:
+        parse(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{missing}\n", tmp_path)
+    assert caught.value.line == 3 and caught.value.field == "jpegPhoto"
+    assert "cannot read" in str(caught.value)
+
+
+def test_a_url_value_is_read_from_its_file(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8binary")
+    entry, = parse(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{photo}\n", tmp_path)
+    assert entry.get("jpegPhoto") == [b"\xff\xd8binary"]
