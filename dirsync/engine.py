@@ -24,17 +24,20 @@ spools (:mod:`dirsync.spool`), not in lists of objects.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import resource
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ldap.filter
 
-from dirsync.changes import Change, rename_change
+from dirsync.changes import Change, add_change, rename_change
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
@@ -51,6 +54,7 @@ from dirsync.mapping import (
     load_mapping,
 )
 from dirsync.plan import (
+    PHASE_ADD,
     PHASE_CONTAINER,
     PHASE_RENAME,
     PHASE_RENAME_FINAL,
@@ -58,12 +62,14 @@ from dirsync.plan import (
     Counts,
     EntryPlan,
     assign_dns,
+    candidate_dns,
     delete_plan,
     lower_classes,
     member_key_fold,
     order_deletes,
     order_renames,
     owned_hash,
+    place_dn,
     plan_entry,
     resolve_members,
     safety_stop,
@@ -80,7 +86,7 @@ log = logging.getLogger("dirsync.engine")
 
 #: Bump when the same mapping and source would give other hub entries, so
 #: that every connection's next run is a full one.
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 
 #: Hub entries read per search when a run compares re-mapped entries.
 FETCH_CHUNK = 200
@@ -204,6 +210,22 @@ class HubIndex:
     anomalies: list[tuple[str, str]] = field(default_factory=list)
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory, in MB.
+
+    Linux's VmHWM counts only this program; ru_maxrss would also count the
+    parent's memory from before exec().
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def same_dn(a: str, b: str) -> bool:
     return a == b or normalize_dn(a) == normalize_dn(b)
 
@@ -301,23 +323,33 @@ class ImportRun:
                  " (dry run)" if self.options.dry_run else "")
         self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.state.entries(self.name) if self.mode == "incremental" else {}
-        self.timed("source read", self.read_source)
-        self.timed("plan", self.plan)
-        stop = safety_stop(deletes=len(self.deletes), held=len(self.index.ours),
-                           threshold=self.connection.delete_threshold,
-                           source_entries=self.source_entries,
-                           allow_deletes=self.options.allow_deletes)
-        message = None
-        interrupted = False
-        if stop is not None:
-            log.warning("%s: stopped: %s", self.name, stop)
-            message = stop
-            self.write_planned_ldif()
-        elif self.options.dry_run:
-            self.write_planned_ldif()
+        self.new_plan()
+        stop: str | None = None
+        message: str | None = None
+        # The first sync of a connection (the hub holds none of its entries)
+        # has nothing to delete and no limit to check: its adds go to the hub
+        # while the source is still being read, so that mapping overlaps the
+        # server's work.
+        if not self.options.dry_run and not self.index.ours:
+            message = self.timed("source read and adds", self.stream_first_sync)
         else:
-            message = self.timed("apply", self.apply)
-            interrupted = message is not None
+            self.timed("source read", self.read_source)
+        interrupted = message is not None
+        if not interrupted:
+            self.timed("plan", self.plan)
+            stop = safety_stop(deletes=len(self.deletes), held=len(self.index.ours),
+                               threshold=self.connection.delete_threshold,
+                               source_entries=self.source_entries,
+                               allow_deletes=self.options.allow_deletes)
+            if stop is not None:
+                log.warning("%s: stopped: %s", self.name, stop)
+                message = stop
+                self.write_planned_ldif()
+            elif self.options.dry_run:
+                self.write_planned_ldif()
+            else:
+                message = self.timed("apply", self.apply)
+                interrupted = message is not None
         if stop is not None:
             status = "stopped"
         elif interrupted or self.counts.error or self.counts.conflict:
@@ -345,10 +377,18 @@ class ImportRun:
         try:
             return func()
         finally:
-            log.debug("%s: %s took %.2fs", self.name, step, time.perf_counter() - started)
+            log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
+                      time.perf_counter() - started, peak_memory_mb())
 
     # -- 1. the hub --------------------------------------------------------
     def scan_hub(self) -> HubIndex:
+        """Find this connection's entries under the import container, and the DNs of others.
+
+        On an LDAP hub the server filters by marker, so only the anchor (and
+        in a full run the owned attributes) of each of our entries crosses
+        the wire; the entries right below the container that are not ours
+        come from a one-level search. A file hub is read whole.
+        """
         index = HubIndex()
         full = self.mode == "full"
         owned = self.selected.all_owned()
@@ -356,39 +396,56 @@ class ImportRun:
         if full:
             attrs += ["objectClass", *sorted(owned)]
         self.progress.start("scanning the hub")
-        name = self.name.casefold()
-        for entry in self.hub.read(ReadOptions(base=self.container, scope="sub", attrs=attrs)):
-            self.progress.advance()
-            source = entry.get(SOURCE_ATTR)
-            if source and source[0].decode("utf-8", "replace").casefold() == name:
-                anchor_values = entry.get(ANCHOR_ATTR)
-                if not anchor_values:
-                    index.anomalies.append((entry.dn, ("carries this connection's marker but "
-                                                      "no anchor")))
+        if self.hub.kind == "ldap":
+            marker = f"({SOURCE_ATTR}={ldap.filter.escape_filter_chars(self.name)})"
+            ours = self.hub.read(ReadOptions(base=self.container, scope="sub", filter=marker,
+                                             attrs=attrs[1:] if not full else attrs))
+            for entry in ours:
+                self.index_entry(index, entry, owned, full, ours=True)
+            others = self.hub.read(ReadOptions(base=self.container, scope="one",
+                                               filter=f"(!{marker})", attrs=[SOURCE_ATTR]))
+            for entry in others:
+                index.unowned[normalize_dn(entry.dn)] = entry.dn
+            index.container_exists = bool(index.ours or index.unowned or index.anomalies) \
+                or self.hub.exists(self.container)
+        else:
+            name = self.name.casefold()
+            for entry in self.hub.read(ReadOptions(base=self.container, scope="sub")):
+                source = entry.get(SOURCE_ATTR)
+                if source and source[0].decode("utf-8", "replace").casefold() == name:
+                    self.index_entry(index, entry, owned, full, ours=True)
                     continue
-                anchor = anchor_values[0].decode("utf-8", "replace")
-                if anchor in index.ours:
-                    index.anomalies.append((entry.dn, (f"has the anchor {anchor!r} of "
-                                                      f"{index.ours[anchor].dn}")))
-                    continue
-                record = HubRecord(entry.dn)
-                if full:
-                    record.hash = owned_hash(entry.attrs, owned)
-                    classes = lower_classes(entry.get("objectClass"))
-                    record.classes = self._classes.setdefault(classes, classes)
-                index.ours[anchor] = record
-                continue
-            key = normalize_dn(entry.dn)
-            if key == self.container_key:
-                index.container_exists = True
-            elif normalize_dn(parent_dn(entry.dn)) == self.container_key:
-                index.unowned[key] = entry.dn
+                key = normalize_dn(entry.dn)
+                if key == self.container_key:
+                    index.container_exists = True
+                elif normalize_dn(parent_dn(entry.dn)) == self.container_key:
+                    index.unowned[key] = entry.dn
         for dn, _ in index.anomalies:
             # Not ours to change, but their DNs are taken all the same.
             index.unowned[normalize_dn(dn)] = dn
         if index.ours:
             index.container_exists = True
         return index
+
+    def index_entry(self, index: HubIndex, entry: Entry, owned: frozenset[str], full: bool,
+                    ours: bool) -> None:
+        """One entry that carries this connection's marker."""
+        self.progress.advance()
+        anchor_values = entry.get(ANCHOR_ATTR)
+        if not anchor_values:
+            index.anomalies.append((entry.dn, "carries this connection's marker but no anchor"))
+            return
+        anchor = anchor_values[0].decode("utf-8", "replace")
+        if anchor in index.ours:
+            index.anomalies.append((entry.dn, (f"has the anchor {anchor!r} of "
+                                              f"{index.ours[anchor].dn}")))
+            return
+        record = HubRecord(entry.dn)
+        if full:
+            record.hash = owned_hash(entry.attrs, owned)
+            classes = lower_classes(entry.get("objectClass"))
+            record.classes = self._classes.setdefault(classes, classes)
+        index.ours[anchor] = record
 
     # -- 2. the source -----------------------------------------------------
     def source_entries_iter(self) -> Iterator[Entry]:
@@ -419,12 +476,15 @@ class ImportRun:
         yield from entries
 
     def read_source(self) -> None:
+        self.begin_read()
+        for entry in self.source_entries_iter():
+            target = self.consider(entry)
+            if target is not None:
+                self.keep_target(target)
+        self.end_read()
+
+    def begin_read(self) -> None:
         selected = self.selected
-        groups = selected.list_mode == "group" and selected.list_part is not None
-        by_dn = selected.mapping.member_key == "dn"
-        incremental = self.mode == "incremental"
-        ours = self.index.ours
-        rows = self.state_rows
         self.targets = Spool()
         self.wanted: list[tuple[str, str]] = []      # (anchor, RDN value) to place
         self.kept: dict[str, StateRow] = {}          # unchanged, known without mapping
@@ -433,85 +493,165 @@ class ImportRun:
         self.member_keys: dict[str, str] = {}
         self.unreadable = 0                          # source entries without a known anchor
         self.source_entries = 0
+        self._groups = selected.list_mode == "group" and selected.list_part is not None
+        self._by_dn = selected.mapping.member_key == "dn"
         # Loop prevention: what this connection exported comes back marked.
-        exported = exported_by(selected.mapping.export, self.name)
-        returned = 0
+        self._exported = exported_by(selected.mapping.export, self.name)
+        self._returned = 0
         self.progress.start("reading the source")
-        for entry in self.source_entries_iter():
-            self.source_entries += 1
-            self.progress.advance()
-            if exported is not None and exported(entry):
-                returned += 1
-                continue
-            view = selected.view(entry)
+
+    def consider(self, entry: Entry) -> _Target | None:
+        """One source entry: unchanged, skipped, an error, or a mapped target."""
+        selected = self.selected
+        self.source_entries += 1
+        self.progress.advance()
+        if self._exported is not None and self._exported(entry):
+            self._returned += 1
+            return None
+        view = selected.view(entry)
+        try:
+            anchor = selected.anchor(view)
+        except TemplateError as exc:
+            self.unreadable += 1
+            self.entry_problem("error", entry, None, f"no anchor: {self.where(exc)}")
+            return None
+        if not anchor:
+            self.unreadable += 1
+            self.entry_problem("error", entry, None, "the anchor template yields nothing "
+                               f"({selected.mapping.where('anchor.value')})")
+            return None
+        if anchor in self.seen:
+            self.entry_problem("error", entry, anchor, "another source entry has the same "
+                               f"anchor {anchor!r}: this one is skipped")
+            return None
+        row = self.state_rows.get(anchor)
+        if row is not None:
+            # Keep the state's copy of the anchor: nothing new stays in memory
+            # for an unchanged entry.
+            anchor = self._state_anchors.get(anchor, anchor)
+        self.seen.add(anchor)
+        view.extra["anchor"] = anchor
+        digest = source_hash(entry)
+        if self._groups:
             try:
-                anchor = selected.anchor(view)
+                key = selected.member_key(view, anchor)
             except TemplateError as exc:
-                self.unreadable += 1
-                self.entry_problem("error", entry, None, f"no anchor: {self.where(exc)}")
-                continue
-            if not anchor:
-                self.unreadable += 1
-                self.entry_problem("error", entry, None, "the anchor template yields nothing "
-                                   f"({selected.mapping.where('anchor.value')})")
-                continue
-            if anchor in self.seen:
-                self.entry_problem("error", entry, anchor, "another source entry has the same "
-                                   f"anchor {anchor!r}: this one is skipped")
-                continue
-            self.seen.add(anchor)
-            view.extra["anchor"] = anchor
-            digest = source_hash(entry)
-            if groups:
-                try:
-                    key = selected.member_key(view, anchor)
-                except TemplateError as exc:
-                    key = ""
-                    self.problems.append(Problem("note", anchor, entry.dn, self.where(exc),
-                                                 entry.line))
-                if key:
-                    self.member_keys[member_key_fold(key, by_dn)] = anchor
-            if incremental:
-                row = rows.get(anchor)
-                record = ours.get(anchor)
-                if row is not None and row.hash == digest and row.kind != "group" \
-                        and record is not None and same_dn(record.dn, row.dn):
-                    self.kept[anchor] = StateRow(record.dn, row.hash, row.kind)
-                    self.counts.unchanged += 1
-                    continue
-            try:
-                kind = selected.kind(view)
-                if kind is None:
-                    self.counts.skipped += 1
-                    self.problems.append(Problem("skipped", anchor, entry.dn,
-                                                 self.skip_reason(view), entry.line))
-                    continue
-                mapped = selected.map(view, anchor, kind)
-            except TemplateError as exc:
-                self.held.add(anchor)
-                self.entry_problem("error", entry, anchor, self.where(exc))
-                continue
-            if not mapped.rdn_value:
-                self.held.add(anchor)
-                self.entry_problem("error", entry, anchor, "the RDN template yields nothing ("
-                                   f"{selected.mapping.where('rdn.value')})")
-                continue
-            state_kind = "group" if kind == KIND_LIST and selected.list_mode == "group" \
-                else kind
-            self.targets.append(_Target(anchor, state_kind, digest, mapped.rdn_value,
-                                        mapped.attrs, mapped.object_classes, mapped.members,
-                                        entry.line).record())
-            self.wanted.append((anchor, mapped.rdn_value))
-        if returned:
-            self.counts.skipped += returned
-            self.problems.append(Problem("note", None, None, f"{returned} source entries "
-                                         "carry this connection's export marker: hub "
+                key = ""
+                self.problems.append(Problem("note", anchor, entry.dn, self.where(exc),
+                                             entry.line))
+            if key:
+                self.member_keys[member_key_fold(key, self._by_dn)] = anchor
+        if row is not None and row.hash == digest and row.kind != "group":
+            record = self.index.ours.get(anchor)
+            if record is not None and same_dn(record.dn, row.dn):
+                self.kept[anchor] = row
+                self.counts.unchanged += 1
+                return None
+        try:
+            kind = selected.kind(view)
+            if kind is None:
+                self.counts.skipped += 1
+                self.problems.append(Problem("skipped", anchor, entry.dn,
+                                             self.skip_reason(view), entry.line))
+                return None
+            mapped = selected.map(view, anchor, kind)
+        except TemplateError as exc:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, self.where(exc))
+            return None
+        if not mapped.rdn_value:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, "the RDN template yields nothing ("
+                               f"{selected.mapping.where('rdn.value')})")
+            return None
+        state_kind = "group" if kind == KIND_LIST and selected.list_mode == "group" else kind
+        return _Target(anchor, state_kind, digest, mapped.rdn_value, mapped.attrs,
+                       mapped.object_classes, mapped.members, entry.line)
+
+    def keep_target(self, target: _Target) -> None:
+        """A mapped entry waits for the plan (its DN, its compare)."""
+        self.targets.append(target.record())
+        self.wanted.append((target.anchor, target.rdn_value))
+
+    def end_read(self) -> None:
+        if self._returned:
+            self.counts.skipped += self._returned
+            self.problems.append(Problem("note", None, None, f"{self._returned} source "
+                                         "entries carry this connection's export marker: hub "
                                          "recipients exported here, not imported back", None))
         for rejected in getattr(self.foreign, "rejected", []):
             self.unreadable += 1
             self.counts.error += 1
             self.problems.append(Problem("error", None, rejected.dn, rejected.message,
                                          rejected.line))
+
+    def stream_first_sync(self) -> str | None:
+        """Read the source and add its entries to the hub in one pass.
+
+        Only for a connection that owns nothing in the hub yet: no entry can
+        be deleted or renamed, so no safety limit applies, and each entry
+        gets its DN as it comes (the first of two with one name keeps it).
+        Groups wait for the plan, which knows every member's DN. Returns why
+        it stopped early, or None.
+        """
+        self.applied = True
+        self.begin_read()
+        entries = self.source_entries_iter()
+        # The first entry is read before anything is written: a mapping that
+        # reads attributes the source does not have stops the run here.
+        first = next(entries, None)
+        try:
+            with self.hub_writes() as deferred:
+                containers = self.container_changes()
+                if containers:
+                    self.apply_records(
+                        ((self.new_item("container", None, c.dn, EntryPlan(
+                            "add", [(PHASE_CONTAINER, c)], after=dict(c.attrs or {})),
+                            "", "", spool=False)[0]) for c in containers), deferred)
+                    self.index.container_exists = True
+                if first is not None:
+                    self.apply_records(self.streamed_adds(itertools.chain([first], entries)),
+                                       deferred)
+        except DirectoryError as exc:
+            log.error("%s: %s", self.name, exc)
+            self.count_unfinished()
+            return f"stopped early, the rest is applied by the next run: {exc}"
+        if stop_requested.is_set():
+            self.count_unfinished()
+            return "stopped on request; the rest is applied by the next run"
+        self.end_read()
+        return None
+
+    def streamed_adds(self, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
+        selected = self.selected
+        for entry in entries:
+            target = self.consider(entry)
+            if target is None:
+                continue
+            if target.kind == "group":
+                self.keep_target(target)
+                continue
+            candidates = candidate_dns(target.anchor, target.rdn_value,
+                                       selected.rdn_attribute, self.container)
+            dn, conflict = place_dn(target.anchor, candidates, self.placed_dns,
+                                    self.index.unowned)
+            if dn is None:
+                self.counts.conflict += 1
+                self.problems.append(Problem("conflict", target.anchor, None,
+                                             conflict or "", target.line))
+                continue
+            self.final_dns[target.anchor] = dn
+            built = self.build(target, dn, None)
+            plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
+            yield from self.new_item(target.kind, target.anchor, dn, plan, target.hash,
+                                     target.kind, spool=False)
+
+    def build(self, target: _Target, dn: str, members: list[str] | None) -> Entry:
+        selected = self.selected
+        return target_entry(dn, target.attrs, target.object_classes,
+                            rdn_attribute=selected.rdn_attribute, rdn_value=_first_rdn(dn)[1],
+                            anchor=target.anchor, connection=self.name, members=members,
+                            member_attribute=selected.mapping.member_attribute)
 
     def where(self, exc: TemplateError) -> str:
         mapping = self.selected.mapping
@@ -537,7 +677,6 @@ class ImportRun:
         # Anchors the source no longer has (or now skips) go; entries with
         # errors stay as they are. With unreadable source entries, an
         # anchor that is simply missing may be one of them: hold it back.
-        self.deletes: list[str] = []
         for anchor, record in ours.items():
             if anchor in wanted_anchors or anchor in self.kept or anchor in self.held:
                 continue
@@ -555,27 +694,21 @@ class ImportRun:
 
         # Where each re-mapped entry goes.
         deleted = set(self.deletes)
-        # DNs the other entries of this connection keep (only needed to place some).
-        held_dns = {normalize_dn(r.dn): a for a, r in ours.items()
-                    if a not in wanted_anchors and a not in deleted} if self.wanted else {}
+        # DNs the other entries of this connection keep (only needed to place some),
+        # including those a first sync has just added.
+        held_dns = dict(self.placed_dns)
+        if self.wanted:
+            held_dns.update({normalize_dn(r.dn): a for a, r in ours.items()
+                             if a not in wanted_anchors and a not in deleted})
         current = {a: ours[a].dn for a in wanted_anchors if a in ours}
         assignment = assign_dns(self.wanted, current, held_dns, self.index.unowned,
                                 rdn_attribute=selected.rdn_attribute, container=self.container)
-        self.final_dns = {a: r.dn for a, r in self.kept.items()}
+        self.final_dns.update({a: r.dn for a, r in self.kept.items()})
         self.final_dns.update({a: ours[a].dn for a in self.held if a in ours})
         self.final_dns.update(assignment.dns)
 
-        self.items = Spool()
-        self.phase_spools: dict[int, Spool] = {p: Spool() for p in PHASES}
-        # item, anchor, old DN, new DN, state record, entry action
-        self.renames: list[tuple[int, str, str, str, tuple[Any, ...], str]] = []
-        self.refresh: dict[str, StateRow] = {}      # found unchanged after comparing
-        self.item_changes: dict[int, int] = {}      # item -> number of its changes
-        self.notes: dict[str, list[str]] = {}       # anchor -> notes for the report
-        self.next_item = 0
-
         for change in self.container_changes():
-            self.add_item("container", None, change.dn,
+            self.new_item("container", None, change.dn,
                           EntryPlan("add", [(PHASE_CONTAINER, change)],
                                     after=dict(change.attrs or {})), "", "")
         self.progress.start("comparing", len(self.targets))
@@ -620,14 +753,30 @@ class ImportRun:
             changes.append(Change("add", dn, attrs=attrs))
         return changes
 
-    def add_item(self, kind: str, anchor: str | None, dn: str, plan: EntryPlan, digest: str,
-                 state_kind: str) -> None:
+    def new_plan(self) -> None:
+        self.items = Spool()
+        self.phase_spools: dict[int, Spool] = {p: Spool() for p in PHASES}
+        # item, anchor, old DN, new DN, state record, entry action
+        self.renames: list[tuple[int, str, str, str, tuple[Any, ...], str]] = []
+        self.refresh: dict[str, StateRow] = {}      # found unchanged after comparing
+        self.item_changes: dict[int, int] = {}      # item -> number of its changes
+        self.notes: dict[str, list[str]] = {}       # anchor -> notes for the report
+        self.final_dns: dict[str, str] = {}         # anchor -> the DN it ends up with
+        self.placed_dns: dict[str, str] = {}        # normalized DN -> anchor (a first sync)
+        self.deletes: list[str] = []
+        self.next_item = 0
+        self._state_anchors = {anchor: anchor for anchor in self.state_rows}
+
+    def new_item(self, kind: str, anchor: str | None, dn: str, plan: EntryPlan, digest: str,
+                 state_kind: str, spool: bool = True) -> list[tuple[Any, ...]]:
         """Record one entry's plan: for the report, and its changes by phase.
 
         Each change carries what the state store records once the hub has
         confirmed it: the entry's new DN (with the source hash only after
         its last change, so a half-done entry is compared again next time),
-        or the removal of its row.
+        or the removal of its row. With ``spool`` the changes wait in their
+        phase; otherwise they are returned, to be applied at once, as
+        (item, anchor, change, state, action).
         """
         item = self.next_item
         self.next_item += 1
@@ -639,6 +788,7 @@ class ImportRun:
         if counted:
             self.counts.bump(plan.action)
         action = plan.action if counted else ""
+        now_records: list[tuple[Any, ...]] = []
         for position, (phase, change) in enumerate(changes):
             if not counted:
                 state: tuple[Any, ...] = ("none",)
@@ -647,12 +797,15 @@ class ImportRun:
             else:
                 last = position == len(changes) - 1
                 state = ("put", change.target_dn, digest if last else "", state_kind)
-            if phase == PHASE_RENAME:
+            if not spool:
+                now_records.append((item, anchor, change, state, action))
+            elif phase == PHASE_RENAME:
                 self.renames.append((item, anchor or "", change.dn, change.target_dn, state,
                                      action))
             else:
                 self.phase_spools[phase].append((item, anchor, change_record(change), state,
                                                  action))
+        return now_records
 
     def plan_batch(self, batch: list[_Target]) -> None:
         selected = self.selected
@@ -671,11 +824,7 @@ class ImportRun:
                 if unknown:
                     self.notes.setdefault(target.anchor, []).append(
                         "members not in the hub, left out: " + ", ".join(unknown))
-            entry = target_entry(dn, target.attrs, target.object_classes,
-                                 rdn_attribute=selected.rdn_attribute,
-                                 rdn_value=_first_rdn(dn)[1], anchor=target.anchor,
-                                 connection=self.name, members=members,
-                                 member_attribute=selected.mapping.member_attribute)
+            entry = self.build(target, dn, members)
             owned = selected.owned(KIND_PERSON if target.kind == KIND_PERSON else KIND_LIST)
             record = ours.get(target.anchor)
             if record is not None and full and record.hash is not None \
@@ -695,7 +844,7 @@ class ImportRun:
             if plan.action == "unchanged":
                 self.unchanged(target, entry.dn)
                 continue
-            self.add_item(target.kind, target.anchor, entry.dn, plan, target.hash, target.kind)
+            self.new_item(target.kind, target.anchor, entry.dn, plan, target.hash, target.kind)
 
     def unchanged(self, target: _Target, dn: str) -> None:
         self.refresh[target.anchor] = StateRow(dn, target.hash, target.kind)
@@ -737,7 +886,7 @@ class ImportRun:
         anchors = {normalize_dn(ours[a].dn): a for a in self.deletes}
         for dn in order_deletes(ours[a].dn for a in self.deletes):
             anchor = anchors[normalize_dn(dn)]
-            self.add_item("delete", anchor, dn, delete_plan(dn, before.get(anchor)), "", "")
+            self.new_item("delete", anchor, dn, delete_plan(dn, before.get(anchor)), "", "")
 
     def plan_renames(self) -> None:
         attribute = self.selected.rdn_attribute
@@ -768,52 +917,68 @@ class ImportRun:
 
     # -- 5. apply ----------------------------------------------------------
     def apply(self) -> str | None:
-        """Apply phase by phase; returns why it stopped early, or None.
-
-        A change whose entry already failed in an earlier phase is not sent
-        (the modify after a failed rename would land on the wrong DN).
-        """
+        """Apply phase by phase; returns why it stopped early, or None."""
         self.applied = True
-        file_hub = self.hub.kind != "ldap"
-        deferred: list[tuple[str, tuple[Any, ...]]] = []
         total = sum(len(self.phase_spools[p]) for p in PHASES)
         self.progress.start("applying", total)
         stopped: str | None = None
         try:
-            for phase in PHASES:
-                spool = self.phase_spools[phase]
-                if len(spool):
-                    self.apply_phase(spool, deferred if file_hub else None)
-                if stop_requested.is_set():
-                    stopped = "stopped on request; the rest is applied by the next run"
-                    break
+            with self.hub_writes() as deferred:
+                for phase in PHASES:
+                    spool = self.phase_spools[phase]
+                    if len(spool):
+                        self.apply_records(((item, anchor, change_from_record(record), state,
+                                             action)
+                                            for item, anchor, record, state, action in spool),
+                                           deferred)
+                    if stop_requested.is_set():
+                        stopped = "stopped on request; the rest is applied by the next run"
+                        break
         except DirectoryError as exc:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
-        finally:
-            if file_hub:
-                # The file is written first, then the state rows that describe it.
-                self.hub.flush()
-                with self.state.transaction():
-                    for anchor, state in deferred:
-                        self.record_state(anchor, state)
         if stopped is not None:
             self.count_unfinished()
         return stopped
 
-    def apply_phase(self, spool: Spool,
-                    deferred: list[tuple[str, tuple[Any, ...]]] | None) -> None:
+    @contextmanager
+    def hub_writes(self) -> Iterator[list[tuple[str, tuple[Any, ...]]] | None]:
+        """Around applying: a file hub is written back, then its state rows.
+
+        An LDAP hub confirms each change as it goes and its state row is
+        written at once (``None`` is yielded); a file hub holds its changes
+        in memory until it is flushed, so the rows wait in the yielded list.
+        """
+        if self.hub.kind == "ldap":
+            yield None
+            return
+        deferred: list[tuple[str, tuple[Any, ...]]] = []
+        try:
+            yield deferred
+        finally:
+            self.hub.flush()
+            with self.state.transaction():
+                for anchor, state in deferred:
+                    self.record_state(anchor, state)
+
+    def apply_records(self, records: Iterable[tuple[Any, ...]],
+                      deferred: list[tuple[str, tuple[Any, ...]]] | None) -> None:
+        """Send (item, anchor, change, state, action) records; record each result.
+
+        A change whose entry already failed is not sent (the modify after a
+        failed rename would land on the wrong DN). SIGTERM stops the flow:
+        the changes in flight finish and are recorded.
+        """
         sent: deque[tuple[int, str | None, tuple[Any, ...], str]] = deque()
 
         def changes() -> Iterator[Change]:
-            for item, anchor, record, state, action in spool:
+            for item, anchor, change, state, action in records:
                 if stop_requested.is_set():
-                    # SIGTERM: the changes in flight finish and are recorded.
                     return
                 if item in self.failed:
                     continue
                 sent.append((item, anchor, state, action))
-                yield change_from_record(record)
+                yield change
 
         for result in self.hub.apply(changes(), stop_on_error=False):
             item, anchor, state, action = sent.popleft()

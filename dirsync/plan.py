@@ -9,6 +9,7 @@ order changes go out, when a run must stop) is tested table-style.
 from __future__ import annotations
 
 import hashlib
+import marshal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -58,12 +59,11 @@ class Counts:
 
 def source_hash(entry: Entry) -> str:
     """A digest of a source entry as read (DN, attribute names and values)."""
-    digest = hashlib.blake2b(entry.dn.encode("utf-8"), digest_size=16)
-    for name in sorted(entry.attrs, key=str.lower):
-        digest.update(b"\x00" + name.lower().encode("ascii", "replace"))
-        for value in entry.attrs[name]:
-            digest.update(b"\x01" + value)
-    return digest.hexdigest()
+    attrs = entry.attrs
+    # marshal gives one unambiguous byte string (any value may hold any byte)
+    # in C, and one digest of it is cheap: hashing is a visible part of a no-op run.
+    record = marshal.dumps((entry.dn, sorted([(name.lower(), attrs[name]) for name in attrs])))
+    return hashlib.blake2b(record, digest_size=16).hexdigest()
 
 
 def owned_hash(attrs: Mapping[str, Iterable[bytes]], owned: frozenset[str]) -> str:
@@ -161,23 +161,30 @@ def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
                 continue
         pending.append((anchor, candidates))
     for anchor, candidates in sorted(pending):
-        plain = normalize_dn(candidates[0])
-        if plain in unowned:
-            result.conflicts[anchor] = (f"{candidates[0]} is taken by an entry dirsync does "
-                                        f"not own ({unowned[plain]})")
-            continue
-        for candidate in candidates:
-            key = normalize_dn(candidate)
-            if key in unowned:
-                continue
-            if key not in held:
-                held[key] = anchor
-                result.dns[anchor] = candidate
-                break
+        dn, conflict = place_dn(anchor, candidates, held, unowned)
+        if dn is not None:
+            result.dns[anchor] = dn
         else:
-            result.conflicts[anchor] = (f"{candidates[0]} and {candidates[1]} are both taken "
-                                        "by other entries of this connection")
+            result.conflicts[anchor] = conflict or ""
     return result
+
+
+def place_dn(anchor: str, candidates: list[str], held: dict[str, str],
+             unowned: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The first free candidate (taking it in ``held``), or None and why not."""
+    plain = normalize_dn(candidates[0])
+    if plain in unowned:
+        return None, (f"{candidates[0]} is taken by an entry dirsync does not own "
+                      f"({unowned[plain]})")
+    for candidate in candidates:
+        key = normalize_dn(candidate)
+        if key in unowned:
+            continue
+        if key not in held:
+            held[key] = anchor
+            return candidate, None
+    return None, (f"{candidates[0]} and {candidates[1]} are both taken by other entries of "
+                  "this connection")
 
 
 # -- per-entry changes --------------------------------------------------------
