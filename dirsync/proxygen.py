@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from dirsync.changes import Change, Mod
 from dirsync.entry import Entry
 from dirsync.mapping import MARKER_CLASS, SOURCE_ATTR
-from dirsync.proxy import Proxy, parse, with_suffix
+from dirsync.proxy import of_type, with_suffix
 from dirsync.state import StateStore, now
 
 WRITEBACK_MODES = ("marked", "all", "none")
@@ -157,8 +157,8 @@ class Assigner:
         long as it is taken. An address the entry holds as a secondary is
         promoted rather than suffixed.
         """
-        own = [p.address for p in _of_type(existing, self.kind)]
-        primary = next((p.address for p in _of_type(existing, self.kind) if p.primary), None)
+        own = [p.address for p in of_type(existing, self.kind)]
+        primary = next((p.address for p in of_type(existing, self.kind) if p.primary), None)
         if primary is not None:
             return Assigned(primary, generated=False)
         address = self.remembered.get(anchor)
@@ -179,18 +179,6 @@ class Assigner:
         self._owner[self.key(address)] = anchor
         return Assigned(address, generated=True, values=with_primary(existing, self.kind,
                                                                      address))
-
-
-def _of_type(values: Iterable[str], kind: str) -> list[Proxy]:
-    found = []
-    for value in values:
-        try:
-            proxy = parse(value)
-        except ValueError:
-            continue
-        if proxy.type == kind:
-            found.append(proxy)
-    return found
 
 
 def with_primary(existing: list[str], kind: str, address: str) -> list[str]:
