@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import ldap
 import ldap.filter
 
+from dirsync.directories.ldap import LDAPDirectory, TLSOptions
+from dirsync.errors import DirsyncError, TransientDirectoryError
 from dirsync.relay.addresses import SMTP, X400, AddressSyntaxError, TypedAddress, parse_typed
 from dirsync.relay.config import HubConfig
 from dirsync.relay.errors import HubRefused, HubUnavailable
@@ -73,6 +75,11 @@ class HubLookup(Protocol):
     def by_smtp(self, address: str) -> HubEntry | None: ...
 
     def by_address(self, address: TypedAddress, *, targets: bool = True) -> HubEntry | None: ...
+
+
+def _cause(exc: DirsyncError) -> str:
+    cause = exc.__cause__
+    return _describe(cause) if isinstance(cause, ldap.LDAPError) else str(exc)
 
 
 def _text(values: list[bytes] | None) -> list[str]:
@@ -132,30 +139,24 @@ class LdapHub:
             self._conn = self._open()
 
     def _open(self) -> Any:
+        # The same connection set-up as every other LDAP directory of dirsync
+        # (TLS verification, StartTLS, SASL EXTERNAL over ldapi, anonymous
+        # bind without a DN), with the relay's own error classes.
         cfg = self.config
-        conn = ldap.initialize(cfg.url)
-        conn.protocol_version = 3
-        conn.set_option(ldap.OPT_REFERRALS, 0)
-        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, cfg.timeout)
-        conn.set_option(ldap.OPT_TIMEOUT, cfg.timeout)
-        if cfg.ca_file:
-            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(cfg.ca_file))
-            conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        directory = LDAPDirectory(
+            cfg.url, name=cfg.name, base=cfg.base, bind_dn=cfg.bind_dn, password=cfg.password,
+            tls=TLSOptions(ca_file=str(cfg.ca_file) if cfg.ca_file else None,
+                           starttls=cfg.starttls),
+            timeout=cfg.timeout)
         try:
-            if cfg.starttls:
-                conn.start_tls_s()
-            if cfg.bind_dn:
-                conn.simple_bind_s(cfg.bind_dn, cfg.password or "")
-            elif cfg.url.lower().startswith("ldapi://"):
-                conn.sasl_non_interactive_bind_s("EXTERNAL")
-            else:
-                conn.simple_bind_s("", "")
-        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR) as exc:
+            conn = directory.conn
+        except TransientDirectoryError as exc:
             raise HubUnavailable(f"hub {cfg.name} ({cfg.url}) is not answering: "
-                                 f"{_describe(exc)}") from None
-        except ldap.LDAPError as exc:
+                                 f"{_cause(exc)}") from None
+        except DirsyncError as exc:
             raise HubRefused(f"hub {cfg.name} ({cfg.url}) refused the bind: "
-                             f"{_describe(exc)}") from None
+                             f"{_cause(exc)}") from None
+        conn.set_option(ldap.OPT_TIMEOUT, cfg.timeout)
         return conn
 
     def close(self) -> None:
