@@ -43,7 +43,10 @@ OTHER_SECTIONS = ("relay",)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_INTERVAL = re.compile(r"^\s*\d+\s*[smhd]\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$", re.IGNORECASE)
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: How often an incremental connection gets a full reconcile (``full_every``).
+DEFAULT_FULL_EVERY = 24 * 3600.0
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -154,6 +157,8 @@ class ConnectionConfig:
     delete_threshold: Threshold = field(default_factory=Threshold)
     schedule: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    #: Seconds between full reconciles; the runs in between are incremental.
+    full_every: float = DEFAULT_FULL_EVERY
     # The export direction (docs/export.md): an LDAP filter ANDed with the
     # mapping's, where exported entries go in an ldap/ldif foreign directory
     # (default: its base), and where generated proxy addresses are written.
@@ -252,20 +257,25 @@ def parse_threshold(value: Any) -> Threshold:
 
 
 def check_schedule(value: str) -> None:
-    """A cron line of five fields or an interval such as ``15m``; ValueError if not."""
-    if _INTERVAL.match(value):
-        if int(re.sub(r"\D", "", value)) == 0:
-            raise ValueError("an interval must be longer than 0")
-        return
-    if len(value.split()) != 5:
-        raise ValueError(f"{value!r} is neither a cron line (five fields) nor an interval "
-                         "such as \"15m\", \"30s\", \"1h\"")
-    from apscheduler.triggers.cron import CronTrigger
+    """A cron line of five fields or an interval such as ``15m``; ValueError if not.
 
-    try:
-        CronTrigger.from_crontab(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a valid cron line: {exc}") from exc
+    One definition: the scheduler's own parser, imported here only when a
+    connection has a schedule (it loads APScheduler).
+    """
+    from dirsync.scheduler import parse_schedule
+
+    parse_schedule(value)
+
+
+def parse_duration(value: str) -> float:
+    """``full_every``: an interval such as ``24h``, ``30m`` or ``1d``, in seconds."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as \"24h\", \"30m\" or \"7d\"")
+    seconds = int(match.group(1)) * _DURATION_SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return float(seconds)
 
 
 def resolve_mapping(value: str, base_dir: Path) -> Path | None:
@@ -307,7 +317,7 @@ _DIRECTORY_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[str, ...]]] = {
 _CONNECTION_KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "foreign": str, "hub": str, "mapping": str, "import_container": str,
     "export_containers": list, "direction": str, "recipients": str, "lists": str,
-    "delete_threshold": (int, str), "schedule": str, "variables": dict,
+    "delete_threshold": (int, str), "schedule": str, "variables": dict, "full_every": str,
     # the export direction (docs/export.md)
     "export_filter": str, "foreign_container": str, "proxy_writeback": str,
 }
@@ -626,6 +636,12 @@ class _Checker:
                 check_schedule(schedule)
             except ValueError as exc:
                 self.problem(f"{where}.schedule", str(exc))
+        full_every = DEFAULT_FULL_EVERY
+        if values["full_every"] is not None:
+            try:
+                full_every = parse_duration(values["full_every"])
+            except ValueError as exc:
+                self.problem(f"{where}.full_every", str(exc))
         variables: dict[str, str] = {}
         for key, value in (values["variables"] or {}).items():
             if not isinstance(value, str):
@@ -642,7 +658,7 @@ class _Checker:
             export_containers=exports, direction=direction, recipients=recipients, lists=lists,
             delete_threshold=threshold, schedule=schedule, variables=variables,
             export_filter=export_filter, foreign_container=foreign_container,
-            proxy_writeback=proxy_writeback)
+            proxy_writeback=proxy_writeback, full_every=full_every)
 
     def reference(self, value: str | None, where: str, directories: dict[str, DirectoryConfig],
                   kinds: tuple[str, ...]) -> None:

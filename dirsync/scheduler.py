@@ -55,7 +55,7 @@ def parse_schedule(text: str) -> BaseTrigger:
     try:
         return CronTrigger.from_crontab(text)
     except ValueError as exc:
-        raise ValueError(f"{text!r}: {exc}") from exc
+        raise ValueError(f"{text!r} is not a valid cron line: {exc}") from exc
 
 
 @dataclass
