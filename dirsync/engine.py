@@ -764,6 +764,7 @@ class ImportRun:
         self.final_dns: dict[str, str] = {}         # anchor -> the DN it ends up with
         self.placed_dns: dict[str, str] = {}        # normalized DN -> anchor (a first sync)
         self.deletes: list[str] = []
+        self.inflight: dict[int, tuple[Any, ...]] = {}  # applied at once, not yet reported
         self.next_item = 0
         self._state_anchors = {anchor: anchor for anchor in self.state_rows}
 
@@ -783,8 +784,13 @@ class ImportRun:
         changes = plan.changes
         self.item_changes[item] = len(changes)
         counted = kind != "container"
-        self.items.append((item, kind, anchor, plan.action, dn, plan.old_dn, plan.before,
-                           plan.after, self.notes.pop(anchor, []) if anchor else []))
+        record = (item, kind, anchor, plan.action, dn, plan.old_dn, plan.before, plan.after,
+                  self.notes.pop(anchor, []) if anchor else [])
+        if spool:
+            self.items.append(record)
+        else:
+            # Applied at once: reported as soon as the hub has answered.
+            self.inflight[item] = record
         if counted:
             self.counts.bump(plan.action)
         action = plan.action if counted else ""
@@ -988,9 +994,13 @@ class ImportRun:
                     self.counts.bump(action, -1)
                     self.counts.error += 1
                 self.failed[item] = result.error
+                if item in self.inflight:
+                    self.report.item(self.report_item(self.inflight.pop(item)))
                 continue
             self.done[item] = self.done.get(item, 0) + 1
             self.report.ldif(result.change)
+            if item in self.inflight and self.done[item] >= self.item_changes[item]:
+                self.report.item(self.report_item(self.inflight.pop(item)))
             if anchor is None or state[0] == "none":
                 continue
             self.applied_anchors.add(anchor)
@@ -1001,7 +1011,7 @@ class ImportRun:
 
     def count_unfinished(self) -> None:
         """After an interrupted apply: entries not (fully) applied count as errors."""
-        for record in self.items:
+        for record in itertools.chain(self.items, self.inflight.values()):
             item, kind, _, action = record[0], record[1], record[2], record[3]
             if kind == "container" or item in self.failed:
                 continue
@@ -1041,23 +1051,28 @@ class ImportRun:
 
     # -- 6. the report -----------------------------------------------------
     def report_items(self) -> Iterator[ReportItem]:
+        """The entries not reported yet, with what became of them."""
         for record in self.items:
-            item, kind, anchor, action, dn, old_dn, before, after, notes = record
-            error = None
-            if not self.applied:
-                status = "planned"
-            elif item in self.failed:
-                status = "failed"
-                failure = self.failed[item]
-                error = f"{failure.result}: {failure.message}" if failure.result \
-                    else failure.message
-            elif self.done.get(item, 0) >= self.item_changes.get(item, 0):
-                status = "applied"
-            else:
-                status = "not applied"
-            yield ReportItem(kind=kind, anchor=anchor, action=action, dn=dn, old_dn=old_dn,
-                             status=status, error=error, before=before, after=after,
-                             notes=notes)
+            yield self.report_item(record)
+        for item in sorted(self.inflight):
+            yield self.report_item(self.inflight[item])
+        self.inflight.clear()
+
+    def report_item(self, record: tuple[Any, ...]) -> ReportItem:
+        item, kind, anchor, action, dn, old_dn, before, after, notes = record
+        error = None
+        if not self.applied:
+            status = "planned"
+        elif item in self.failed:
+            status = "failed"
+            failure = self.failed[item]
+            error = f"{failure.result}: {failure.message}" if failure.result else failure.message
+        elif self.done.get(item, 0) >= self.item_changes.get(item, 0):
+            status = "applied"
+        else:
+            status = "not applied"
+        return ReportItem(kind=kind, anchor=anchor, action=action, dn=dn, old_dn=old_dn,
+                          status=status, error=error, before=before, after=after, notes=notes)
 
     def close_spools(self) -> None:
         for name in ("targets", "items"):

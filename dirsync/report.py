@@ -89,9 +89,16 @@ class ReportItem:
 
     def attributes(self) -> list[tuple[str, list[bytes], list[bytes]]]:
         """(attribute, before, after) for every attribute that differs, by name."""
+        if not self.before or not self.after:
+            # An add or a delete: every attribute is on one side only.
+            side = self.after or self.before or {}
+            ordered = sorted(side.items(), key=lambda kv: kv[0].lower())
+            if self.after:
+                return [(name, [], list(values)) for name, values in ordered if values]
+            return [(name, list(values), []) for name, values in ordered if values]
         before = {k.lower(): (k, v) for k, v in (self.before or {}).items()}
         after = {k.lower(): (k, v) for k, v in (self.after or {}).items()}
-        rows = []
+        rows: list[tuple[str, list[bytes], list[bytes]]] = []
         for key in sorted(set(before) | set(after)):
             name = (after.get(key) or before[key])[0]
             old = before.get(key, ("", []))[1]
@@ -119,6 +126,17 @@ def value_json(attr: str, value: bytes) -> str | dict[str, str]:
     return {"base64": base64.b64encode(value).decode("ascii")}
 
 
+def _json_values(attr: str, values: list[bytes]) -> list[str | dict[str, str]] | None:
+    if not values:
+        return None
+    if is_binary(attr):
+        return [value_json(attr, v) for v in values]
+    try:
+        return [v.decode("utf-8") for v in values]
+    except UnicodeDecodeError:
+        return [value_json(attr, v) for v in values]
+
+
 def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", connection)
@@ -126,15 +144,26 @@ def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
 
 
 class Report:
-    """The report folder of one run; :meth:`ldif` while applying, :meth:`finish` at the end."""
+    """The report folder of one run.
+
+    While a run applies, :meth:`ldif` records each change and :meth:`item`
+    each finished entry (into part files next to the report, so a large
+    run's report is written while the server works); :meth:`finish` puts
+    the summary in front and the problems behind.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        # Open while the run applies changes; finish() or discard() closes it.
+        # Open while the run applies changes; finish() or discard() closes them.
         self._ldif_stream: IO[str] = open(folder / FILES["ldif"], "w",  # noqa: SIM115
                                           encoding="utf-8", newline="\n")
         self._ldif = LDIFWriter(self._ldif_stream)
         self._ldif.version()
+        self._writers = [cls(open(folder / f".{name}.part", "w+",  # noqa: SIM115
+                                  encoding="utf-8"))
+                         for cls, name in ((_JSONWriter, FILES["json"]),
+                                           (_TextWriter, FILES["text"]),
+                                           (_HTMLWriter, FILES["html"]))]
 
     @classmethod
     def create(cls, reports: Path, connection: str, direction: str, run_id: int,
@@ -159,39 +188,50 @@ class Report:
     def ldif(self, change: Change) -> None:
         self._ldif.change(change)
 
+    def item(self, item: ReportItem) -> None:
+        for writer in self._writers:
+            writer.item(item)
+
+    def _close_parts(self) -> None:
+        for writer in self._writers:
+            writer.body.close()
+            Path(writer.body.name).unlink(missing_ok=True)
+
     def discard(self) -> None:
         self._ldif_stream.close()
+        self._close_parts()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def finish(self, run: dict[str, Any], counts: Counts, items: Iterable[ReportItem],
                problems: list[Problem]) -> dict[str, Path]:
+        """Write ``items`` too, then the files; returns their paths by format."""
+        for item in items:
+            self.item(item)
         self._ldif_stream.close()
         paths = {kind: self.folder / name for kind, name in FILES.items()}
-        with open(paths["json"], "w", encoding="utf-8") as js, \
-                open(paths["text"], "w", encoding="utf-8") as tx, \
-                open(paths["html"], "w", encoding="utf-8") as ht:
-            writers = (_JSONWriter(js), _TextWriter(tx), _HTMLWriter(ht))
-            for writer in writers:
-                writer.start(run, counts, paths)
-            for item in items:
-                for writer in writers:
-                    writer.item(item)
-            for writer in writers:
-                writer.problems(problems)
-                writer.end()
+        for writer, kind in zip(self._writers, ("json", "text", "html")):
+            with open(paths[kind], "w", encoding="utf-8") as out:
+                writer.start(out, run, counts, paths)
+                writer.body.flush()
+                writer.body.seek(0)
+                shutil.copyfileobj(writer.body, out, 1 << 20)
+                writer.problems(out, problems)
+                writer.end(out)
+        self._close_parts()
         return paths
 
 
 class _JSONWriter:
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+    def __init__(self, body: IO[str]) -> None:
+        self.body = body
         self.first = True
 
-    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+    def start(self, out: IO[str], run: dict[str, Any], counts: Counts,
+              paths: dict[str, Path]) -> None:
         head = {"run": run, "counts": counts.as_dict(),
                 "files": {k: p.name for k, p in paths.items()}}
         text = json.dumps(head, ensure_ascii=False, indent=1)
-        self.stream.write(text[:-2] + ',\n "entries": [')
+        out.write(text[:-2] + ',\n "entries": [')
 
     def item(self, item: ReportItem) -> None:
         record: dict[str, Any] = {"action": item.action, "dn": item.dn, "status": item.status}
@@ -206,22 +246,21 @@ class _JSONWriter:
         if item.notes:
             record["notes"] = item.notes
         record["attributes"] = {
-            name: {"before": [value_json(name, v) for v in old] or None,
-                   "after": [value_json(name, v) for v in new] or None}
+            name: {"before": _json_values(name, old), "after": _json_values(name, new)}
             for name, old, new in item.attributes()}
-        self.stream.write(("\n  " if self.first else ",\n  ")
-                          + json.dumps(record, ensure_ascii=False))
+        self.body.write(("\n  " if self.first else ",\n  ")
+                        + json.dumps(record, ensure_ascii=False))
         self.first = False
 
-    def problems(self, problems: list[Problem]) -> None:
-        self.stream.write("\n ],\n \"problems\": [")
+    def problems(self, out: IO[str], problems: list[Problem]) -> None:
+        out.write("\n ],\n \"problems\": [")
         for i, problem in enumerate(problems):
-            self.stream.write(("\n  " if i == 0 else ",\n  ")
-                              + json.dumps(problem.as_json(), ensure_ascii=False))
-        self.stream.write("\n ]\n")
+            out.write(("\n  " if i == 0 else ",\n  ")
+                      + json.dumps(problem.as_json(), ensure_ascii=False))
+        out.write("\n ]\n")
 
-    def end(self) -> None:
-        self.stream.write("}\n")
+    def end(self, out: IO[str]) -> None:
+        out.write("}\n")
 
 
 def summary_lines(run: dict[str, Any], counts: Counts) -> list[str]:
@@ -239,45 +278,46 @@ def summary_lines(run: dict[str, Any], counts: Counts) -> list[str]:
 class _TextWriter:
     WIDTH = 8
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+    def __init__(self, body: IO[str]) -> None:
+        self.body = body
         self.any = False
 
-    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+    def start(self, out: IO[str], run: dict[str, Any], counts: Counts,
+              paths: dict[str, Path]) -> None:
         for line in summary_lines(run, counts):
-            self.stream.write(line + "\n")
-        self.stream.write(f"report: {paths['text'].parent}\n")
+            out.write(line + "\n")
+        out.write(f"report: {paths['text'].parent}\n")
 
     def item(self, item: ReportItem) -> None:
+        write = self.body.write
         if not self.any:
-            self.stream.write("\n")
+            write("\n")
             self.any = True
         label = item.action if item.kind != "container" else "add"
         target = item.dn if item.old_dn is None else f"{item.old_dn} -> {item.dn}"
         line = f"{label:<{self.WIDTH}} {target}"
         if item.kind == "container":
-            line += "  (the import container)"
+            line += "  (a container)"
         elif item.anchor is not None and item.action != "delete":
             line += f"  [{item.anchor}]"
         if item.status not in ("planned", "applied"):
             line += f"  ** {item.status}"
             if item.error:
                 line += f": {item.error}"
-        self.stream.write(line + "\n")
+        write(line + "\n")
         if item.action in ("modify", "rename"):
             for name, old, new in item.attributes():
-                self.stream.write(f"{'':<{self.WIDTH}}   {name}: {_show(name, old)} -> "
-                                  f"{_show(name, new)}\n")
+                write(f"{'':<{self.WIDTH}}   {name}: {_show(name, old)} -> {_show(name, new)}\n")
         for note in item.notes:
-            self.stream.write(f"{'':<{self.WIDTH}}   note: {note}\n")
+            write(f"{'':<{self.WIDTH}}   note: {note}\n")
 
-    def problems(self, problems: list[Problem]) -> None:
+    def problems(self, out: IO[str], problems: list[Problem]) -> None:
         if problems:
-            self.stream.write("\n")
+            out.write("\n")
         for problem in problems:
-            self.stream.write(problem.text() + "\n")
+            out.write(problem.text() + "\n")
 
-    def end(self) -> None:
+    def end(self, out: IO[str]) -> None:
         pass
 
 
@@ -307,16 +347,17 @@ td.before{background:#fff0f0}td.after{background:#f0fff0}
 
 
 class _HTMLWriter:
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+    def __init__(self, body: IO[str]) -> None:
+        self.body = body
         self.count = 0
         self.total = 0
 
-    def start(self, run: dict[str, Any], counts: Counts, paths: dict[str, Path]) -> None:
+    def start(self, out: IO[str], run: dict[str, Any], counts: Counts,
+              paths: dict[str, Path]) -> None:
         e = html.escape
         what = "plan" if run.get("dry_run") else "sync"
         title = f"dirsync {run['direction']} {what}: {run['connection']} (run {run['run']})"
-        w = self.stream.write
+        w = out.write
         w(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>\n")
         w(f"<h1>{e(title)}</h1>\n<section id=\"summary\">\n")
@@ -346,14 +387,14 @@ class _HTMLWriter:
             return
         self.count += 1
         e = html.escape
-        w = self.stream.write
+        w = self.body.write
         w(f'<article class="entry {e(item.action)}"><h3><span class="action">'
           f"{e(item.action)}</span>")
         if item.old_dn is not None:
             w(f"<code>{e(item.old_dn)}</code> &rarr; ")
         w(f"<code>{e(item.dn)}</code>")
         if item.kind == "container":
-            w(" (the import container)")
+            w(" (a container)")
         w("</h3>")
         if item.anchor is not None:
             w(f"<div>anchor <code>{e(item.anchor)}</code></div>")
@@ -371,9 +412,9 @@ class _HTMLWriter:
             w("</table>")
         w("</article>\n")
 
-    def problems(self, problems: list[Problem]) -> None:
+    def problems(self, out: IO[str], problems: list[Problem]) -> None:
         e = html.escape
-        w = self.stream.write
+        w = out.write
         if self.total == 0:
             w("<p>No changes.</p>\n")
         elif self.total > self.count:
@@ -389,8 +430,8 @@ class _HTMLWriter:
                   + f"</td><td>{problem.line or ''}</td><td>{e(problem.message)}</td></tr>")
             w("</table></section>\n")
 
-    def end(self) -> None:
-        self.stream.write("</body></html>\n")
+    def end(self, out: IO[str]) -> None:
+        out.write("</body></html>\n")
 
 
 def _cell(attr: str, values: list[bytes]) -> str:

@@ -39,7 +39,7 @@ _VALUE_FUNCTIONS = ("attr", "values")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _TERM = rf"(?:{_NAME}|attr\(\s*'[^'\\]*'\s*\)|attr\(\s*\"[^\"\\]*\"\s*\))"
-_FAST = re.compile(rf"^\{{\{{\s*({_TERM}(?:\s+or\s+{_TERM})*)\s*\}}\}}$")
+_FAST = re.compile(rf"^([^{{}}]*)\{{\{{\s*({_TERM}(?:\s+or\s+{_TERM})*)\s*\}}\}}([^{{}}]*)$")
 _JINJA_MARKS = ("{{", "{%", "{#")
 
 
@@ -153,13 +153,14 @@ class SourceView(Mapping[str, Any]):
         return len(self.extra) + 3 + len(self.variables) + len(self.entry.names())
 
 
-def _fast_terms(text: str) -> list[tuple[str, str]] | None:
-    """``{{ a or attr('B c') }}`` as [("name", "a"), ("attr", "B c")], else None."""
-    match = _FAST.match(text.strip())
+def _fast_terms(text: str) -> tuple[str, list[tuple[str, str]], str] | None:
+    """``SMTP:{{ a or attr('B c') }}`` as ("SMTP:", [("name", "a"), ("attr", "B c")], ""),
+    else None: text around one expression that is a chain of names."""
+    match = _FAST.match(text)
     if not match:
         return None
     terms: list[tuple[str, str]] = []
-    for raw in re.split(r"\s+or\s+", match.group(1)):
+    for raw in re.split(r"\s+or\s+", match.group(2)):
         raw = raw.strip()
         if raw.startswith("attr("):
             terms.append(("attr", raw[raw.index("(") + 1: raw.rindex(")")].strip()[1:-1]))
@@ -167,7 +168,7 @@ def _fast_terms(text: str) -> list[tuple[str, str]] | None:
             return None
         else:
             terms.append(("name", raw))
-    return terms
+    return match.group(1), terms, match.group(3)
 
 
 def referenced_names(ast: jinja2.nodes.Template) -> tuple[set[str], set[str]]:
@@ -204,7 +205,7 @@ class Template(Compiled):
                  variables: Mapping[str, str] | None = None) -> None:
         super().__init__(key, source, line)
         self._constant: list[str] | None = None
-        self._terms: list[tuple[str, str]] | None = None
+        self._terms: tuple[str, list[tuple[str, str]], str] | None = None
         self._jinja: jinja2.Template | None = None
         if not any(mark in source for mark in _JINJA_MARKS):
             self._constant = _lines(source)
@@ -229,11 +230,15 @@ class Template(Compiled):
         if self._constant is not None:
             return list(self._constant)
         if self._terms is not None:
-            for kind, name in self._terms:
-                value = view.first(name) if kind == "attr" else view.lookup(name)
-                if value:
-                    return _lines(value)
-            return []
+            # What Jinja would render: the text around, and the first value that
+            # is not empty (``or``), or nothing.
+            before, terms, after = self._terms
+            found = ""
+            for kind, name in terms:
+                found = view.first(name) if kind == "attr" else view.lookup(name)
+                if found:
+                    break
+            return _lines(f"{before}{found}{after}" if before or after else found)
         assert self._jinja is not None
         try:
             text = str(self._jinja.make_module(view, shared=True))  # type: ignore[arg-type]

@@ -162,7 +162,7 @@ def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monke
     (('hub = "hub"', 'hub = "hub"\ndelete_threshold = true'),
      "connections[0].delete_threshold: must be an integer or a string"),
     (('hub = "hub"', 'hub = "hub"\nschedule = "61 * * * *"'),
-     "connections[0].schedule: '61 * * * *' is not a valid cron line"),
+     "connections[0].schedule: '61 * * * *'"),
     (('hub = "hub"', 'hub = "hub"\nschedule = "now and then"'),
      "connections[0].schedule: 'now and then' is neither a cron line"),
     (('hub = "hub"', 'hub = "hub"\nexport_containers = ["bad"]'),

@@ -46,7 +46,9 @@ def test_templates(source: str, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize("source", ["{{ Title }}", "{{ Mobile or Alias }}",
-                                    "{{ attr('Display Name') or Title }}", "{{ Mobile }}"])
+                                    "{{ attr('Display Name') or Title }}", "{{ Mobile }}",
+                                    "SMTP:{{ Title }}", "SMTP:{{ Mobile }}", "<{{ Alias }}>",
+                                    " x {{ Mobile or Title }} y "])
 def test_the_fast_path_agrees_with_jinja(source: str) -> None:
     fast = Template("k", source)
     assert fast._jinja is None
