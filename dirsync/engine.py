@@ -596,6 +596,11 @@ class ImportRun:
         """
         self.applied = True
         self.begin_read()
+        check = getattr(self.foreign, "check_readable", None)
+        if check is not None:
+            # A file that turns out not to be CSV halfway must stop the run
+            # before the first add, as it would any other run.
+            check()
         entries = self.source_entries_iter()
         # The first entry is read before anything is written: a mapping that
         # reads attributes the source does not have stops the run here.

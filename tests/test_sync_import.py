@@ -476,3 +476,20 @@ schedule = "every now and then"
         output = captured.out + captured.err
         for problem in problems:
             assert problem in output, (command, problem)
+
+
+def test_a_file_that_is_not_csv_halfway_changes_nothing(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A first sync adds entries as it reads; a broken file must still change nothing."""
+    world = World(slapd, base, tmp_path, gal_rows(300))
+    with open(world.csv, "ab") as stream:
+        stream.write(b'u999999,user,"an unterminated quote\n')
+    capsys.readouterr()
+    assert main(["-c", str(world.config), "sync"]) == 2
+    err = capsys.readouterr().err
+    assert "gal.csv:" in err and "not valid CSV" in err
+    assert search(slapd, base, "(dirsyncSource=gal)") == {}
+    world.csv.write_bytes(world.csv.read_bytes().replace(b"User u000150", b"User \xff150"))
+    assert main(["-c", str(world.config), "sync"]) == 2
+    assert search(slapd, base, "(dirsyncSource=gal)") == {}

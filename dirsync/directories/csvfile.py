@@ -166,6 +166,29 @@ class CSVDirectory(DirectoryBase):
             return self._stream()
         return self.store.read(options)
 
+    def check_readable(self) -> None:
+        """Read the file through as CSV, building nothing.
+
+        Raises the :class:`InputError` a full read would raise (not CSV, not
+        in its encoding), so a caller that acts on rows as they stream can
+        first make sure that no such error waits halfway through the file.
+        """
+        if not self.path.exists():
+            if self.create:
+                return
+            raise InputError("no such file", path=str(self.path))
+        with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+            reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
+            try:
+                for _ in reader:
+                    pass
+            except csv.Error as exc:
+                raise InputError(f"not valid CSV: {exc}", path=str(self.path),
+                                 line=reader.line_num) from exc
+            except UnicodeDecodeError as exc:
+                raise InputError(f"not {self.layout.encoding} text: {exc.reason}",
+                                 path=str(self.path), line=reader.line_num + 1) from exc
+
     def _stream(self) -> Iterator[Entry]:
         self.rejected = []
         if not self.path.exists():
