@@ -16,12 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def quickstart(tmp_path: Path) -> Path:
-    """The quick start, copied with the fixture it reads beside it."""
-    folder = tmp_path / "examples" / "quickstart"
-    folder.mkdir(parents=True)
+    """The quick start's config, with the fixture copied where it reads it."""
+    folder = tmp_path / "quickstart"
+    (folder / "var").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "quickstart" / "dirsync.toml", folder)
-    (tmp_path / "fixtures").mkdir()
-    shutil.copy(ROOT / "fixtures" / "gal.csv", tmp_path / "fixtures")
+    shutil.copy(ROOT / "fixtures" / "gal.csv", folder / "var" / "po1.csv")
     return folder / "dirsync.toml"
 
 
@@ -49,8 +48,7 @@ def test_the_quick_start(quickstart: Path, capsys: pytest.CaptureFixture[str]) -
     assert status == 0 and "add 0, modify 0, rename 0, delete 0, unchanged 35" in out
 
     # The README's edit: the fixture with a modify, a rename and a delete.
-    shutil.copy(ROOT / "fixtures" / "gal-edited.csv", quickstart.parent.parent.parent /
-                "fixtures" / "gal.csv")
+    shutil.copy(ROOT / "fixtures" / "gal-edited.csv", quickstart.parent / "var" / "po1.csv")
     before = (quickstart.parent / "var" / "hub.ldif").read_bytes()
     status, out = run(quickstart, capsys, "plan")
     assert status == 0 and "modify 1, rename 1, delete 1, unchanged 32" in out
