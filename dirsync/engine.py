@@ -163,6 +163,8 @@ def load_runners() -> None:
     """Import the directions that live in modules of their own (they register in RUNNERS)."""
     if "export" not in RUNNERS:
         import dirsync.exportrun  # noqa: F401
+    # Change detection (syncrepl cookies, timestamps, file fingerprints) wraps the import.
+    import dirsync.incremental  # noqa: F401
 
 
 def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None = None,
@@ -322,7 +324,7 @@ class ImportRun:
         log.info("%s: %s %s run%s", self.name, self.mode, self.direction,
                  " (dry run)" if self.options.dry_run else "")
         self.index = self.timed("hub scan", self.scan_hub)
-        self.state_rows = self.state.entries(self.name) if self.mode == "incremental" else {}
+        self.state_rows = self.load_state_rows()
         self.new_plan()
         stop: str | None = None
         message: str | None = None
@@ -330,14 +332,14 @@ class ImportRun:
         # has nothing to delete and no limit to check: its adds go to the hub
         # while the source is still being read, so that mapping overlaps the
         # server's work.
-        if not self.options.dry_run and not self.index.ours:
+        if not self.options.dry_run and self.first_sync():
             message = self.timed("source read and adds", self.stream_first_sync)
         else:
             self.timed("source read", self.read_source)
         interrupted = message is not None
         if not interrupted:
             self.timed("plan", self.plan)
-            stop = safety_stop(deletes=len(self.deletes), held=len(self.index.ours),
+            stop = safety_stop(deletes=len(self.deletes), held=self.held_count(),
                                threshold=self.connection.delete_threshold,
                                source_entries=self.source_entries,
                                allow_deletes=self.options.allow_deletes)
@@ -371,6 +373,19 @@ class ImportRun:
         return RunResult(self.name, self.direction, self.mode, self.options.dry_run, status,
                          self.counts, self.report.folder, files, self.run_id, self.started,
                          ended, message)
+
+    # Hooks that a run reading only changes (dirsync.incremental) replaces.
+    def load_state_rows(self) -> dict[str, StateRow]:
+        """The state rows this run compares against (none in a full run)."""
+        return self.state.entries(self.name) if self.mode == "incremental" else {}
+
+    def first_sync(self) -> bool:
+        """Whether the hub holds nothing of this connection yet."""
+        return not self.index.ours
+
+    def held_count(self) -> int:
+        """How many entries the hub holds for this connection (for the safety limits)."""
+        return len(self.index.ours)
 
     def timed(self, step: str, func: Callable[[], Any]) -> Any:
         started = time.perf_counter()
