@@ -94,7 +94,7 @@ class DetectingImportRun(ImportRun):
         if foreign.kind == "ldap":
             self.method = "syncrepl" if supports_syncrepl(foreign) else "timestamp"
             if self.mode == "incremental":
-                self.read_ldap_changes()
+                self.timed("change read", self.read_ldap_changes)
         elif isinstance(getattr(foreign, "path", None), Path) and foreign.path.exists():
             self.method = "file"
             changed, self.file_print = check(foreign.path,
@@ -357,7 +357,7 @@ class DetectingImportRun(ImportRun):
 
     # -- after the run --------------------------------------------------------
     def finish_state(self, interrupted: bool) -> None:
-        super().finish_state(interrupted)
+        self.timed("state", lambda: super(DetectingImportRun, self).finish_state(interrupted))
         if interrupted:
             return
         tracking = self.tracking
