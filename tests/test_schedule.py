@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -78,7 +79,7 @@ def test_two_connections_run_on_time(slapd: SlapdServer, base: str, tmp_path: Pa
         done = runs(config, name)
         assert len(done) >= 2 and all(r.outcome == "ok" for r in done), (name, done, err)
         starts = [datetime.fromisoformat(r.started) for r in done]
-        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
         assert all(1.5 <= gap <= 3.0 for gap in gaps), gaps
     assert len(anchors(slapd, f"ou=A,{base}", "a")) == 5
     assert len(anchors(slapd, f"ou=B,{base}", "b")) == 5
@@ -86,7 +87,7 @@ def test_two_connections_run_on_time(slapd: SlapdServer, base: str, tmp_path: Pa
 
 def overlapping(records: list[RunRecord]) -> bool:
     spans = sorted((r.started, r.ended or "9") for r in records)
-    return any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
 def test_an_overlapping_run_is_skipped(slapd: SlapdServer, base: str, tmp_path: Path) -> None:
