@@ -195,3 +195,7 @@ def test_an_unchanged_file_is_not_read(slapd: SlapdServer, base: str, tmp_path: 
     line = sync(config, capsys)
     assert line["mode"] == "incremental" and line["counts"]["modify"] == 1  # type: ignore[index]
     assert sync(config, capsys)["message"] == "source unchanged"
+    metrics = tmp_path / "metrics.prom"
+    assert sync(config, capsys, "--metrics-file", str(metrics))["exit"] == 0
+    text = metrics.read_text()
+    assert 'connection="gal"' in text and "dirsync_runs_total" in text

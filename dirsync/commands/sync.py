@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -43,18 +45,36 @@ def _printer(ctx: Any, report_format: str) -> Any:
     return show
 
 
-def _run(ctx: Any, names: tuple[str, ...], report_format: str, **options: Any) -> int:
+def _run(ctx: Any, names: tuple[str, ...], report_format: str,
+         metrics_file: str | None = None, **options: Any) -> int:
     config = load_config(ctx.config_path)
     progress = Silent() if ctx.json else Progress()
-    results = run(config, names, SyncOptions(progress=progress, **options),
-                  on_result=_printer(ctx, report_format))
+    show = _printer(ctx, report_format)
+    on_result = show
+    if metrics_file is not None:
+        from dirsync.metrics import Metrics
+
+        metrics = Metrics()
+
+        def on_result(result: RunResult) -> None:
+            show(result)
+            # Rewritten after each run, so a scraper sees every finished run.
+            duration = (datetime.fromisoformat(result.ended)
+                        - datetime.fromisoformat(result.started)).total_seconds()
+            metrics.record(connection=result.connection, direction=result.direction,
+                           status=result.status, mode=result.mode,
+                           counts=result.counts.as_dict(), duration=duration)
+            metrics.write(Path(metrics_file))
+
+    results = run(config, names, SyncOptions(progress=progress, **options), on_result=on_result)
     return _exit_status(results)
 
 
 _FORMAT = click.option("--report-format", type=click.Choice(list(FILES)), default="text",
                        show_default=True, help="Which form of the report to print.")
 _FULL = click.option("--full", is_flag=True,
-                     help="Compare every entry and rebuild the state from the hub.")
+                     help="A full reconcile: read the whole source, compare every entry and "
+                          "rebuild the state from the hub (default: only what changed).")
 _ALLOW = click.option("--allow-deletes", type=click.IntRange(min=0), metavar="N",
                       help="Approve up to N deletes, past the delete threshold or an empty "
                            "source.")
@@ -98,12 +118,14 @@ def plan(ctx: Any, names: tuple[str, ...], full: bool, allow_deletes: int | None
 @_FULL
 @_ALLOW
 @_FORMAT
+@click.option("--metrics-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Rewrite PATH with Prometheus metrics after each run.")
 @click.pass_obj
 def sync(ctx: Any, names: tuple[str, ...], dry_run: bool, full: bool,
-         allow_deletes: int | None, report_format: str) -> int:
+         allow_deletes: int | None, report_format: str, metrics_file: str | None) -> int:
     """Bring the hub in step with the foreign directories (all, or those named)."""
-    return _run(ctx, names, report_format, dry_run=dry_run, full=full,
-                allow_deletes=allow_deletes)
+    return _run(ctx, names, report_format, metrics_file=metrics_file, dry_run=dry_run,
+                full=full, allow_deletes=allow_deletes)
 
 
 @click.command()
