@@ -83,6 +83,7 @@ class DetectingImportRun(ImportRun):
         self.new_high_water: str | None = None
         self.file_print: FileFingerprint | None = None
         self.taken_by_ours: dict[str, str] = {}
+        self._held: int | None = None
 
     # -- deciding what to read ---------------------------------------------
     def _run(self) -> RunResult:
@@ -103,9 +104,15 @@ class DetectingImportRun(ImportRun):
                 return self.unchanged_source()
         return super()._run()
 
+    def held(self) -> int:
+        """Rows in the state, counted once: a count is a scan of the connection's rows."""
+        if self._held is None:
+            self._held = self.tracking.count()
+        return self._held
+
     def full_due(self) -> str | None:
         """Why this run must be a full one after all, or None."""
-        if self.tracking.count() == 0:
+        if self.held() == 0:
             return "the state holds no entries"
         last = self.tracking.last_full()
         if last is None:
@@ -262,7 +269,7 @@ class DetectingImportRun(ImportRun):
 
     def held_count(self) -> int:
         if self.incremental_read():
-            return self.tracking.count()
+            return self.held()
         return super().held_count()  # type: ignore[no-any-return]
 
     def new_plan(self) -> None:
@@ -274,7 +281,7 @@ class DetectingImportRun(ImportRun):
         if self.incremental_read():
             # For the empty-source check: what the source holds after these changes.
             gone = sum(1 for a in self.touched if a not in self.seen)
-            self.source_entries = self.tracking.count() - gone + len(self.new_anchors)
+            self.source_entries = self.held() - gone + len(self.new_anchors)
 
     def source_entries_iter(self) -> Iterator[Entry]:
         if self.method not in ("syncrepl", "timestamp"):
@@ -395,7 +402,7 @@ class DetectingImportRun(ImportRun):
     def unchanged_source(self) -> RunResult:
         """The source file is as last time: nothing to read, nothing to change."""
         log.info("%s: %s is unchanged since the last run", self.name, self.foreign.path)
-        self.counts.unchanged = self.tracking.count()
+        self.counts.unchanged = self.held()
         ended = now()
         files = self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
