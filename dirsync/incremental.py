@@ -104,7 +104,7 @@ class DetectingImportRun(ImportRun):
                 return self.unchanged_source()
         return super()._run()
 
-    def held(self) -> int:
+    def held_rows(self) -> int:
         """Rows in the state, counted once: a count is a scan of the connection's rows."""
         if self._held is None:
             self._held = self.tracking.count()
@@ -112,7 +112,7 @@ class DetectingImportRun(ImportRun):
 
     def full_due(self) -> str | None:
         """Why this run must be a full one after all, or None."""
-        if self.held() == 0:
+        if self.held_rows() == 0:
             return "the state holds no entries"
         last = self.tracking.last_full()
         if last is None:
@@ -269,7 +269,7 @@ class DetectingImportRun(ImportRun):
 
     def held_count(self) -> int:
         if self.incremental_read():
-            return self.held()
+            return self.held_rows()
         return super().held_count()  # type: ignore[no-any-return]
 
     def new_plan(self) -> None:
@@ -281,7 +281,7 @@ class DetectingImportRun(ImportRun):
         if self.incremental_read():
             # For the empty-source check: what the source holds after these changes.
             gone = sum(1 for a in self.touched if a not in self.seen)
-            self.source_entries = self.held() - gone + len(self.new_anchors)
+            self.source_entries = self.held_rows() - gone + len(self.new_anchors)
 
     def source_entries_iter(self) -> Iterator[Entry]:
         if self.method not in ("syncrepl", "timestamp"):
@@ -402,7 +402,7 @@ class DetectingImportRun(ImportRun):
     def unchanged_source(self) -> RunResult:
         """The source file is as last time: nothing to read, nothing to change."""
         log.info("%s: %s is unchanged since the last run", self.name, self.foreign.path)
-        self.counts.unchanged = self.held()
+        self.counts.unchanged = self.held_rows()
         ended = now()
         files = self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
