@@ -1,0 +1,249 @@
+"""Change detection: does an incremental run cost what changed, not what exists?
+
+One command::
+
+    python benchmarks/incremental_bench.py [--sizes 10000,100000] [--rounds 3]
+
+For each size, a foreign slapd (syncprov, a session log) is loaded with that
+many inetOrgPerson entries (``ldapadd``, dbnosync), a first ``dirsync sync``
+(generic-ldap mapping) copies them into a hub slapd, and then, per round,
+100 changes are made in the source (50 modifies, 20 adds, 20 deletes, 10
+renames) and ``dirsync sync`` runs once, incrementally. The figure is the
+median over the rounds of the run's own duration (from its ``--json``
+line: started to ended, after the config is loaded) and of the wall time of
+the whole ``dirsync sync`` process. Targets: the 100,000-entry run at most
+1.5 times the 10,000-entry run, and under 2 s. ``--record`` writes the
+results into the ``## Change detection`` section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import ldap
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dirsync.testing.slapd import SlapdServer
+
+SUFFIX = "o=Bench"
+PEOPLE = f"ou=People,{SUFFIX}"
+CONTAINER = f"ou=Import,{SUFFIX}"
+CHANGES = {"modify": 50, "add": 20, "delete": 20, "rename": 10}
+
+
+def server(**options: Any) -> SlapdServer:
+    found = SlapdServer(suffix=SUFFIX, dbnosync=True, **options).start()
+    found.add_suffix()
+    found.add_ou(PEOPLE if options.get("syncprov") else CONTAINER)
+    return found
+
+
+def person(i: int, cn: str | None = None) -> str:
+    uid = f"u{i:06d}"
+    return (f"dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\n"
+            f"cn: {cn or f'User {uid}'}\nsn: {uid}\nmail: {uid}@bench.example\n\n")
+
+
+def load(source: SlapdServer, count: int, folder: Path) -> float:
+    ldif = folder / "people.ldif"
+    with open(ldif, "w", encoding="ascii") as stream:
+        stream.writelines(person(i) for i in range(count))
+    started = time.perf_counter()
+    subprocess.run(["ldapadd", "-x", "-H", source.url, "-D", source.root_dn, "-w",
+                    source.root_pw, "-f", str(ldif)], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def config(folder: Path, hub: SlapdServer, source: SlapdServer) -> Path:
+    (folder / "pw").write_text(hub.root_pw + "\n")
+    path = folder / "dirsync.toml"
+    path.write_text(f"""state = "var/state.sqlite"
+reports = "var/reports"
+
+[directories.hub]
+kind = "ldap"
+url = "{hub.url}"
+base = "{SUFFIX}"
+bind_dn = "{hub.root_dn}"
+password_file = "pw"
+
+[directories.source]
+kind = "ldap"
+url = "{source.url}"
+base = "{PEOPLE}"
+bind_dn = "{source.root_dn}"
+password_file = "pw"
+
+[[connections]]
+name = "bench"
+foreign = "source"
+hub = "hub"
+mapping = "generic-ldap"
+import_container = "{CONTAINER}"
+delete_threshold = "50%"
+""")
+    return path
+
+
+def dirsync(path: Path, *args: str) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "dirsync", "-c", str(path), "--json", "sync",
+                           *args], check=False, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"dirsync sync exited {done.returncode}: {done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1]), wall
+
+
+def make_changes(source: SlapdServer, count: int, round_: int) -> None:
+    """100 changes spread over the directory, none touching an entry twice."""
+    conn = source.connect()
+    step = count // (sum(CHANGES.values()) + 1)
+    picks = iter(range(round_ + 1, count, step))
+    for _ in range(CHANGES["modify"]):
+        i = next(picks)
+        conn.modify_s(f"uid=u{i:06d},{PEOPLE}", [
+            (ldap.MOD_REPLACE, "mail", [f"u{i:06d}.r{round_}@bench.example".encode()])])
+    for n in range(CHANGES["add"]):
+        dn, *lines = person(10_000_000 + round_ * 1000 + n).strip().splitlines()
+        attrs: dict[str, list[bytes]] = {}
+        for line in lines:
+            key, value = line.split(": ", 1)
+            attrs.setdefault(key, []).append(value.encode())
+        conn.add_s(dn.split(": ", 1)[1], list(attrs.items()))
+    for _ in range(CHANGES["delete"]):
+        conn.delete_s(f"uid=u{next(picks):06d},{PEOPLE}")
+    for _ in range(CHANGES["rename"]):
+        i = next(picks)
+        conn.modify_s(f"uid=u{i:06d},{PEOPLE}", [
+            (ldap.MOD_REPLACE, "cn", [f"Renamed {i} r{round_}".encode()])])
+    conn.unbind_s()
+
+
+def duration(line: dict[str, Any]) -> float:
+    return (datetime.fromisoformat(line["ended"])
+            - datetime.fromisoformat(line["started"])).total_seconds()
+
+
+def measure(count: int, rounds: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="dsinc"))
+    source = server(syncprov=True, sessionlog=10_000)
+    hub = server()
+    try:
+        loaded = load(source, count, folder)
+        path = config(folder, hub, source)
+        first, first_wall = dirsync(path)
+        assert first["mode"] == "full" and first["counts"]["add"] == count, first
+        runs, walls = [], []
+        for round_ in range(rounds):
+            make_changes(source, count, round_)
+            line, wall = dirsync(path)
+            counts = line["counts"]
+            expected = (CHANGES["add"], CHANGES["delete"], CHANGES["modify"], CHANGES["rename"])
+            got = (counts["add"], counts["delete"], counts["modify"], counts["rename"])
+            if line["mode"] != "incremental" or got != expected:
+                raise SystemExit(f"round {round_}: {line['mode']} run, counts {counts}")
+            runs.append(duration(line))
+            walls.append(wall)
+        return {"entries": count, "load": loaded, "first_sync": first_wall,
+                "run": statistics.median(runs), "wall": statistics.median(walls),
+                "runs": runs, "walls": walls}
+    finally:
+        source.destroy()
+        hub.destroy()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    slapd = subprocess.run(["slapd", "-VV"], check=False, capture_output=True, text=True).stderr
+    version = re.search(r"slapd ([\w.+~-]+)", slapd)
+    return (f"{os.cpu_count()} cores ({cpu}), {memory:.1f} GiB memory, Linux "
+            f"{platform.release()}, Python {platform.python_version()}, OpenLDAP slapd "
+            f"{version.group(1) if version else '?'} (mdb, dbnosync)")
+
+
+def render(results: list[dict[str, Any]], rounds: int) -> str:
+    small, large = results[0], results[-1]
+    ratio = large["run"] / small["run"]
+    wall_ratio = large["wall"] / small["wall"]
+    lines = [
+        (f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}, load average "
+        f"{os.getloadavg()[0]:.2f}."),
+        "",
+        "Command: `python benchmarks/incremental_bench.py --record`",
+        "",
+        (f"100 changes (50 modifies, 20 adds, 20 deletes, 10 renames) in a foreign slapd "
+        f"(syncprov, session log), then one incremental `dirsync sync` (generic-ldap); "
+        f"median of {rounds} rounds. *run*: the run's own duration from its `--json` line; "
+        "*wall*: the whole `dirsync sync` process, Python start-up included."),
+        "",
+        "| source entries | load (ldapadd) | first sync (full) | incremental run | wall |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['entries']:,} | {r['load']:.1f} s | {r['first_sync']:.1f} s | "
+                     f"{r['run']:.3f} s | {r['wall']:.2f} s |")
+    lines += [
+        "",
+        (f"Ratio {large['entries']:,} / {small['entries']:,}: run {ratio:.2f} (target at most "
+        f"1.5: {'met' if ratio <= 1.5 else 'missed'}), wall {wall_ratio:.2f}; the "
+        f"{large['entries']:,}-entry run takes {large['run']:.3f} s (target under 2 s: "
+        f"{'met' if large['run'] < 2 else 'missed'})."),
+    ]
+    return "\n".join(lines)
+
+
+def record(text: str) -> None:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    content = path.read_text()
+    heading = "## Change detection"
+    section = f"{heading}\n\n{text}\n"
+    if heading in content:
+        start = content.index(heading)
+        end = content.find("\n## ", start + 1)
+        content = content[:start] + section + (content[end + 1:] if end != -1 else "")
+    else:
+        content = content.rstrip("\n") + "\n\n" + section
+    path.write_text(content)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--record", action="store_true",
+                        help="Write the results into benchmarks/RESULTS.md.")
+    args = parser.parse_args(argv)
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        result = measure(size, args.rounds)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    text = render(results, args.rounds)
+    print(text)
+    if args.record:
+        record(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
