@@ -282,6 +282,8 @@ class DetectingImportRun(ImportRun):
             # For the empty-source check: what the source holds after these changes.
             gone = sum(1 for a in self.touched if a not in self.seen)
             self.source_entries = self.held_rows() - gone + len(self.new_anchors)
+            # Entries no change touched are in step, as a full run would count them.
+            self.counts.unchanged += max(self.held_rows() - len(self.touched), 0)
 
     def source_entries_iter(self) -> Iterator[Entry]:
         if self.method not in ("syncrepl", "timestamp"):
