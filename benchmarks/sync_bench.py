@@ -235,16 +235,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ldapadd -f: {ldapadd:.1f} s", flush=True)
 
         before = csn_snapshot(a)
+        # A no-op twice over. The export as it was: change detection sees the
+        # file unchanged and reads nothing. The export written again with the
+        # same rows in another order: every row is read, hashed and compared,
+        # the least any run that reads the file does.
         noops = []
         for _ in range(3):
             run = dirsync(config)
-            assert run["line"]["counts"]["unchanged"] == rows, run["line"]
+            assert run["line"]["counts"]["add"] == 0 and run["line"]["counts"]["modify"] == 0
             noops.append(run)
-            print(f"no-op: {run['seconds']:.2f} s, {run['rss']:.0f} MB, {run['steps']}",
-                  flush=True)
+            print(f"no-op, export unchanged: {run['seconds']:.2f} s, {run['rss']:.0f} MB, "
+                  f"{run['steps']}", flush=True)
+        rereads = []
+        for turn in range(3):
+            ordered = gal_rows(rows)
+            write_csv(source, ordered[::-1] if turn % 2 == 0 else ordered)
+            del ordered
+            run = dirsync(config)
+            counts = run["line"]["counts"]
+            assert counts["unchanged"] == rows and counts["add"] + counts["modify"] == 0, counts
+            rereads.append(run)
+            print(f"no-op, export rewritten: {run['seconds']:.2f} s, {run['rss']:.0f} MB, "
+                  f"{run['steps']}", flush=True)
         writes = sum(1 for dn, csn in csn_snapshot(a).items() if before.get(dn) != csn)
         assert len(before) == rows + 1
         noop = sorted(noops, key=lambda r: r["seconds"])[1]
+        reread = sorted(rereads, key=lambda r: r["seconds"])[1]
 
         changed = [gal_row(r["Alias"], Title="Manager") if i % (rows // 1000) == 0 else r
                    for i, r in enumerate(gal_rows(rows))]
@@ -263,12 +279,14 @@ def main(argv: list[str] | None = None) -> int:
         if b is not None:
             b.destroy()
 
-    budget = 1.2 * (noop["seconds"] + ldapmodify)
+    budget = 1.2 * (reread["seconds"] + ldapmodify)
     results = {
         "rows": rows, "nosync": args.nosync, "initial": initial["seconds"],
         "initial_rss": initial["rss"], "initial_steps": initial["steps"], "ldapadd": ldapadd,
         "noops": [r["seconds"] for r in noops], "noop": noop["seconds"],
         "noop_rss": noop["rss"], "noop_steps": noop["steps"], "writes": writes,
+        "rereads": [r["seconds"] for r in rereads], "reread": reread["seconds"],
+        "reread_rss": reread["rss"], "reread_steps": reread["steps"],
         "percent": percent["seconds"], "percent_counts": counts,
         "percent_steps": percent["steps"], "percent_rss": percent["rss"],
         "ldapmodify": ldapmodify, "budget": budget, "mapping": speed, "diffs": diffs,
@@ -277,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.record:
         record(text)
-    ok = (initial["seconds"] <= ldapadd and noop["seconds"] < 5 and writes == 0
-          and percent["seconds"] <= budget and initial["rss"] < 300)
+    peak = max(initial["rss"], noop["rss"], reread["rss"], percent["rss"])
+    ok = (initial["seconds"] <= ldapadd and reread["seconds"] < 5 and writes == 0
+          and percent["seconds"] <= budget and peak < 300)
     return 0 if ok else 1
 
 
@@ -286,9 +305,15 @@ def render(r: dict[str, Any]) -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
+    def seconds(values: list[float]) -> str:
+        return ", ".join(f"{x:.2f}" for x in values)
+
+    def step_list(steps: dict[str, str]) -> str:
+        return ", ".join(f"{k} {float(v):.2f} s" for k, v in steps.items())
+
     rows = r["rows"]
     counts = r["percent_counts"]
-    steps = r["initial_steps"]
+    peak = max(r["initial_rss"], r["noop_rss"], r["reread_rss"], r["percent_rss"])
     lines = [
         "Command: `.venv/bin/python benchmarks/sync_bench.py --record`"
         + (" (with `--nosync`)" if r["nosync"] else ""),
@@ -300,41 +325,51 @@ def render(r: dict[str, Any]) -> str:
         "overlays. The machine was shared with other jobs, so times vary between runs.",
         "",
         (f"A foreign CSV export of {rows:,} rows (csv-gal columns) into an empty import "
-        "container; each dirsync run is its own process (`python -m dirsync sync`), timed "
-        "from start to exit."),
+         "container; each dirsync run is its own process (`python -m dirsync sync`), timed "
+         "from start to exit."),
         "",
         "| measurement | dirsync | reference | target | |",
         "|---|---:|---:|---|---|",
         (f"| initial sync of {rows:,} entries | {r['initial']:.1f} s | `ldapadd -f` of the "
-        f"same entries: {r['ldapadd']:.1f} s | no slower | {mark(r['initial'] <= r['ldapadd'])} "
-        f"({r['initial'] / r['ldapadd']:.2f}x) |"),
-        (f"| no-op resync (median of 3: {', '.join(f'{s:.2f}' for s in r['noops'])} s) | "
-        f"{r['noop']:.2f} s | LDAP writes: {r['writes']} (entryCSN of every entry compared) | "
-        f"under 5 s, zero writes | {mark(r['noop'] < 5 and r['writes'] == 0)} |"),
+         f"same entries: {r['ldapadd']:.1f} s | no slower | "
+         f"{mark(r['initial'] <= r['ldapadd'])} ({r['initial'] / r['ldapadd']:.2f}x) |"),
+        (f"| no-op resync, export unchanged (median of {seconds(r['noops'])} s) | "
+         f"{r['noop']:.2f} s | LDAP writes over all six no-ops: {r['writes']} (entryCSN of "
+         f"every entry compared) | under 5 s, zero writes | "
+         f"{mark(r['noop'] < 5 and r['writes'] == 0)} |"),
+        (f"| no-op resync, export written again with the same rows in another order (median "
+         f"of {seconds(r['rereads'])} s) | {r['reread']:.2f} s | (the same) | under 5 s, zero "
+         f"writes | {mark(r['reread'] < 5 and r['writes'] == 0)} |"),
         (f"| 1% change ({counts['modify']:,} modifies, {counts['add']:,} adds, "
-        f"{counts['delete']:,} deletes) | {r['percent']:.2f} s | 1.2 x (no-op "
-        f"{r['noop']:.2f} s + `ldapmodify -f` of the same changes {r['ldapmodify']:.2f} s) = "
-        f"{r['budget']:.2f} s | at most that | {mark(r['percent'] <= r['budget'])} |"),
-        (f"| peak memory (VmHWM) | initial {r['initial_rss']:.0f} MB, no-op "
-        f"{r['noop_rss']:.0f} MB, 1% {r['percent_rss']:.0f} MB | | under 300 MB | "
-        f"{mark(r['initial_rss'] < 300)} |"),
+         f"{counts['delete']:,} deletes) | {r['percent']:.2f} s | 1.2 x (the no-op that reads "
+         f"the export {r['reread']:.2f} s + `ldapmodify -f` of the same changes "
+         f"{r['ldapmodify']:.2f} s) = {r['budget']:.2f} s | at most that | "
+         f"{mark(r['percent'] <= r['budget'])} |"),
+        (f"| peak memory (VmHWM) | initial {r['initial_rss']:.0f} MB, no-ops "
+         f"{r['noop_rss']:.0f} and {r['reread_rss']:.0f} MB, 1% {r['percent_rss']:.0f} MB | | "
+         f"under 300 MB | {mark(peak < 300)} |"),
         "",
-        "Where the initial sync's time goes (dirsync's own step timings, `-vv`): "
-        + ", ".join(f"{k} {float(v):.1f} s" for k, v in steps.items()) + ". No-op: "
-        + ", ".join(f"{k} {float(v):.2f} s" for k, v in r["noop_steps"].items()) + ".",
+        ("Where the time goes (dirsync's own step timings, `-vv`). Initial sync: "
+         f"{step_list(r['initial_steps'])}. No-op reading the export: "
+         f"{step_list(r['reread_steps'])}. 1% change: {step_list(r['percent_steps'])}."),
+        "",
+        ("Change detection (issue 5) makes the no-op with the export unchanged cheap: the "
+         "file's fingerprint is as recorded, so it is not read and the hub is not scanned. "
+         "A 1% change has to read the whole export, so its 1.2x target is taken against the "
+         "no-op that reads it too."),
         "",
         (f"Templates: mapping all {r['mapping']['rows']:,} rows through csv-gal (anchor, "
-        f"classification, 13 attributes, target and proxy address) takes "
-        f"{r['mapping']['mapping_s']:.2f} s in one process "
-        f"({r['mapping']['rows'] / r['mapping']['mapping_s']:,.0f} rows/s); with every "
-        f"template rendered by Jinja2 (no direct lookup of plain `{{{{ name }}}}` and "
-        f"`{{{{ a or b }}}}` templates) {r['mapping']['jinja_only_s']:.2f} s. Jinja2 in its "
-        "sandbox is fast enough; the direct lookups are an optimisation, not a second "
-        "language."),
+         f"classification, 13 attributes, target and proxy address) takes "
+         f"{r['mapping']['mapping_s']:.2f} s in one process "
+         f"({r['mapping']['rows'] / r['mapping']['mapping_s']:,.0f} rows/s); with every "
+         f"template rendered by Jinja2 (no direct lookup of `{{{{ name }}}}`, "
+         f"`{{{{ a or b }}}}` and `SMTP:{{{{ name }}}}` templates) "
+         f"{r['mapping']['jinja_only_s']:.2f} s. Jinja2 in its sandbox is fast enough; the "
+         "direct lookups are an optimisation, not a second language."),
         "",
         (f"Report before/after of one modified entry: deepdiff (ignore_order) "
-        f"{r['diffs']['deepdiff_ms']:.3f} ms, the engine's per-attribute lists "
-        f"{r['diffs']['own_ms']:.3f} ms; the report uses the latter."),
+         f"{r['diffs']['deepdiff_ms']:.3f} ms, the engine's per-attribute lists "
+         f"{r['diffs']['own_ms']:.3f} ms; the report uses the latter."),
     ]
     return "\n".join(lines) + "\n"
 

@@ -126,6 +126,12 @@ class StateStore:
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # A run commits once per change: checkpoint (and flush to disk) every
+        # 8,192 pages instead of 1,000, so that a large run does not keep the
+        # disk busy while the directory server waits for it, and give the WAL
+        # file back down to 64 MB afterwards.
+        self.db.execute("PRAGMA wal_autocheckpoint=8192")
+        self.db.execute("PRAGMA journal_size_limit=67108864")
         self._depth = 0
         with self.transaction():
             for statement in _SCHEMA.split(";"):
