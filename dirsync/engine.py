@@ -1051,15 +1051,19 @@ class ImportRun:
 
         Rows of applied changes are already written. Entries found unchanged
         by comparing get their rows; rows of anchors the hub does not hold
-        go. A full run rebuilds the connection's rows from scratch. The
-        fingerprint moves only when the run got to its end.
+        go. After a full run the connection's rows are exactly what it found
+        and applied (rows left from before, for entries with errors or gone
+        from the hub, go). The fingerprint moves only when the run got to
+        its end.
         """
         with self.state.transaction():
             if self.mode == "full" and not interrupted:
-                rows = self.state.entries(self.name, self.direction)
-                confirmed = {a: rows[a] for a in self.applied_anchors if a in rows}
-                self.state.replace_all(self.name, self.direction,
-                                       list({**self.kept, **self.refresh, **confirmed}.items()))
+                for anchor in self.state.entries(self.name, self.direction):
+                    if anchor not in self.applied_anchors and anchor not in self.kept \
+                            and anchor not in self.refresh:
+                        self.state.drop(self.name, self.direction, anchor)
+                for anchor, row in self.refresh.items():
+                    self.state.put(self.name, self.direction, anchor, row)
             else:
                 for anchor, row in self.refresh.items():
                     self.state.put(self.name, self.direction, anchor, row)

@@ -128,3 +128,17 @@ def test_a_state_store_lost_is_rebuilt_from_the_hub(
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["mode"] == "full" and line["counts"]["unchanged"] == ROWS
     check_converged(slapd, container, gal_rows(ROWS), config, capsys)
+
+
+def test_killed_during_the_adds_of_a_later_run(
+        slapd: SlapdServer, setup: tuple[Path, Path, str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Adds of an incremental run (the hub already holds the connection's entries)."""
+    config, source, container = setup
+    write_csv(source, gal_rows(100))
+    assert main(["-c", str(config), "sync"]) == 0
+    rows = gal_rows(ROWS)
+    write_csv(source, rows)
+    kill_when(config, lambda: count(slapd, container) >= ROWS // 2)
+    assert count(slapd, container) < ROWS
+    check_converged(slapd, container, rows, config, capsys)
