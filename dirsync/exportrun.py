@@ -24,8 +24,9 @@ the other way round from :class:`dirsync.engine.ImportRun`:
    tool reads: LDIF change records, or for a CSV file a CSV of rows with an
    ``Action`` column (:mod:`dirsync.changefile`).
 
-The hub is read in full each run through :meth:`ExportRun.hub_entries`,
-the one place to swap for an incremental (syncrepl) read.
+This module reads the hub and scans the foreign side in full; the run
+that :mod:`dirsync.exportchanges` builds on it reads only what changed
+(through :meth:`ExportRun.hub_entries` and the hooks beside it).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import ldap.filter
 
 from dirsync.changefile import write_csv_changes
+from dirsync.changelog import logged
 from dirsync.changes import Change, rename_change
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
@@ -216,13 +218,12 @@ class ExportRun:
         log.info("%s: %s export run%s", self.name, self.mode,
                  " (dry run)" if self.options.dry_run else "")
         self.scan_foreign()
-        self.state_rows = self.state.entries(self.name, self.direction) \
-            if self.mode == "incremental" else {}
+        self.state_rows = self.load_state_rows()
         self.read_hub()
         self.plan()
-        stop = safety_stop(deletes=len(self.deletes), held=len(self.ours),
+        stop = safety_stop(deletes=len(self.deletes), held=self.held_count(),
                            threshold=self.connection.delete_threshold,
-                           source_entries=self.hub_entries_read,
+                           source_entries=self.source_count(),
                            allow_deletes=self.options.allow_deletes)
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
@@ -318,6 +319,20 @@ class ExportRun:
                 self.unowned[key] = entry.dn
         if self.ours:
             self.container_exists = True
+
+    def load_state_rows(self) -> dict[str, StateRow]:
+        """The rows the hash fast path compares with (none on a full run)."""
+        if self.mode == "incremental":
+            return self.state.entries(self.name, self.direction)
+        return {}
+
+    def held_count(self) -> int:
+        """Foreign entries this connection holds, for the delete threshold."""
+        return len(self.ours)
+
+    def source_count(self) -> int:
+        """Hub entries the export containers hold, for the empty-source check."""
+        return self.hub_entries_read
 
     def conflict(self, anchor: str | None, dn: str | None, message: str,
                  line: int | None = None) -> None:
@@ -816,7 +831,8 @@ class ExportRun:
                 yield change
 
         position = 0
-        for result in self.foreign.apply(changes(), stop_on_error=False):
+        send = logged(self.foreign.apply, self.name, self.run_id, self.direction)
+        for result in send(changes(), stop_on_error=False):
             index, anchor, state_kind, digest = sent[position]
             position += 1
             self.progress.advance()
@@ -853,20 +869,28 @@ class ExportRun:
                                      address)
             if interrupted:
                 return
-            rows = dict(self.kept)
-            rows.update(self.refresh)
-            digests = {w.anchor: w.digest for w in self.wanted}
-            for item in self.items:
-                if item.kind in ("delete", "container", "proxy") or item.anchor is None:
-                    continue
-                if item.error is None and item.done >= item.changes and item.target is not None:
-                    rows[item.anchor] = StateRow(item.target.dn, digests.get(item.anchor, ""),
-                                                 item.kind)
-            for anchor in self.held:
-                if anchor in self.ours and anchor not in rows:
-                    rows[anchor] = StateRow(self.ours[anchor].dn, "", "held")
-            self.state.replace_all(self.name, self.direction, list(rows.items()))
+            self.store_rows(self.final_rows())
             self.state.set_fingerprint(self.name, self.direction, self.fingerprint)
+
+    def final_rows(self) -> dict[str, StateRow]:
+        """The state rows of the entries this run saw, as the foreign side now holds them."""
+        rows = dict(self.kept)
+        rows.update(self.refresh)
+        digests = {w.anchor: w.digest for w in self.wanted}
+        for item in self.items:
+            if item.kind in ("delete", "container", "proxy") or item.anchor is None:
+                continue
+            if item.error is None and item.done >= item.changes and item.target is not None:
+                rows[item.anchor] = StateRow(item.target.dn, digests.get(item.anchor, ""),
+                                             item.kind)
+        for anchor in self.held:
+            if anchor in self.ours and anchor not in rows:
+                rows[anchor] = StateRow(self.ours[anchor].dn, "", "held")
+        return rows
+
+    def store_rows(self, rows: dict[str, StateRow]) -> None:
+        """A full run saw every entry: its rows are the whole state."""
+        self.state.replace_all(self.name, self.direction, list(rows.items()))
 
     # -- 6. the report -----------------------------------------------------
     def write_change_files(self, planned: bool) -> None:
@@ -917,3 +941,6 @@ def run_export(config: Config, connection: ConnectionConfig, state: StateStore,
 
 
 RUNNERS["export"] = run_export
+
+# Change detection wraps this run and registers itself in its place.
+import dirsync.exportchanges  # noqa: F401

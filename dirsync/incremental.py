@@ -38,6 +38,7 @@ from typing import Any
 
 import ldap.filter
 
+from dirsync.changelog import logged
 from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeState
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
@@ -57,7 +58,6 @@ from dirsync.state import StateRow, StateStore, now
 from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.incremental")
-changes_log = logging.getLogger("dirsync.changes")
 
 #: Retried entries are read back by entryUUID, this many per search.
 RETRY_CHUNK = 200
@@ -343,22 +343,7 @@ class DetectingImportRun(ImportRun):
                       deferred: list[tuple[str, tuple[Any, ...]]] | None) -> None:
         """Apply as the engine does, with one log event per change (--log-format json)."""
         hub = self.hub
-        send = hub.apply
-
-        def logged(changes: Iterable[Any], **options: Any) -> Iterator[Any]:
-            for result in send(changes, **options):
-                failed = result.error is not None
-                changes_log.info(
-                    "%s: %s %s: %s", self.name, result.change.kind, result.change.dn,
-                    f"failed: {result.error}" if failed else "applied",
-                    extra={"fields": {
-                        "connection": self.name, "run": self.run_id,
-                        "direction": self.direction, "action": result.change.kind,
-                        "dn": result.change.dn, "result": "failed" if failed else "applied",
-                        **({"error": str(result.error)} if failed else {})}})
-                yield result
-
-        hub.apply = logged
+        hub.apply = logged(hub.apply, self.name, self.run_id, self.direction)
         try:
             super().apply_records(records, deferred)
         finally:

@@ -1,0 +1,37 @@
+"""One log event per applied change (``dirsync.changes``), for both directions.
+
+With ``--log-format json`` each event is one line carrying the connection,
+the run id, the direction, the action, the DN and the result: the seeds'
+event log, which an administrator greps for "what happened to this entry".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+changes_log = logging.getLogger("dirsync.changes")
+
+
+def log_result(connection: str, run: int, direction: str, result: Any) -> None:
+    """The event for one :class:`~dirsync.directories.base.ApplyResult`."""
+    failed = result.error is not None
+    changes_log.info(
+        "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
+        f"failed: {result.error}" if failed else "applied",
+        extra={"fields": {
+            "connection": connection, "run": run, "direction": direction,
+            "action": result.change.kind, "dn": result.change.dn,
+            "result": "failed" if failed else "applied",
+            **({"error": str(result.error)} if failed else {})}})
+
+
+def logged(send: Callable[..., Iterable[Any]], connection: str, run: int,
+           direction: str) -> Callable[..., Iterator[Any]]:
+    """``send`` (a directory's ``apply``), logging each result as it comes back."""
+    def apply(changes: Iterable[Any], **options: Any) -> Iterator[Any]:
+        for result in send(changes, **options):
+            log_result(connection, run, direction, result)
+            yield result
+    return apply
