@@ -353,7 +353,8 @@ def render(r: dict[str, Any]) -> str:
          f"{step_list(r['initial_steps'])}. No-op reading the export: "
          f"{step_list(r['reread_steps'])}. 1% change: {step_list(r['percent_steps'])}."),
         "",
-        ("Change detection (issue 5) makes the no-op with the export unchanged cheap: the "
+        ("Change detection (docs/operations.md, \"Change detection\") makes the no-op with "
+         "the export unchanged cheap: the "
          "file's fingerprint is as recorded, so it is not read and the hub is not scanned. "
          "A 1% change has to read the whole export, so its 1.2x target is taken against the "
          "no-op that reads it too."),
