@@ -258,3 +258,73 @@ def test_no_echo_both_ways_with_incremental_runs(
     assert all(kinds(line) == (0, 0, 0, 0) for line in fourth["all"] if "direction" in line)
     exported = [r for r in read_csv(csv_path) if r.get("Sync Source") == "po1"]
     assert len(exported) == PEOPLE
+
+
+@pytest.mark.parametrize("sessionlog", [100, None], ids=["sessionlog", "present-phase"])
+def test_two_containers_deletes_both_ways_a_move_between_them_and_a_restart(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], sessionlog: int | None) -> None:
+    server = SlapdServer(syncprov=True, sessionlog=sessionlog, dbnosync=True)
+    server.start()
+    try:
+        server.add_suffix()
+        hub = Hub(server, server.suffix, tmp_path)
+        staff = f"ou=Staff,{hub.base}"
+        server.add_ou(staff)
+        folder = f"ou=Partner,{hub.base}"
+        server.add_ou(folder)
+        container = f"ou=Contoso,{folder}"
+        config = hub.config(ldap_directory(server, tmp_path, folder), name="partner",
+                            mapping="generic-ldap", foreign_container=container,
+                            export_containers=[hub.people, staff])
+        assert sync(config, capsys)["counts"]["add"] == PEOPLE
+        conn = server.connect()
+        # Leaving one export container for another is not a delete.
+        conn.rename_s(hub.person("swu"), "uid=swu", staff)
+        conn.delete_s(hub.person("gshai"))
+        line = sync(config, capsys)
+        assert line["mode"] == "incremental" and kinds(line) == (0, 0, 0, 1), line
+        found = foreign_view(server, container)
+        assert f"cn=sam wu,{normalize_dn(container)}" in found
+        assert f"cn=gil shai,{normalize_dn(container)}" not in found
+        conn.unbind_s()
+        # slapd 2.5 answers with a present phase after a restart, session log or not.
+        server.restart()
+        conn = server.connect()
+        conn.delete_s(f"uid=swu,{staff}")
+        conn.delete_s(hub.person("djump"))
+        conn.unbind_s()
+        line = sync(config, capsys)
+        assert line["mode"] == "incremental" and kinds(line) == (0, 0, 0, 2), line
+        incremental = foreign_view(server, container)
+        assert len(incremental) == PEOPLE - 3
+        full = sync(config, capsys, "--full")
+        assert kinds(full) == (0, 0, 0, 0) and foreign_view(server, container) == incremental
+    finally:
+        server.destroy()
+
+
+def test_a_dry_run_and_a_safety_stop_leave_the_cursor_where_it_was(
+        hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, container = partner(hub)
+    sync(config, capsys)
+    name = f"{COOKIE} {normalize_dn(hub.people)}"
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        cookie = state.cursor("partner", "export", name)
+    conn = hub.slapd.connect()
+    for uid in ("gshai", "djump", "ecorets"):
+        conn.delete_s(hub.person(uid))
+    conn.unbind_s()
+    assert kinds(sync(config, capsys, "--dry-run")) == (0, 0, 0, 3)
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert state.cursor("partner", "export", name) == cookie
+    # More deletes than a threshold of 2: stopped, nothing changed, nothing moved.
+    text = config.read_text()
+    config.write_text(text.replace('name = "partner"', 'name = "partner"\ndelete_threshold = 2'))
+    stopped = sync(config, capsys)
+    assert stopped["exit"] == 3 and len(foreign_view(hub.slapd, container)) == PEOPLE
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert state.cursor("partner", "export", name) == cookie
+    config.write_text(text)
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental" and kinds(line) == (0, 0, 0, 3)
+    assert len(foreign_view(hub.slapd, container)) == PEOPLE - 3
