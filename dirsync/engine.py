@@ -283,6 +283,7 @@ class ImportRun:
         self._classes: dict[frozenset[str], frozenset[str]] = {}
         # Set by apply(): what happened to each planned item.
         self.applied = False
+        self.streaming = False          # a first sync, adding as it reads
         self.failed: dict[int, EntryError] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
@@ -610,12 +611,14 @@ class ImportRun:
         it stopped early, or None.
         """
         self.applied = True
+        self.streaming = True
         self.begin_read()
         check = getattr(self.foreign, "check_readable", None)
         if check is not None:
             # A file that turns out not to be CSV halfway must stop the run
-            # before the first add, as it would any other run.
-            check()
+            # before the first add, as it would any other run; and its number
+            # of rows makes a progress bar possible.
+            self.progress.start("adding", check())
         entries = self.source_entries_iter()
         # The first entry is read before anything is written: a mapping that
         # reads attributes the source does not have stops the run here.
@@ -1008,7 +1011,9 @@ class ImportRun:
 
         for result in self.hub.apply(changes(), stop_on_error=False):
             item, anchor, state, action = sent.popleft()
-            self.progress.advance()
+            if not self.streaming:
+                # A first sync counts source rows instead, as it reads them.
+                self.progress.advance()
             if result.error is not None:
                 if item not in self.failed and action:
                     self.counts.bump(action, -1)

@@ -166,28 +166,32 @@ class CSVDirectory(DirectoryBase):
             return self._stream()
         return self.store.read(options)
 
-    def check_readable(self) -> None:
-        """Read the file through as CSV, building nothing.
+    def check_readable(self) -> int:
+        """Read the file through as CSV, building nothing; returns its number of rows.
 
         Raises the :class:`InputError` a full read would raise (not CSV, not
         in its encoding), so a caller that acts on rows as they stream can
         first make sure that no such error waits halfway through the file.
+        The count (rows after the header, blank or bad ones included) is
+        what a progress bar needs.
         """
         if not self.path.exists():
             if self.create:
-                return
+                return 0
             raise InputError("no such file", path=str(self.path))
+        records = 0
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
             try:
                 for _ in reader:
-                    pass
+                    records += 1
             except csv.Error as exc:
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                                  line=reader.line_num) from exc
             except UnicodeDecodeError as exc:
                 raise InputError(f"not {self.layout.encoding} text: {exc.reason}",
                                  path=str(self.path), line=reader.line_num + 1) from exc
+        return records if self.layout.columns else max(0, records - 1)
 
     def _stream(self) -> Iterator[Entry]:
         self.rejected = []
