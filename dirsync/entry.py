@@ -138,11 +138,16 @@ def normalize_dn(dn: str) -> str:
 
 @functools.lru_cache(maxsize=1 << 14)
 def parent_dn(dn: str) -> str:
+    if _PLAIN_DN.fullmatch(dn):
+        # No escapes or quotes: every comma separates RDNs.
+        return dn.partition(",")[2]
     parts = split_dn(dn)
     return ldap.dn.dn2str(parts[1:]) if len(parts) > 1 else ""
 
 
 def rdn_of(dn: str) -> str:
+    if _PLAIN_DN.fullmatch(dn):
+        return dn.partition(",")[0]
     parts = split_dn(dn)
     return ldap.dn.dn2str(parts[:1]) if parts else ""
 
