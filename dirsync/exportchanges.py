@@ -82,6 +82,7 @@ class DetectingExportRun(ExportRun):
         self.changed: list[tuple[str, Entry]] | None = None   # incremental LDAP reads
         self.gone: set[str] = set()             # anchors deleted from the export containers
         self.touched: dict[str, StateRow] = {}
+        self.changed_anchors: set[str] = set()  # read or deleted in this run
         self.new_cursors: dict[str, str | None] = {}
         #: container key -> (UUIDs read in it, UUIDs gone from it) of this run
         self.container_uuids: dict[str, tuple[set[str], set[str]]] = {}
@@ -207,7 +208,8 @@ class DetectingExportRun(ExportRun):
             return
         self.changed = list(changed.items())
         self.gone = gone
-        self.touched = self.tracking.rows({*changed, *gone})
+        self.changed_anchors = {*changed, *gone}
+        self.touched = self.tracking.rows(self.changed_anchors)
 
     @staticmethod
     def with_uuid(uuid: str, entry: Entry) -> Entry:
@@ -300,7 +302,9 @@ class DetectingExportRun(ExportRun):
             # A file is rewritten whole, so it is read whole; only the
             # changed anchors are planned, the others keep their names.
             super().scan_foreign()
-            for anchor in [a for a in self.ours if a not in self.touched]:
+            # (A changed anchor without a row is still planned: a run killed
+            # after writing the file and before its rows left it there.)
+            for anchor in [a for a in self.ours if a not in self.changed_anchors]:
                 entry = self.ours.pop(anchor)
                 self.unowned[normalize_dn(entry.dn)] = entry.dn
             self.container_exists = True
@@ -326,14 +330,22 @@ class DetectingExportRun(ExportRun):
         """The foreign names the changed entries may want that other entries hold:
         the foreign directory is asked about those names only, instead of scanned."""
         attribute = self.rdn_attribute
+        marker, anchor_attr = self.export.marker_attribute, self.export.anchor_attribute
         for wanted in self.wanted:
             current = self.ours.get(wanted.anchor)
             for candidate in candidate_dns(wanted.anchor, wanted.rdn_value, attribute,
                                            self.container):
                 if current is not None and same_dn(current.dn, candidate):
                     break
-                holder = self.foreign.get(candidate, ["1.1"])
+                holder = self.foreign.get(candidate, ["*"])
                 if holder is None:
+                    break
+                owner = (holder.first(marker) or "").strip().casefold()
+                if current is None and owner == self.name.casefold() \
+                        and holder.first(anchor_attr) == wanted.anchor:
+                    # Added by a run killed before its state row was written:
+                    # this anchor's own entry, compared as a full scan would find it.
+                    self.ours[wanted.anchor] = holder
                     break
                 self.unowned[normalize_dn(candidate)] = holder.dn
 

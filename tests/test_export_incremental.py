@@ -328,3 +328,39 @@ def test_a_dry_run_and_a_safety_stop_leave_the_cursor_where_it_was(
     line = sync(config, capsys)
     assert line["mode"] == "incremental" and kinds(line) == (0, 0, 0, 3)
     assert len(foreign_view(hub.slapd, container)) == PEOPLE - 3
+
+
+def hub_uuid(hub: Hub, uid: str) -> str:
+    return next(iter(entries(hub.slapd, hub.person(uid)).values()))["entryUUID"][0]
+
+
+@pytest.mark.parametrize("foreign", ["ldap", "csv"])
+def test_an_add_whose_state_row_was_lost_is_found_again(
+        hub: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str], foreign: str) -> None:
+    """As if a run was killed between the foreign add and its state row."""
+    if foreign == "ldap":
+        config, container = partner(hub)
+        name = "partner"
+    else:
+        config, csv_path = msmail(hub)
+        name = "po1"
+    sync(config, capsys)
+    cursor = f"{COOKIE} {normalize_dn(hub.people)}"
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        cookie = state.cursor(name, "export", cursor)
+    hub.change_everything()
+    assert kinds(sync(config, capsys))[0] == 1
+    uuid = hub_uuid(hub, "nnew")
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert cookie is not None
+        state.set_cursor(name, "export", cursor, cookie)
+        state.drop(name, "export", uuid)
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental" and line["exit"] == 0, line
+    assert kinds(line) == (0, 0, 0, 0)
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert uuid in state.entries(name, "export")
+    if foreign == "ldap":
+        assert len(foreign_view(hub.slapd, container)) == PEOPLE
+    else:
+        assert sum(r["Sync Source"] == "po1" for r in read_csv(csv_path)) == PEOPLE
