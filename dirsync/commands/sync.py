@@ -153,7 +153,7 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
             click.echo(f"{connection}: {held} entries in the state"
                        + ("" if runs else ", no runs yet"))
             for record in runs:
-                duration = f"{record.duration:.1f}s" if record.duration is not None else "-"
+                duration = f"{record.duration:.2f}s" if record.duration is not None else "-"
                 counts = " ".join(f"{k} {v}" for k, v in record.counts.items() if v)
                 kind = "plan" if record.dry_run else "sync"
                 click.echo(f"  #{record.id} {record.started} {duration:>8} {record.direction} "
