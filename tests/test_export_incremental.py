@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,22 @@ def test_an_add_whose_state_row_was_lost_is_found_again(
         assert len(foreign_view(hub.slapd, container)) == PEOPLE
     else:
         assert sum(r["Sync Source"] == "po1" for r in read_csv(csv_path)) == PEOPLE
+
+
+def test_full_every_and_a_changed_mapping_bring_a_full_run(
+        hub: Hub, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    config, csv_path = msmail(hub, full_every="1s")
+
+    def settings(**connection: Any) -> Path:
+        return hub.config({"kind": "csv", "path": csv_path.name, "key": "Address"},
+                          mapping="msmail", variables={"postoffice": "SITEA"}, **connection)
+
+    assert sync(config, capsys)["mode"] == "full"
+    time.sleep(1.1)
+    with caplog.at_level(logging.INFO, logger="dirsync.export"):
+        assert sync(config, capsys)["mode"] == "full"
+    assert "full_every" in caplog.text
+    assert sync(settings(), capsys)["mode"] == "incremental"
+    # Another export filter: the three people in HR leave the export.
+    line = sync(settings(export_filter="(!(ou=HR))"), capsys)
+    assert line["mode"] == "full" and kinds(line) == (0, 0, 0, 3)
