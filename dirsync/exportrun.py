@@ -347,8 +347,8 @@ class ExportRun:
     def hub_entries(self) -> Iterator[Entry]:
         """Every entry of every export container that passes the filters, once.
 
-        The hub is read in full; an incremental read (syncrepl, issue 5)
-        replaces this one function.
+        This reads the hub in full; :mod:`dirsync.exportchanges` overrides it
+        with the entries a syncrepl or timestamp read reports as changed.
         """
         text = self.hub_filter()
         local: Callable[[Entry], bool] | None = None
