@@ -62,6 +62,9 @@ from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.export")
 
+#: The high-water mark of an export container that held nothing.
+EPOCH = "19700101000000Z"
+
 #: Retried entries are read back by entryUUID, this many per search.
 RETRY_CHUNK = 200
 
@@ -287,7 +290,9 @@ class DetectingExportRun(ExportRun):
             if self.method == "syncrepl":
                 self.new_cursors[_cursor(COOKIE, key)] = read.cookie
             else:
-                self.new_cursors[_cursor(HIGH_WATER, key)] = high_water
+                # An empty container has no timestamp yet: start from the epoch,
+                # so that the next run reads it incrementally rather than in full.
+                self.new_cursors[_cursor(HIGH_WATER, key)] = high_water or EPOCH
 
     def load_state_rows(self) -> dict[str, StateRow]:
         if self.incremental_read():

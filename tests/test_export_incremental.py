@@ -384,3 +384,31 @@ def test_full_every_and_a_changed_mapping_bring_a_full_run(
     # Another export filter: the three people in HR leave the export.
     line = sync(settings(export_filter="(!(ou=HR))"), capsys)
     assert line["mode"] == "full" and kinds(line) == (0, 0, 0, 3)
+
+
+def test_an_empty_container_without_syncprov_is_still_read_incrementally(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = SlapdServer(dbnosync=True)
+    server.start()
+    try:
+        server.add_suffix()
+        hub = Hub(server, server.suffix, tmp_path)
+        staff = f"ou=Staff,{hub.base}"
+        server.add_ou(staff)
+        folder = f"ou=Partner,{hub.base}"
+        server.add_ou(folder)
+        container = f"ou=Contoso,{folder}"
+        config = hub.config(ldap_directory(server, tmp_path, folder), name="partner",
+                            mapping="generic-ldap", foreign_container=container,
+                            export_containers=[hub.people, staff])
+        assert sync(config, capsys)["mode"] == "full"
+        conn = server.connect()
+        conn.add_s(f"uid=nnew,{staff}", [
+            ("objectClass", [b"inetOrgPerson"]), ("uid", [b"nnew"]), ("cn", [b"Nia New"]),
+            ("sn", [b"New"]), ("mail", [b"nnew@contoso.example"])])
+        conn.unbind_s()
+        line = sync(config, capsys)
+        assert line["mode"] == "incremental" and kinds(line) == (1, 0, 0, 0), line
+        assert len(foreign_view(server, container)) == PEOPLE + 1
+    finally:
+        server.destroy()
