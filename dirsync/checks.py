@@ -57,6 +57,8 @@ def run_checks(path: str | os.PathLike[str]) -> CheckResult:
                                  f"{connection.mapping_path}")
         except ConfigError as exc:
             result.problems.extend(exc.problems)
+    if "relay" in config.sections:
+        _check_relay(path, result)
     opened: dict[str, Any] = {}
     for name, directory in config.directories.items():
         found = _reach(directory, result)
@@ -70,6 +72,20 @@ def run_checks(path: str | os.PathLike[str]) -> CheckResult:
         for directory in opened.values():
             _close_quietly(directory)
     return result
+
+
+def _check_relay(path: str | os.PathLike[str], result: CheckResult) -> None:
+    """The [relay] table, with the relay's own validation (every key)."""
+    from dirsync.relay.config import load_relay_config
+
+    try:
+        load_relay_config(os.fspath(path))
+    except ConfigError as exc:
+        # The hub's secrets are checked with the directories below: say those once.
+        result.problems.extend(p for p in exc.problems if not (
+            p.startswith("directories.") and ".password_" in p.split(": ", 1)[0]))
+    else:
+        result.passed.append("relay: the [relay] table")
 
 
 def _close_quietly(directory: Any) -> None:
