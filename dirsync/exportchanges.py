@@ -20,12 +20,15 @@ with its hub read and its foreign scan narrowed when the run is incremental:
 The export anchor is the hub entry's entryUUID, so a delete reported by
 UUID names its state row directly.
 
+A list names its members by their foreign names, which any member's
+change may move: when anything changed, every exported list is read again
+(by entryUUID) and compared, its unchanged members found in the hub by DN
+and named from their state rows.
+
 A full run (the first, ``--full``, every ``full_every``, a changed mapping,
-a cookie the server refuses, changes while lists are exported) reads
-everything, scans the foreign side and records the cookies, high-water
-marks and UUID maps the next incremental run starts from. Lists go full
-because a list names its members by their foreign names, which any
-member's change may move; the full read is what resolves them.
+a cookie the server refuses) reads everything, scans the foreign side and
+records the cookies, high-water marks and UUID maps the next incremental
+run starts from.
 
 Cursors move only at the end of a run that got there (STYLE.md item 4):
 never on a plan or dry run, a safety stop, a stop on request or a server
@@ -52,13 +55,13 @@ from dirsync.directories.syncrepl import (
     supports_syncrepl,
 )
 from dirsync.engine import RUNNERS, RunResult, SyncOptions, same_dn
-from dirsync.entry import Entry, normalize_dn
-from dirsync.exportmap import HUB_GROUP, KIND_LIST
+from dirsync.entry import Entry, is_under, normalize_dn
+from dirsync.exportmap import KIND_LIST
 from dirsync.exportrun import ExportRun
 from dirsync.fingerprint import FileFingerprint, check
+from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.plan import candidate_dns
 from dirsync.state import StateRow, StateStore, now
-from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.export")
 
@@ -205,10 +208,14 @@ class DetectingExportRun(ExportRun):
             gone |= retry - set(found)
         # An entry that left one container for another is moved, not deleted.
         gone -= set(changed)
-        if (changed or gone) and self.lists_involved(changed):
-            self.go_full("lists are exported, and a list names its members by their "
-                         "foreign names, which need every exported entry")
-            return
+        if changed or gone:
+            # A list names its members by their foreign names, which any
+            # member's change may move: every exported list is compared again.
+            lists = self.list_anchors() - set(changed) - gone
+            if lists:
+                found = self.read_by_uuid(sorted(lists))
+                changed.update(found)
+                gone |= lists - set(found)
         self.changed = list(changed.items())
         self.gone = gone
         self.changed_anchors = {*changed, *gone}
@@ -235,21 +242,11 @@ class DetectingExportRun(ExportRun):
                         found.setdefault(uuid, entry)
         return found
 
-    def lists_involved(self, changed: dict[str, Entry]) -> bool:
-        """Whether a list is exported (a state row of kind list) or among the changes."""
-        if self.state.db.execute(
-                "SELECT 1 FROM entries WHERE connection=? AND direction=? AND kind=? LIMIT 1",
-                (self.name, self.direction, KIND_LIST)).fetchone():
-            return True
-        export = self.export
-        for uuid, entry in changed.items():
-            try:
-                if export.hub_kind(export.view(entry, anchor=uuid,
-                                               connection=self.name)) == HUB_GROUP:
-                    return True
-            except TemplateError:
-                continue        # reported when the entry is prepared
-        return False
+    def list_anchors(self) -> set[str]:
+        """The anchors of the lists this connection exports."""
+        return {anchor for (anchor,) in self.state.db.execute(
+            "SELECT anchor FROM entries WHERE connection=? AND direction=? AND kind=?",
+            (self.name, self.direction, KIND_LIST))}
 
     # -- the export run's hooks, when only changes are read ---------------------
     def incremental_read(self) -> bool:
@@ -326,7 +323,40 @@ class DetectingExportRun(ExportRun):
             if owner == self.name.casefold() and entry.first(anchor_attr) == anchor:
                 self.ours[anchor] = entry
 
+    def member_refs(self, member_dns: list[str]) -> tuple[list[str], list[str]]:
+        if self.incremental_read():
+            self.resolve_members(member_dns)
+        return super().member_refs(member_dns)
+
+    def resolve_members(self, member_dns: list[str]) -> None:
+        """Members no change touched: found in the hub by DN, their foreign name
+        taken from their state row (what a full run's read of them would give)."""
+        containers = [c for c, _ in self.containers()]
+        name = self.name.casefold()
+        for dn in member_dns:
+            key = normalize_dn(dn)
+            if key in self.by_hub_dn or key in self.imported_here or key in self.resolved:
+                continue
+            self.resolved.add(key)
+            if not any(is_under(dn, c) for c in containers):
+                continue
+            entry = self.hub.get(dn, ["entryUUID", SOURCE_ATTR, ANCHOR_ATTR])
+            if entry is None:
+                continue
+            owner = entry.first(SOURCE_ATTR)
+            if owner is not None and owner.casefold() == name:
+                self.imported_here[key] = entry.first(ANCHOR_ATTR) or ""
+                continue
+            uuid = entry.first("entryUUID") or ""
+            if not uuid or uuid in self.changed_anchors:
+                continue        # a changed entry is in by_hub_dn when it is exported
+            row = self.tracking.rows([uuid]).get(uuid)
+            if row is not None and row.kind != "held":
+                self.by_hub_dn[key] = uuid
+                self.final_dns.setdefault(uuid, row.dn)
+
     def plan(self) -> None:
+        self.resolved: set[str] = set()
         if self.incremental_read() and self.foreign.kind == "ldap":
             self.reserve_names()
         super().plan()

@@ -412,3 +412,36 @@ def test_an_empty_container_without_syncprov_is_still_read_incrementally(
         assert len(foreign_view(server, container)) == PEOPLE + 1
     finally:
         server.destroy()
+
+
+def test_lists_follow_their_members_incrementally(
+        hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    """A member renamed or deleted moves the list's foreign members, without a full run."""
+    groups = f"ou=Groups,{hub.base}"
+    folder = f"ou=Partner,{hub.base}"
+    hub.slapd.add_ou(folder)
+    container = f"ou=Contoso,{folder}"
+    config = hub.config(ldap_directory(hub.slapd, hub.folder, folder), name="partner",
+                        mapping="generic-ldap", foreign_container=container,
+                        export_containers=[hub.people, groups])
+    assert sync(config, capsys)["counts"]["add"] == PEOPLE + 2
+    sales = f"cn=site sales,{normalize_dn(container)}"
+    before = foreign_view(hub.slapd, container)[sales]["member"]
+    assert any(m.startswith("cn=Sam Wu") for m in before)
+    conn = hub.slapd.connect()
+    sam = next(dn for dn, a in entries(hub.slapd, container, "(cn=Sam Wu*)").items()
+               if a["dirsyncAnchor"] == [hub_uuid(hub, "swu")])
+    conn.modify_s(hub.person("swu"), [(ldap.MOD_REPLACE, "displayName", [b"Samuel Wu"])])
+    conn.delete_s(hub.person("lbonifaz"))
+    conn.unbind_s()
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental" and line["exit"] == 0, line
+    # Sam renamed, Luis deleted, and one modify: the list's members.
+    assert kinds(line) == (0, 1, 1, 1), line
+    after = foreign_view(hub.slapd, container)[sales]["member"]
+    assert sam not in after and f"cn=Samuel Wu,{container}" in after
+    assert not any(m.startswith("cn=Luis Bonifaz") for m in after)
+    assert any(m.startswith("cn=Uwe K") for m in after)
+    incremental = foreign_view(hub.slapd, container)
+    full = sync(config, capsys, "--full")
+    assert kinds(full) == (0, 0, 0, 0) and foreign_view(hub.slapd, container) == incremental
