@@ -61,6 +61,7 @@ class ChangeState:
         self.connection = connection
         self.direction = direction
         self.db.execute(_SCHEMA)
+        self._held: int | None = None
 
     # -- cursors -----------------------------------------------------------
     def cursor(self, name: str) -> str | None:
@@ -132,3 +133,21 @@ class ChangeState:
 
     def count(self) -> int:
         return self.state.count(self.connection, self.direction)
+
+    def held(self) -> int:
+        """Rows in the state, counted once per run: a count scans them."""
+        if self._held is None:
+            self._held = self.count()
+        return self._held
+
+    def full_due(self, full_every: float) -> str | None:
+        """Why an incremental run must be a full one after all, or None."""
+        if self.held() == 0:
+            return "the state holds no entries"
+        last = self.last_full()
+        if last is None:
+            return "no full run recorded"
+        age = (datetime.now(UTC) - last).total_seconds()
+        if age >= full_every:
+            return f"the last full run was {age / 3600:.1f} h ago (full_every)"
+        return None

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import ldap.filter
@@ -93,7 +92,6 @@ class DetectingExportRun(ExportRun):
         #: container key -> (UUIDs read in it, UUIDs gone from it) of this run
         self.container_uuids: dict[str, tuple[set[str], set[str]]] = {}
         self.file_print: FileFingerprint | None = None
-        self._held: int | None = None
 
     # -- deciding what to read ---------------------------------------------
     def _run(self) -> RunResult:
@@ -115,21 +113,10 @@ class DetectingExportRun(ExportRun):
         return super()._run()
 
     def held_rows(self) -> int:
-        if self._held is None:
-            self._held = self.tracking.count()
-        return self._held
+        return self.tracking.held()
 
     def full_due(self) -> str | None:
-        """Why this run must be a full one after all, or None."""
-        if self.held_rows() == 0:
-            return "the state holds no entries"
-        last = self.tracking.last_full()
-        if last is None:
-            return "no full run recorded"
-        age = (datetime.now(UTC) - last).total_seconds()
-        if age >= self.connection.full_every:
-            return f"the last full run was {age / 3600:.1f} h ago (full_every)"
-        return None
+        return self.tracking.full_due(self.connection.full_every)
 
     def go_full(self, why: str) -> None:
         log.info("%s: a full export run: %s", self.name, why, extra={"fields": {

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +82,6 @@ class DetectingImportRun(ImportRun):
         self.new_high_water: str | None = None
         self.file_print: FileFingerprint | None = None
         self.taken_by_ours: dict[str, str] = {}
-        self._held: int | None = None
 
     # -- deciding what to read ---------------------------------------------
     def _run(self) -> RunResult:
@@ -105,22 +103,10 @@ class DetectingImportRun(ImportRun):
         return super()._run()
 
     def held_rows(self) -> int:
-        """Rows in the state, counted once: a count is a scan of the connection's rows."""
-        if self._held is None:
-            self._held = self.tracking.count()
-        return self._held
+        return self.tracking.held()
 
     def full_due(self) -> str | None:
-        """Why this run must be a full one after all, or None."""
-        if self.held_rows() == 0:
-            return "the state holds no entries"
-        last = self.tracking.last_full()
-        if last is None:
-            return "no full run recorded"
-        age = (datetime.now(UTC) - last).total_seconds()
-        if age >= self.connection.full_every:
-            return f"the last full run was {age / 3600:.1f} h ago (full_every)"
-        return None
+        return self.tracking.full_due(self.connection.full_every)
 
     def go_full(self, why: str) -> None:
         log.info("%s: a full run: %s", self.name, why, extra={"fields": {
