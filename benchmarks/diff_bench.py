@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each perl step may take (default 900)")
     parser.add_argument("--key", default="uid", help="also run dirsync with --key KEY "
                         "('' to skip)")
-    parser.add_argument("--work", default=str(REPO / "benchmarks" / "work" / "diff"),
+    parser.add_argument("--work", default=str(REPO / "benchmarks" / "scratch" / "diff"),
                         help="folder for the generated files (kept between runs)")
     parser.add_argument("--record", action="store_true",
                         help="write the results into benchmarks/RESULTS.md (### diff)")

@@ -180,7 +180,7 @@ def machine() -> dict[str, str]:
 
 
 def run(messages: int, clients: int, workers: int, keep: bool) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="relay-", dir=ROOT / "benchmarks" / "work"))
+    work = Path(tempfile.mkdtemp(prefix="relay-", dir=ROOT / "benchmarks" / "scratch"))
     server = SlapdServer(suffix=SUFFIX).start()
     relay: subprocess.Popen[bytes] | None = None
     controller = None
@@ -261,7 +261,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
-    (ROOT / "benchmarks" / "work").mkdir(parents=True, exist_ok=True)
+    (ROOT / "benchmarks" / "scratch").mkdir(parents=True, exist_ok=True)
     result = run(args.messages, args.clients, args.workers, args.keep)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
 
-WORK = ROOT / "benchmarks" / "work" / "sync"
+WORK = ROOT / "benchmarks" / "scratch" / "sync"
 SUFFIX = "dc=example,dc=org"
 BASE = f"ou=Bench,{SUFFIX}"
 CONTAINER = f"ou=Import,{BASE}"
