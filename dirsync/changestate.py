@@ -15,8 +15,10 @@ loads the rows its changes touch and not every row of the connection.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from dirsync.state import StateRow, StateStore
 
@@ -151,3 +153,41 @@ class ChangeState:
         if age >= full_every:
             return f"the last full run was {age / 3600:.1f} h ago (full_every)"
         return None
+
+
+class ChangeDetection:
+    """What the import and the export run share before they read anything:
+    whether this incremental run must be a full one after all, and how the
+    source can say what changed (syncrepl, a timestamp mark, a file's
+    fingerprint). The run classes provide the attributes named here."""
+
+    mode: str
+    method: str | None
+    tracking: ChangeState
+    connection: Any
+    file_print: Any
+
+    def go_full(self, why: str) -> None:  # pragma: no cover - provided by the run
+        raise NotImplementedError
+
+    def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
+        """Decide the mode and read the LDAP changes; True for an unchanged file."""
+        from dirsync.directories.syncrepl import supports_syncrepl
+        from dirsync.fingerprint import FileFingerprint, check
+
+        if self.mode == "incremental":
+            due = self.tracking.full_due(self.connection.full_every)
+            if due:
+                self.go_full(due)
+        if source.kind == "ldap":
+            self.method = "syncrepl" if supports_syncrepl(source) else "timestamp"
+            if self.mode == "incremental":
+                read_changes()
+            return False
+        path = getattr(source, "path", None)
+        if isinstance(path, Path) and path.exists():
+            self.method = "file"
+            changed, self.file_print = check(path,
+                                             FileFingerprint.loads(self.tracking.cursor(FILE)))
+            return self.mode == "incremental" and not changed
+        return False

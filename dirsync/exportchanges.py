@@ -40,24 +40,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import ldap.filter
 
-from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeState
+from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.syncrepl import (
     RefreshRequired,
     read_changes,
     read_since_timestamp,
-    supports_syncrepl,
 )
 from dirsync.engine import RUNNERS, RunResult, SyncOptions, same_dn
 from dirsync.entry import Entry, is_under, normalize_dn
 from dirsync.exportmap import KIND_LIST
 from dirsync.exportrun import ExportRun
-from dirsync.fingerprint import FileFingerprint, check
+from dirsync.fingerprint import FileFingerprint
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.plan import candidate_dns
 from dirsync.state import StateRow, StateStore, now
@@ -76,7 +74,7 @@ def _cursor(name: str, container: str) -> str:
     return f"{name} {container}"
 
 
-class DetectingExportRun(ExportRun):
+class DetectingExportRun(ChangeDetection, ExportRun):
     """An export run that reads only what changed in the hub when it can."""
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
@@ -95,28 +93,12 @@ class DetectingExportRun(ExportRun):
 
     # -- deciding what to read ---------------------------------------------
     def _run(self) -> RunResult:
-        if self.mode == "incremental":
-            due = self.full_due()
-            if due:
-                self.go_full(due)
-        hub = self.hub
-        if hub.kind == "ldap":
-            self.method = "syncrepl" if supports_syncrepl(hub) else "timestamp"
-            if self.mode == "incremental":
-                self.read_hub_changes()
-        elif isinstance(getattr(hub, "path", None), Path) and hub.path.exists():
-            self.method = "file"
-            changed, self.file_print = check(hub.path,
-                                             FileFingerprint.loads(self.tracking.cursor(FILE)))
-            if self.mode == "incremental" and not changed:
-                return self.unchanged_hub()
+        if self.detect(self.hub, self.read_hub_changes):
+            return self.unchanged_hub()
         return super()._run()
 
     def held_rows(self) -> int:
         return self.tracking.held()
-
-    def full_due(self) -> str | None:
-        return self.tracking.full_due(self.connection.full_every)
 
     def go_full(self, why: str) -> None:
         log.info("%s: a full export run: %s", self.name, why, extra={"fields": {

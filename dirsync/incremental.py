@@ -32,25 +32,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import ldap.filter
 
 from dirsync.changelog import logged
-from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeState
+from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.syncrepl import (
     RefreshRequired,
     read_changes,
     read_since_timestamp,
-    supports_syncrepl,
 )
 from dirsync.engine import RUNNERS, HubIndex, HubRecord, ImportRun, RunResult, SyncOptions
 from dirsync.entry import Entry, normalize_dn
 from dirsync.errors import ConfigError
-from dirsync.fingerprint import FileFingerprint, check
+from dirsync.fingerprint import FileFingerprint
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.plan import candidate_dns
 from dirsync.state import StateRow, StateStore, now
@@ -62,7 +60,7 @@ log = logging.getLogger("dirsync.incremental")
 RETRY_CHUNK = 200
 
 
-class DetectingImportRun(ImportRun):
+class DetectingImportRun(ChangeDetection, ImportRun):
     """An import run that reads only what changed when it can."""
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
@@ -85,28 +83,12 @@ class DetectingImportRun(ImportRun):
 
     # -- deciding what to read ---------------------------------------------
     def _run(self) -> RunResult:
-        if self.mode == "incremental":
-            due = self.full_due()
-            if due:
-                self.go_full(due)
-        foreign = self.foreign
-        if foreign.kind == "ldap":
-            self.method = "syncrepl" if supports_syncrepl(foreign) else "timestamp"
-            if self.mode == "incremental":
-                self.timed("change read", self.read_ldap_changes)
-        elif isinstance(getattr(foreign, "path", None), Path) and foreign.path.exists():
-            self.method = "file"
-            changed, self.file_print = check(foreign.path,
-                                             FileFingerprint.loads(self.tracking.cursor(FILE)))
-            if self.mode == "incremental" and not changed:
-                return self.unchanged_source()
+        if self.detect(self.foreign, lambda: self.timed("change read", self.read_ldap_changes)):
+            return self.unchanged_source()
         return super()._run()
 
     def held_rows(self) -> int:
         return self.tracking.held()
-
-    def full_due(self) -> str | None:
-        return self.tracking.full_due(self.connection.full_every)
 
     def go_full(self, why: str) -> None:
         log.info("%s: a full run: %s", self.name, why, extra={"fields": {
