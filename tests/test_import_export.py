@@ -249,3 +249,20 @@ def test_ldapi_with_sasl_external(tmp_path: Path) -> None:
         out = tmp_path / "o.ldif"
         assert main(["export", server.ldapi_url + "/" + server.suffix, "-o", str(out)]) == 0
         assert "dc=example,dc=org" in out.read_text()
+
+
+def test_directory_by_its_name_in_the_config(tmp_path: Path) -> None:
+    hub = tmp_path / "hub.ldif"
+    hub.write_text("dn: dc=example,dc=org\nobjectClass: domain\ndc: example\n")
+    config = tmp_path / "dirsync.toml"
+    config.write_text('[directories.hub]\nkind = "ldif"\npath = "hub.ldif"\n'
+                      'base = "dc=example,dc=org"\n')
+    changes = tmp_path / "add.ldif"
+    changes.write_text("dn: ou=People,dc=example,dc=org\nobjectClass: organizationalUnit\n"
+                       "ou: People\n")
+    assert main(["-c", str(config), "import", "hub", str(changes)]) == 0
+    out = tmp_path / "out.ldif"
+    assert main(["-c", str(config), "export", "hub", "-o", str(out)]) == 0
+    assert [e.dn for e in read_ldif(out)] == ["dc=example,dc=org",
+                                              "ou=People,dc=example,dc=org"]
+    assert main(["-c", str(config), "export", "nosuch"]) == 2
