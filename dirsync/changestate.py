@@ -170,6 +170,27 @@ class ChangeDetection:
     def go_full(self, why: str) -> None:  # pragma: no cover - provided by the run
         raise NotImplementedError
 
+    def finish_unchanged(self, message: str, run_fields: dict[str, Any]) -> Any:
+        """End a run whose source file is as last time: nothing read, nothing
+        changed; the report, the run history and the result say ``message``."""
+        from dirsync.engine import RunResult
+        from dirsync.state import now
+
+        run: Any = self
+        run.counts.unchanged = self.tracking.held()
+        ended = now()
+        files = run.report.finish(
+            run={"connection": run.name, "direction": run.direction, "mode": self.mode,
+                 "dry_run": run.options.dry_run, "status": "ok", "run": run.run_id,
+                 "started": run.started, "ended": ended, "message": message,
+                 "hub": self.connection.hub, **run_fields},
+            counts=run.counts, items=iter(()), problems=[])
+        run.state.end_run(run.run_id, "ok", run.counts.as_dict(), str(run.report.folder),
+                          message)
+        return RunResult(run.name, run.direction, self.mode, run.options.dry_run, "ok",
+                         run.counts, run.report.folder, files, run.run_id, run.started,
+                         ended, message)
+
     def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
         """Decide the mode and read the LDAP changes; True for an unchanged file."""
         from dirsync.directories.syncrepl import supports_syncrepl

@@ -58,7 +58,7 @@ from dirsync.exportrun import ExportRun
 from dirsync.fingerprint import FileFingerprint
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.plan import candidate_dns
-from dirsync.state import StateRow, StateStore, now
+from dirsync.state import StateRow, StateStore
 
 log = logging.getLogger("dirsync.export")
 
@@ -420,22 +420,12 @@ class DetectingExportRun(ChangeDetection, ExportRun):
     def unchanged_hub(self) -> RunResult:
         """The hub file is as last time: nothing to read, nothing to export."""
         log.info("%s: %s is unchanged since the last run", self.name, self.hub.path)
-        self.counts.unchanged = self.held_rows()
-        ended = now()
         containers = "; ".join(self.connection.export_containers)
-        files = self.report.finish(
-            run={"connection": self.name, "direction": self.direction, "mode": self.mode,
-                 "dry_run": self.options.dry_run, "status": "ok", "run": self.run_id,
-                 "started": self.started, "ended": ended, "message": "hub unchanged",
-                 "container": f"{self.connection.foreign} {self.container}".strip(),
-                 "source": f"{self.connection.hub} ({containers})",
-                 "hub": self.connection.hub, "mapping": str(self.mapping.path)},
-            counts=self.counts, items=iter(()), problems=[])
-        self.state.end_run(self.run_id, "ok", self.counts.as_dict(), str(self.report.folder),
-                           "hub unchanged")
-        return RunResult(self.name, self.direction, self.mode, self.options.dry_run, "ok",
-                         self.counts, self.report.folder, files, self.run_id, self.started,
-                         ended, "hub unchanged")
+        result: RunResult = self.finish_unchanged("hub unchanged", {
+            "container": f"{self.connection.foreign} {self.container}".strip(),
+            "source": f"{self.connection.hub} ({containers})",
+            "mapping": str(self.mapping.path)})
+        return result
 
 
 def run_detecting_export(config: Config, connection: ConnectionConfig, state: StateStore,

@@ -51,7 +51,7 @@ from dirsync.errors import ConfigError
 from dirsync.fingerprint import FileFingerprint
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.plan import candidate_dns
-from dirsync.state import StateRow, StateStore, now
+from dirsync.state import StateRow, StateStore
 from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.incremental")
@@ -357,20 +357,10 @@ class DetectingImportRun(ChangeDetection, ImportRun):
     def unchanged_source(self) -> RunResult:
         """The source file is as last time: nothing to read, nothing to change."""
         log.info("%s: %s is unchanged since the last run", self.name, self.foreign.path)
-        self.counts.unchanged = self.held_rows()
-        ended = now()
-        files = self.report.finish(
-            run={"connection": self.name, "direction": self.direction, "mode": self.mode,
-                 "dry_run": self.options.dry_run, "status": "ok", "run": self.run_id,
-                 "started": self.started, "ended": ended, "message": "source unchanged",
-                 "container": self.container, "source": self.connection.foreign,
-                 "hub": self.connection.hub, "mapping": str(self.selected.mapping.path)},
-            counts=self.counts, items=iter(()), problems=[])
-        self.state.end_run(self.run_id, "ok", self.counts.as_dict(), str(self.report.folder),
-                           "source unchanged")
-        return RunResult(self.name, self.direction, self.mode, self.options.dry_run, "ok",
-                         self.counts, self.report.folder, files, self.run_id, self.started,
-                         ended, "source unchanged")
+        result: RunResult = self.finish_unchanged("source unchanged", {
+            "container": self.container, "source": self.connection.foreign,
+            "mapping": str(self.selected.mapping.path)})
+        return result
 
 
 def run_detecting_import(config: Config, connection: ConnectionConfig, state: StateStore,

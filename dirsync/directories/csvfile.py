@@ -11,14 +11,13 @@ not CSV at all is an :class:`InputError`.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from dirsync.changes import Change
-from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
-from dirsync.directories.memory import MemoryStore, write_atomically
+from dirsync.directories.base import DirectoryBase, ReadOptions
+from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
 from dirsync.entry import Entry, make_rdn, normalize_dn, rdn_values
 from dirsync.errors import EntryError, InputError
 
@@ -37,7 +36,7 @@ class CSVLayout:
     multi_valued: list[str] = field(default_factory=list)  # columns that are split
 
 
-class CSVDirectory(DirectoryBase):
+class CSVDirectory(StoreBacked, DirectoryBase):
     kind = "csv"
 
     def __init__(self, path: str | Path, *, name: str | None = None,
@@ -202,19 +201,7 @@ class CSVDirectory(DirectoryBase):
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             yield from self._rows(stream)
 
-    def exists(self, dn: str) -> bool:
-        return self.store.get(dn) is not None
-
-    def get(self, dn: str) -> Entry | None:
-        return self.store.get(dn)
-
     # -- writing ---------------------------------------------------------
-    def apply(self, changes: Iterable[Change], *,
-              stop_on_error: bool = True) -> Iterator[ApplyResult]:
-        for result in self.store.apply(changes, stop_on_error):
-            if result.ok:
-                self._dirty = True
-            yield result
 
     def row_of(self, entry: Entry) -> list[str]:
         sep = self.layout.multi_value_separator or ";"

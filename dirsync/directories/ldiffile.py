@@ -8,18 +8,18 @@ embedded hub of the quick start: a real directory with no server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from dirsync.changes import Change, add_change
-from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
-from dirsync.directories.memory import MemoryStore, write_atomically
+from dirsync.changes import add_change
+from dirsync.directories.base import DirectoryBase, ReadOptions
+from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
 from dirsync.entry import Entry, dn_depth
 from dirsync.errors import InputError
 from dirsync.ldifio import LDIFReader, LDIFWriter
 
 
-class LDIFDirectory(DirectoryBase):
+class LDIFDirectory(StoreBacked, DirectoryBase):
     kind = "ldif"
 
     def __init__(self, path: str | Path, *, name: str | None = None,
@@ -54,18 +54,6 @@ class LDIFDirectory(DirectoryBase):
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
         return self.store.read(options)
 
-    def exists(self, dn: str) -> bool:
-        return self.store.get(dn) is not None
-
-    def get(self, dn: str) -> Entry | None:
-        return self.store.get(dn)
-
-    def apply(self, changes: Iterable[Change], *,
-              stop_on_error: bool = True) -> Iterator[ApplyResult]:
-        for result in self.store.apply(changes, stop_on_error):
-            if result.ok:
-                self._dirty = True
-            yield result
 
     def flush(self) -> None:
         """Write the file back (atomically) if anything changed."""

@@ -147,6 +147,30 @@ class MemoryStore:
             yield ApplyResult(change)
 
 
+class StoreBacked:
+    """What a file kind does through its in-memory :class:`MemoryStore`:
+    look entries up and apply changes, noting that the file must be written."""
+
+    _dirty: bool
+
+    @property
+    def store(self) -> MemoryStore:  # pragma: no cover - provided by the kind
+        raise NotImplementedError
+
+    def exists(self, dn: str) -> bool:
+        return self.store.get(dn) is not None
+
+    def get(self, dn: str) -> Entry | None:
+        return self.store.get(dn)
+
+    def apply(self, changes: Iterable[Change], *,
+              stop_on_error: bool = True) -> Iterator[ApplyResult]:
+        for result in self.store.apply(changes, stop_on_error):
+            if result.ok:
+                self._dirty = True
+            yield result
+
+
 def write_atomically(path: Path, write: Callable[[IO[str]], None], *,
                      newline: str = "\n") -> None:
     """Write through a temp file in the same folder, fsync, rename over ``path``.
