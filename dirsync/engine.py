@@ -153,6 +153,21 @@ Runner = Callable[[Config, ConnectionConfig, StateStore, "SyncOptions"], RunResu
 RUNNERS: dict[str, Runner] = {}
 
 
+def recorded(run: Any) -> RunResult:
+    """Run ``run._run()`` between its history row and its report, in either
+    direction: a run that fails is recorded as failed and its report dropped."""
+    run.run_id = run.state.start_run(run.name, run.direction, run.mode, run.options.dry_run)
+    run.report = Report.create(run.config.reports, run.name, run.direction, run.run_id,
+                               run.options.dry_run)
+    try:
+        result: RunResult = run._run()
+        return result
+    except DirsyncError as exc:
+        run.state.end_run(run.run_id, "failed", run.counts.as_dict(), None, str(exc))
+        run.report.discard()
+        raise
+
+
 def directions(connection: ConnectionConfig) -> list[str]:
     if connection.direction == "both":
         return ["import", "export"]
@@ -261,6 +276,7 @@ class ImportRun:
     """One run of one connection, foreign directory -> hub import container."""
 
     direction = "import"
+    report: Report  # set by recorded() when the run starts
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -302,16 +318,8 @@ class ImportRun:
         self.hub = self.config.directories[self.connection.hub].open()
         try:
             self.foreign = self.config.directories[self.connection.foreign].open()
-            self.run_id = self.state.start_run(self.name, self.direction, self.mode,
-                                               self.options.dry_run)
-            self.report = Report.create(self.config.reports, self.name, self.direction,
-                                        self.run_id, self.options.dry_run)
             try:
-                return self._run()
-            except DirsyncError as exc:
-                self.state.end_run(self.run_id, "failed", self.counts.as_dict(), None, str(exc))
-                self.report.discard()
-                raise
+                return recorded(self)
             finally:
                 self.close_spools()
         finally:

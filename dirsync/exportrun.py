@@ -46,9 +46,16 @@ from dirsync.changes import Change, rename_change
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
-from dirsync.engine import CONTAINER_CLASSES, RUNNERS, RunResult, SyncOptions, same_dn
+from dirsync.engine import (
+    CONTAINER_CLASSES,
+    RUNNERS,
+    RunResult,
+    SyncOptions,
+    recorded,
+    same_dn,
+)
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
-from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
+from dirsync.errors import ConfigError, DirectoryError, EntryError
 from dirsync.exportmap import (
     HUB_GROUP,
     KIND_LIST,
@@ -128,6 +135,7 @@ class ExportRun:
     """One run of one connection, hub export containers -> foreign directory."""
 
     direction = "export"
+    report: Report  # set by engine.recorded() when the run starts
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -188,16 +196,7 @@ class ExportRun:
                                   "base: where exported entries go")
             self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
             self.assignments = AssignmentStore(self.state)
-            self.run_id = self.state.start_run(self.name, self.direction, self.mode,
-                                               self.options.dry_run)
-            self.report = Report.create(self.config.reports, self.name, self.direction,
-                                        self.run_id, self.options.dry_run)
-            try:
-                return self._run()
-            except DirsyncError as exc:
-                self.state.end_run(self.run_id, "failed", self.counts.as_dict(), None, str(exc))
-                self.report.discard()
-                raise
+            return recorded(self)
         finally:
             self.progress.finish()
             if self.foreign is not None:
