@@ -65,7 +65,29 @@ def _setup_logging(fmt: str, verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """The commands of ``dirsync.commands.COMMANDS``, each imported when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from dirsync.commands import COMMANDS
+
+        return sorted({name for name, _, _ in COMMANDS} | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        import importlib
+
+        from dirsync.commands import COMMANDS
+
+        if cmd_name not in self.commands:
+            for name, module_name, attr in COMMANDS:
+                if name == cmd_name:
+                    self.add_command(getattr(importlib.import_module(module_name), attr),
+                                     name)
+                    break
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dirsync")
 @click.option("-c", "--config", "config", metavar="CONFIG",
               help="Config file (default: $DIRSYNC_CONFIG, else ./dirsync.toml).")
@@ -79,25 +101,6 @@ def cli(ctx: click.Context, config: str | None, json_: bool, log_format: str,
     """Keep an LDAP hub and foreign address books in step."""
     _setup_logging(log_format, verbose)
     ctx.obj = Context(config_option=config, json=json_, log_format=log_format)
-
-
-def _register_commands() -> None:
-    import importlib
-
-    from dirsync.commands import COMMANDS
-
-    for module_name, attr in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # A command whose module is not written yet is simply absent.
-            if not exc.name or not module_name.startswith(exc.name):
-                raise
-            continue
-        cli.add_command(getattr(module, attr))
-
-
-_register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

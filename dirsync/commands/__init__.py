@@ -1,17 +1,19 @@
 """One module per command (or command group); each defines a click command.
 
-``dirsync.cli`` attaches every command listed in ``COMMANDS``: the module
-must define an attribute of the same name as the command function.
+``dirsync.cli`` offers every command listed in ``COMMANDS`` (name, module,
+attribute) and imports a command's module only when that command runs or
+help lists it: ``dirsync export`` does not pay for the scheduler's or the
+relay's imports at start-up.
 """
 
-COMMANDS = (
-    ("dirsync.commands.export", "export"),
-    ("dirsync.commands.importing", "import_"),
-    ("dirsync.commands.diff", "diff"),
-    ("dirsync.commands.sync", "check"),
-    ("dirsync.commands.sync", "plan"),
-    ("dirsync.commands.sync", "sync"),
-    ("dirsync.commands.sync", "status"),
-    ("dirsync.commands.schedule", "schedule"),
-    ("dirsync.relay.cli", "relay"),
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("export", "dirsync.commands.export", "export"),
+    ("import", "dirsync.commands.importing", "import_"),
+    ("diff", "dirsync.commands.diff", "diff"),
+    ("check", "dirsync.commands.sync", "check"),
+    ("plan", "dirsync.commands.sync", "plan"),
+    ("sync", "dirsync.commands.sync", "sync"),
+    ("status", "dirsync.commands.sync", "status"),
+    ("schedule", "dirsync.commands.schedule", "schedule"),
+    ("relay", "dirsync.relay.cli", "relay"),
 )
