@@ -189,3 +189,25 @@ def test_ldap_reads_stream_in_pages(slapd: SlapdServer, base: str) -> None:
     first = next(reader)
     assert first.dn.endswith(base)
     assert 1 + sum(1 for _ in reader) == 50
+
+
+def test_ldap_read_stopped_early_leaves_the_connection_clean(slapd: SlapdServer,
+                                                              base: str) -> None:
+    # The rest of an abandoned page must not be taken for the results of
+    # later pipelined writes on the same connection.
+    d = LDAPDirectory(slapd.url, base=base, bind_dn=slapd.root_dn, password=slapd.root_pw,
+                      page_size=40)
+    adds = [Change("add", f"cn=q{i},{base}", attrs={"objectClass": [b"organizationalRole"],
+                                                    "cn": [f"q{i}".encode()]})
+            for i in range(30)]
+    assert all(r.ok for r in d.apply(adds))
+    reader = d.read(ReadOptions(scope="one"))
+    next(reader)
+    reader.close()
+    more = [Change("add", f"cn=r{i},{base}", attrs={"objectClass": [b"organizationalRole"],
+                                                    "cn": [f"r{i}".encode()]})
+            for i in range(30)]
+    results = list(d.apply(more))
+    assert [r.change.dn for r in results] == [c.dn for c in more]
+    assert all(r.ok for r in results)
+    assert sum(1 for _ in d.read(ReadOptions(scope="one"))) == 60
