@@ -29,6 +29,7 @@ Record = Entry | Change
 
 _MOD_OPS = ("add", "delete", "replace", "increment")
 _UNSAFE_FIRST = frozenset(b"\x00\n\r :<")
+_CONTROL_BYTE = re.compile(rb"[\x00\n\r]")  # never inside a SAFE-STRING
 
 
 def _unsafe(value: bytes) -> bool:
@@ -457,28 +458,33 @@ class LDIFWriter(ldif.LDIFWriter):
             self.stream.write(f"# {line}\n")
 
     def entry(self, entry: Entry) -> None:
-        """One content record, built as one string (the export hot path)."""
+        """One content record, built as one string (the export hot path:
+        the SAFE-STRING test is inlined, each line folded as it is made)."""
         cols = self._cols
         sep = self._last_line_sep
-        unsafe = _unsafe
         binary = self._binary
         b64 = base64.b64encode
-        dn = entry.dn.encode("utf-8")
-        lines = [f"dn:: {b64(dn).decode('ascii')}" if unsafe(dn) else f"dn: {entry.dn}"]
+        unsafe_first = _UNSAFE_FIRST
+        control = _CONTROL_BYTE.search
+        dn = entry.dn
+        raw_dn = dn.encode("utf-8")
+        line = f"dn:: {b64(raw_dn).decode('ascii')}" if _unsafe(raw_dn) else f"dn: {dn}"
+        lines = [_fold(line, cols, sep) if len(line) > cols else line]
+        append = lines.append
         for name, values in entry.attrs.items():
             is_bin = binary.get(name)
             if is_bin is None:
                 is_bin = binary[name] = is_binary(name) or name.lower() in self._base64_attrs
             for value in values:
-                if is_bin or unsafe(value):
-                    lines.append(f"{name}:: {b64(value).decode('ascii')}")
+                if (is_bin or not value.isascii()
+                        or (value and (value[0] in unsafe_first or value[-1] == 0x20))
+                        or control(value)):
+                    line = f"{name}:: {b64(value).decode('ascii')}"
                 else:
-                    lines.append(f"{name}: {value.decode('ascii')}")
-        for i, line in enumerate(lines):
-            if len(line) > cols:
-                lines[i] = _fold(line, cols, sep)
-        lines.append("")
-        self._output_file.write(sep.join(lines) + sep)
+                    line = f"{name}: {value.decode('ascii')}"
+                append(_fold(line, cols, sep) if len(line) > cols else line)
+        append(sep)
+        self._output_file.write(sep.join(lines))
         self.records_written += 1
 
     def change(self, change: Change) -> None:

@@ -119,6 +119,32 @@ def test_base64_rule_matches_python_ldap(value: bytes) -> None:
     assert _unsafe(value) == (ldif.safe_string_re.search(value) is not None)
 
 
+def test_writer_entries_are_written_as_python_ldap_writes_them() -> None:
+    # entry() inlines the SAFE-STRING test and the folding for speed; on
+    # random values made of the bytes that matter (and long enough to fold)
+    # it must write what python-ldap's own writer writes.
+    import random
+
+    import ldif
+
+    rng = random.Random(2849)
+    alphabet = [b"a", b"Z", b"0", b" ", b":", b"<", b"\n", b"\r", b"\x00", b"#", b"-",
+                "\u00fc".encode(), b"\x7f", b"\xff"]
+    for _ in range(400):
+        attrs = {}
+        for name in rng.sample(["cn", "description", "jpegPhoto", "mail", "sn", "title"],
+                               rng.randint(1, 6)):
+            attrs[name] = [b"".join(rng.choice(alphabet) for _ in range(rng.choice(
+                [0, 1, 2, 5, 40, 75, 200]))) for _ in range(rng.randint(1, 3))]
+        dn = rng.choice(["cn=plain,dc=x", " cn=lead,dc=x", "cn=M\u00fcller,dc=x",
+                         "cn=" + "long" * 30 + ",dc=x"])
+        ours = io.StringIO()
+        LDIFWriter(ours).entry(Entry(dn, dict(sorted(attrs.items()))))
+        theirs = io.StringIO()
+        ldif.LDIFWriter(theirs, base64_attrs=["jpegPhoto"], cols=76).unparse(dn, attrs)
+        assert ours.getvalue() == theirs.getvalue(), (dn, attrs)
+
+
 def test_a_url_value_whose_file_is_missing_is_an_input_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jpg"
     with pytest.raises(InputError) as caught:
