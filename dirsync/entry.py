@@ -42,6 +42,16 @@ class Entry:
         entry.line = None
         return entry
 
+    @classmethod
+    def parsed(cls, dn: str, attrs: Attrs, index: dict[str, str], line: int | None) -> Entry:
+        """An entry a parser built itself, its lower-case ``index`` included."""
+        entry = cls.__new__(cls)
+        entry.dn = dn
+        entry.attrs = attrs
+        entry._index = index
+        entry.line = line
+        return entry
+
     # -- access ----------------------------------------------------------
     def key(self, name: str) -> str | None:
         """The stored spelling of attribute ``name``, or None."""

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dirsync.changes import Change, add_change, modify_ops
+from dirsync.changes import Change, modify_ops
 from dirsync.directories.base import ApplyResult, Directory
 from dirsync.entry import Entry, normalize_dn, parent_dn
 from dirsync.errors import EntryError, InputError
+from dirsync.gcpause import paused_gc
 from dirsync.ldifio import LDIFReader
 from dirsync.schema import base_type
 
@@ -36,19 +37,26 @@ class ImportOutcome:
 
 def load_changes(path: str | Path) -> list[Change]:
     """Every record of the file as a change record (content records are adds)."""
-    with LDIFReader(path) as reader:
-        return [add_change(r) if isinstance(r, Entry) else r for r in reader]
+    with LDIFReader(path) as reader, paused_gc():
+        # The parsed lists are the reader's own: no copy (as add_change makes).
+        return [Change("add", r.dn, attrs=r.attrs, line=r.line) if isinstance(r, Entry) else r
+                for r in reader]
 
 
 def check_attribute_types(changes: list[Change], known: set[str], path: str) -> None:
     """Refuse the file if any record names an attribute type the server lacks."""
+    seen: set[str] = set()  # attribute descriptions already found known
     for change in changes:
         names: list[str] = []
         if change.attrs:
             names = list(change.attrs)
         names += [m.attr for m in change.mods]
         for name in names:
-            if base_type(name) not in known:
+            if name in seen:
+                continue
+            if base_type(name) in known:
+                seen.add(name)
+            else:
                 raise InputError(f"unknown attribute type {name!r} (not in the server's schema)",
                                  path=path, line=change.line, field=name)
 

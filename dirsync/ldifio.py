@@ -290,7 +290,7 @@ _FAST_CHUNK = 1 << 20
 # escape, quote, plus or equals sign in a value. Every such DN is one
 # ldif.is_dn accepts, so is_dn only runs on the others.
 _PLAIN_DN = re.compile(r'[A-Za-z0-9.-]+=[^,\\"+=]+(?:,[A-Za-z0-9.-]+=[^,\\"+=]+)*')
-_NAMES_OK: set[str] = set()  # attribute descriptions ATTR_NAME has accepted
+_NAMES_OK: dict[str, str] = {}  # descriptions ATTR_NAME accepted -> lower case
 
 
 def _blocks(path: Path, name: str) -> Iterator[tuple[int, list[str], bool]]:
@@ -383,17 +383,18 @@ def _plain_record(lines: list[str], start: int) -> Entry | None:
         return None
     if len(logical) > 1 and logical[1].startswith(("control:", "changetype:")):
         return None
-    entry = Entry(dn, line=start)
-    add = entry.add
+    attrs: dict[str, list[bytes]] = {}
+    index: dict[str, str] = {}  # lower-case name -> spelling first seen (as Entry keeps)
     names_ok = _NAMES_OK
     for line in logical[1:]:
         key, colon, rest = line.partition(":")
         if not colon:
             return None
-        if key not in names_ok:
+        lower = names_ok.get(key)
+        if lower is None:
             if not ATTR_NAME.match(key):
                 return None
-            names_ok.add(key)
+            lower = names_ok[key] = key.lower()
         head = rest[:1]
         if head == " ":
             value = rest.lstrip().encode("utf-8")
@@ -406,8 +407,13 @@ def _plain_record(lines: list[str], start: int) -> Entry | None:
             return None
         else:
             value = rest.encode("utf-8")
-        add(key, [value])
-    return entry
+        stored = index.get(lower)
+        if stored is None:
+            index[lower] = key
+            attrs[key] = [value]
+        else:
+            attrs[stored].append(value)
+    return Entry.parsed(dn, attrs, index, start)
 
 
 def read_ldif(path: str | os.PathLike[str]) -> Iterator[Record]:
