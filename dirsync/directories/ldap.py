@@ -313,20 +313,15 @@ class Pipeline:
             depends.append(normalize_dn(parent_dn(change.dn)))
         return any(k in self.busy for k in depends)
 
-    def _collect(self, block: bool) -> bool:
-        """Take one result (waiting for it if ``block``); False if none was ready."""
+    def _collect(self) -> None:
+        """Wait for one result and file it."""
         conn = self.directory.conn
-        timeout = self.directory.timeout if block else 0
         try:
-            kind, _, msgid, _ = conn.result3(ldap.RES_ANY, 1, timeout)
-            if kind is None:
-                return False
+            kind, _, msgid, _ = conn.result3(ldap.RES_ANY, 1, self.directory.timeout)
             error: EntryError | None = None
         except ldap.TIMEOUT:
-            if block:
-                raise TransientDirectoryError(f"{self.directory.server_url}: no answer in "
-                                              f"{self.directory.timeout}s") from None
-            return False
+            raise TransientDirectoryError(f"{self.directory.server_url}: no answer in "
+                                          f"{self.directory.timeout}s") from None
         except ldap.LDAPError as exc:
             if isinstance(exc, _TRANSIENT + _FATAL):
                 raise directory_error(exc, self.directory.server_url) from exc
@@ -340,7 +335,6 @@ class Pipeline:
             if self.busy.get(key) == msgid:
                 del self.busy[key]
         self.done[seq] = ApplyResult(change, error)
-        return True
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
         window = self.directory.window
@@ -349,13 +343,14 @@ class Pipeline:
         for change in changes:
             if self.stop_on_error and change.kind != "add":
                 while self.outstanding:
-                    self._collect(True)
-            while self.outstanding and (len(self.outstanding) >= window
-                                        or self._conflicts(change)):
-                self._collect(True)
-            # Take whatever results are ready, without waiting for more.
-            while self.outstanding and self._collect(False):
-                pass
+                    self._collect()
+            if len(self.outstanding) >= window:
+                # Down to half the window in one go: one wait per result,
+                # and no empty polls in between (each one is a system call).
+                while len(self.outstanding) > window // 2:
+                    self._collect()
+            while self.outstanding and self._conflicts(change):
+                self._collect()
             yield from self._release(next_out)
             next_out = self._next_out
             if self.failed_seq is not None:
@@ -370,7 +365,7 @@ class Pipeline:
                     self.busy[key] = msgid
             seq += 1
         while self.outstanding:
-            self._collect(True)
+            self._collect()
         yield from self._release(next_out, final=True)
         self._undo_after_failure()
 
