@@ -60,15 +60,23 @@ def sorted_entries(entries: Iterable[Entry]) -> Iterator[Entry]:
 
 
 def export(directory: Directory, out: IO[str], options: ReadOptions, *,
-           sort: bool = False) -> int:
-    """Write the entries as LDIF; returns how many were written."""
+           sort: bool = False, native: bool = True) -> int:
+    """Write the entries as LDIF; returns how many were written.
+
+    An LDAP directory in server order is written by the compiled reader
+    when it can be (``native``); the output is the same either way.
+    """
+    writer = LDIFWriter(out)
+    writer.version()
+    if not sort and native and hasattr(directory, "write_ldif"):
+        written = directory.write_ldif(options, out, writer)
+        if written is not None:
+            return int(written)
     entries: Iterable[Entry] = directory.read(options)
     if directory.kind != "ldap":
         entries = (select_attributes(e, options.attrs) for e in entries)
     if sort:
         entries = (canonical(e) for e in sorted_entries(entries))
-    writer = LDIFWriter(out)
-    writer.version()
     count = 0
     for entry in entries:
         writer.entry(entry)

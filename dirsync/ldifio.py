@@ -428,14 +428,20 @@ class LDIFWriter(ldif.LDIFWriter):
     def __init__(self, stream: IO[str], cols: int = 76, base64_attrs: Iterable[str] = ()) -> None:
         super().__init__(stream, base64_attrs=list(base64_attrs), cols=cols)
         self.stream = stream
+        self.cols = cols
+        self.line_sep = self._last_line_sep
         self._binary: dict[str, bool] = {}
 
-    def _needs_base64_encoding(self, attr_type: str, attr_value: bytes) -> bool:
+    def always_base64(self, attr_type: str) -> bool:
+        """Every value of ``attr_type`` is written in base64 (a binary type)."""
         binary = self._binary.get(attr_type)
         if binary is None:
             binary = self._binary[attr_type] = (is_binary(attr_type)
                                                 or attr_type.lower() in self._base64_attrs)
-        return binary or _unsafe(attr_value)
+        return binary
+
+    def _needs_base64_encoding(self, attr_type: str, attr_value: bytes) -> bool:
+        return self.always_base64(attr_type) or _unsafe(attr_value)
 
     def _unparseAttrTypeandValue(self, attr_type: str, attr_value: bytes) -> None:
         # The same output as python-ldap's, without its per-line overheads:
@@ -480,7 +486,7 @@ class LDIFWriter(ldif.LDIFWriter):
         for name, values in entry.attrs.items():
             is_bin = binary.get(name)
             if is_bin is None:
-                is_bin = binary[name] = is_binary(name) or name.lower() in self._base64_attrs
+                is_bin = self.always_base64(name)
             for value in values:
                 if (is_bin or not value.isascii()
                         or (value and (value[0] in unsafe_first or value[-1] == 0x20))

@@ -12,7 +12,7 @@ import logging
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import ldap
 import ldap.controls
@@ -23,6 +23,7 @@ import ldapurl
 from dirsync.changes import Change, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
 from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.ldifio import LDIFWriter
 from dirsync.errors import (
     DirectoryError,
     EntryError,
@@ -30,6 +31,11 @@ from dirsync.errors import (
     TransientDirectoryError,
     UsageError,
 )
+
+try:  # the compiled LDIF reader; optional (see setup.py)
+    from dirsync import _ldifstream
+except ImportError:  # pragma: no cover - built wherever the test suite runs
+    _ldifstream = None  # type: ignore[assignment]
 
 log = logging.getLogger("dirsync.ldap")
 
@@ -46,6 +52,12 @@ _TRANSIENT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY,
 _FATAL = (ldap.INVALID_CREDENTIALS, ldap.INAPPROPRIATE_AUTH, ldap.STRONG_AUTH_REQUIRED,
           ldap.CONFIDENTIALITY_REQUIRED, ldap.AUTH_UNKNOWN, ldap.PROTOCOL_ERROR,
           ldap.UNWILLING_TO_PERFORM, ldap.UNAVAILABLE_CRITICAL_EXTENSION)
+
+
+# python-ldap's exception class for each result code.
+_ERRORS: dict[int, type[ldap.LDAPError]] = {
+    cls.errnum: cls for cls in vars(ldap).values()
+    if isinstance(cls, type) and issubclass(cls, ldap.LDAPError) and hasattr(cls, "errnum")}
 
 
 def result_name(exc: ldap.LDAPError) -> str:
@@ -123,6 +135,7 @@ class LDAPDirectory(DirectoryBase):
         self.window = max(1, window)
         self.timeout = timeout
         self._conn: Any = None
+        self._native_ok: bool | None = None  # see write_ldif
 
     # -- connection ------------------------------------------------------
     @property
@@ -170,8 +183,18 @@ class LDAPDirectory(DirectoryBase):
             except ldap.LDAPError:
                 pass
             self._conn = None
+            self._native_ok = None
 
     # -- reading ---------------------------------------------------------
+    def _search(self, options: ReadOptions | None) -> tuple[str, int, str, list[str] | None]:
+        """Base, scope, filter and attributes: the options', else the URL's."""
+        opts = options or ReadOptions()
+        base = opts.base if opts.base is not None else self.base
+        scope = _SCOPES[opts.scope or self.url_scope or "sub"]
+        filt = opts.filter or self.url_filter or "(objectClass=*)"
+        attrs = opts.attrs if opts.attrs is not None else self.url_attrs
+        return base, scope, filt, attrs
+
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
         """Paged search (RFC 2696), streamed.
 
@@ -182,11 +205,7 @@ class LDAPDirectory(DirectoryBase):
         goes on filling the socket while the caller works on an entry, and
         at most one page is in flight: memory stays flat.
         """
-        opts = options or ReadOptions()
-        base = opts.base if opts.base is not None else self.base
-        scope = _SCOPES[opts.scope or self.url_scope or "sub"]
-        filt = opts.filter or self.url_filter or "(objectClass=*)"
-        attrs = opts.attrs if opts.attrs is not None else self.url_attrs
+        base, scope, filt, attrs = self._search(options)
         conn = self.conn
         page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
         from_server = Entry.from_server
@@ -221,6 +240,61 @@ class LDAPDirectory(DirectoryBase):
                     conn.abandon(msgid)
                 except ldap.LDAPError:
                     pass
+
+    def write_ldif(self, options: ReadOptions, stream: IO[str],
+                   writer: LDIFWriter) -> int | None:
+        """The entries ``read`` would give, written to ``stream`` as ``writer``
+        would write them, by the compiled reader (:mod:`dirsync._ldifstream`):
+        no Python object per entry. Returns how many entries were written, or
+        None, having written nothing, when that reader cannot be used here
+        (not built, a stream without a file descriptor, a connection it cannot
+        vouch for); the caller then writes through ``read``.
+        """
+        if _ldifstream is None or writer.line_sep != "\n":
+            return None
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        conn = self.conn
+        if self._native_ok is None:
+            # The handle the extension reads must be this connection's own.
+            self._native_ok = _ldifstream.socket_of(conn._l) == conn.get_option(ldap.OPT_DESC)
+        if not self._native_ok:
+            return None
+        base, scope, filt, attrs = self._search(options)
+        page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
+        stream.flush()
+        count = 0
+        while True:
+            try:
+                msgid = conn.search_ext(base, scope, filt, attrs, serverctrls=[page])
+            except ldap.LDAPError as exc:
+                raise directory_error(exc, self.server_url) from exc
+            lock = conn._ldap_object_lock
+            lock.acquire()
+            try:
+                written, rc, desc, info, cookie = _ldifstream.write_page(
+                    conn._l, msgid, fd, writer.cols, self.timeout, writer.always_base64)
+            except BaseException:
+                conn._l.abandon_ext(msgid)
+                raise
+            finally:
+                lock.release()
+            count += written
+            if rc == -1:
+                conn.abandon(msgid)
+                raise TransientDirectoryError(f"{self.server_url}: no answer in "
+                                              f"{self.timeout}s")
+            if rc == ldap.NO_SUCH_OBJECT.errnum:
+                return count
+            if rc != 0:
+                error = _ERRORS.get(rc, ldap.LDAPError)({"result": rc, "desc": desc,
+                                                          "info": info})
+                raise directory_error(error, self.server_url)
+            if not cookie:
+                return count
+            page.cookie = cookie
 
     def get(self, dn: str, attrs: list[str] | None = None) -> Entry | None:
         try:

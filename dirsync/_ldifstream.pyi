@@ -1,0 +1,6 @@
+from collections.abc import Callable
+from typing import Any
+
+def write_page(conn: Any, msgid: int, fd: int, cols: int, timeout: float,
+               is_binary: Callable[[str], bool]) -> tuple[int, int, str, str, bytes]: ...
+def socket_of(conn: Any) -> int: ...
