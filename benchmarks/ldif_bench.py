@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -52,10 +51,23 @@ def fresh_server(nosync: bool = False) -> SlapdServer:
     return server
 
 
-def timed(cmd: list[str], stdout: object = subprocess.DEVNULL) -> float:
+PEAK_RSS: dict[str, int] = {}  # tool -> largest resident set of one run, in KiB
+
+
+def timed(cmd: list[str], stdout: object = subprocess.DEVNULL,
+          env: dict[str, str] | None = None) -> float:
+    """Wall time of one run; its peak memory is kept in PEAK_RSS."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=stdout, stderr=subprocess.PIPE)  # type: ignore[arg-type]
-    return time.perf_counter() - start
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE,  # type: ignore[arg-type]
+                            env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    tool = "dirsync" if "dirsync" in cmd else cmd[0]
+    PEAK_RSS[tool] = max(PEAK_RSS.get(tool, 0), usage.ru_maxrss)
+    return elapsed
 
 
 def count_entries(server: SlapdServer) -> int:
@@ -80,36 +92,40 @@ def bench_import(ldif: Path, entries: int, rounds: int,
                 else:
                     env["DIRSYNC_BIND_DN"], env["DIRSYNC_PASSWORD"] = server.root_dn, server.root_pw
                     cmd = [sys.executable, "-m", "dirsync", "import", server.url, str(ldif)]
-                start = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, env=env)
-                times[tool].append(time.perf_counter() - start)
+                times[tool].append(timed(cmd, subprocess.DEVNULL, env))
                 assert count_entries(server) == entries + 1, f"{tool} lost entries"
             finally:
                 server.destroy()
     return times
 
 
-def bench_export(ldif: Path, rounds: int, workdir: Path) -> dict[str, list[float]]:
-    server = fresh_server()
-    times: dict[str, list[float]] = {"ldapsearch": [], "dirsync": []}
+def bench_export(ldif: Path, entries: int, rounds: int,
+                 workdir: Path) -> dict[str, list[float]]:
+    """Both tools write the whole tree to a file through stdout (neither
+    syncs it to disk); ``dirsync -o`` (a temp file, fsync, rename) is timed
+    too, as the safe way to write a file."""
+    server = fresh_server(nosync=True)  # reads only: the flush setting does not matter
+    times: dict[str, list[float]] = {"ldapsearch": [], "dirsync": [], "dirsync -o": []}
     try:
-        subprocess.run(["ldapadd", "-x", "-H", server.url, "-D", server.root_dn, "-w",
-                        server.root_pw, "-f", str(ldif)], check=True,
-                       stdout=subprocess.DEVNULL)
         env = dict(os.environ, DIRSYNC_BIND_DN=server.root_dn, DIRSYNC_PASSWORD=server.root_pw)
+        subprocess.run([sys.executable, "-m", "dirsync", "import", server.url, str(ldif)],
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert count_entries(server) == entries + 1
+        url = server.url + "/" + SUFFIX
         for _ in range(rounds):
             with open(workdir / "ldapsearch.ldif", "w") as out:
-                start = time.perf_counter()
-                subprocess.run(["ldapsearch", "-x", "-H", server.url, "-D", server.root_dn,
-                                "-w", server.root_pw, "-b", SUFFIX, "-LLL",
-                                "-E", "pr=1000/noprompt"], check=True, stdout=out)
-                times["ldapsearch"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "dirsync", "export", server.url + "/" + SUFFIX,
-                            "-o", str(workdir / "dirsync.ldif")], check=True, env=env,
-                           stderr=subprocess.DEVNULL)
-            times["dirsync"].append(time.perf_counter() - start)
+                times["ldapsearch"].append(timed(
+                    ["ldapsearch", "-x", "-H", server.url, "-D", server.root_dn, "-w",
+                     server.root_pw, "-b", SUFFIX, "-LLL", "-E", "pr=1000/noprompt"], out))
+            with open(workdir / "dirsync.ldif", "w") as out:
+                times["dirsync"].append(timed(
+                    [sys.executable, "-m", "dirsync", "export", url], out, env))
+            times["dirsync -o"].append(timed(
+                [sys.executable, "-m", "dirsync", "export", url, "-o",
+                 str(workdir / "dirsync-o.ldif")], subprocess.DEVNULL, env))
+        produced = (workdir / "dirsync.ldif").read_text(encoding="utf-8")
+        assert produced.count("\ndn: ") + produced.count("\ndn:: ") == entries + 1, \
+            "dirsync lost entries"
     finally:
         server.destroy()
     return times
@@ -124,32 +140,47 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--entries", type=int, default=20000)
+    parser.add_argument("--entries", type=int, default=20000, help="entries imported")
+    parser.add_argument("--export-entries", default="20000,100000",
+                        help="comma-separated directory sizes to export")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    sizes = [int(n) for n in args.export_entries.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="dsbench") as tmp:
         work = Path(tmp)
         ldif = work / "people.ldif"
         generate(ldif, args.entries)
         imports = {nosync: bench_import(ldif, args.entries, args.rounds, nosync)
                    for nosync in (False, True)}
-        exp = bench_export(ldif, args.rounds, work)
+        exports = {}
+        for size in sizes:
+            data = work / f"export-{size}.ldif"
+            generate(data, size)
+            exports[size] = bench_export(data, size, args.rounds, work)
     n = args.entries + 1
     print(f"machine: {machine()}")
-    print(f"date: {time.strftime('%Y-%m-%d')}")
-    print(f"entries: {n} (median of {args.rounds} rounds, fresh slapd per import)\n")
-    print("| operation | slapd mdb | tool | seconds | entries/s | dirsync's speed vs tool |")
-    print("|---|---|---|---|---|---|")
-    rows = [("import", "fsync (default)", "ldapadd", imports[False]),
-            ("import", "dbnosync", "ldapadd", imports[True]),
-            ("export", "fsync (default)", "ldapsearch", exp)]
-    for op, config, tool, times in rows:
-        theirs, ours = statistics.median(times[tool]), statistics.median(times["dirsync"])
-        print(f"| {op} | {config} | {tool} | {theirs:.2f} | {n / theirs:,.0f} | |")
-        print(f"| {op} | {config} | dirsync | {ours:.2f} | {n / ours:,.0f} | "
+    print(f"date: {time.strftime('%Y-%m-%d')}, load average at the end: "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"median of {args.rounds} rounds; a fresh slapd per import\n")
+    print("| operation | entries | slapd mdb | tool | seconds | entries/s | "
+          "dirsync's speed vs tool |")
+    print("|---|---|---|---|---|---|---|")
+    for nosync, label in ((False, "fsync (default)"), (True, "dbnosync")):
+        theirs = statistics.median(imports[nosync]["ldapadd"])
+        ours = statistics.median(imports[nosync]["dirsync"])
+        print(f"| import | {n:,} | {label} | ldapadd | {theirs:.2f} | {n / theirs:,.0f} | |")
+        print(f"| import | {n:,} | {label} | dirsync | {ours:.2f} | {n / ours:,.0f} | "
               f"{theirs / ours:.2f}x |")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(f"\npeak RSS of any child process: {usage.ru_maxrss / 1024:.0f} MiB")
+    for size, times in exports.items():
+        m = size + 1
+        theirs = statistics.median(times["ldapsearch"])
+        print(f"| export | {m:,} | dbnosync | ldapsearch | {theirs:.2f} | {m / theirs:,.0f} | |")
+        for tool in ("dirsync", "dirsync -o"):
+            ours = statistics.median(times[tool])
+            print(f"| export | {m:,} | dbnosync | {tool} | {ours:.2f} | {m / ours:,.0f} | "
+                  f"{theirs / ours:.2f}x |")
+    print("\npeak resident memory of one run: " + ", ".join(
+        f"{tool} {kib / 1024:.0f} MiB" for tool, kib in sorted(PEAK_RSS.items())))
 
 
 if __name__ == "__main__":
