@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dirsync.bundled import bundled_dir
 from dirsync.entry import is_under, split_dn
 from dirsync.errors import ConfigError, UsageError
 
 #: Where the bundled mappings live (``mapping = "csv-gal"`` names one of them).
-BUNDLED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+BUNDLED_MAPPINGS = bundled_dir("mappings")
 
 DEFAULT_STATE = "var/state.sqlite"
 DEFAULT_REPORTS = "var/reports"

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import ldap
 
+from dirsync.bundled import bundled_dir
+
 SLAPD_CANDIDATES = ("/usr/sbin/slapd", "/usr/local/libexec/slapd", "/usr/libexec/slapd")
 MODULE_PATHS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap")
 SYSTEM_SCHEMA_DIR = Path("/etc/ldap/schema")
-BUNDLED_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "dirsync.schema"
+BUNDLED_SCHEMA = bundled_dir("schemas") / "dirsync.schema"
 BASE_SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 
 # Default mdb map size: the 10 MiB default fills at about 4,600 entries.
