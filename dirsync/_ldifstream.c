@@ -204,27 +204,35 @@ typedef struct {
     int count;
     struct {
         char name[KNOWN_NAME];
+        size_t len;
         int binary;
     } names[KNOWN_MAX];
 } Known;
 
-/* 1 binary, 0 not, -1 error (a Python exception is set). */
+/* 1 binary, 0 not, -1 error (a Python exception is set). `name` is not
+ * NUL-terminated: it points into the message. */
 static int
-is_binary(Known *known, const char *name)
+is_binary(Known *known, const char *name, size_t len)
 {
     for (int i = 0; i < known->count; i++) {
-        if (strcmp(known->names[i].name, name) == 0) {
+        if (known->names[i].len == len && memcmp(known->names[i].name, name, len) == 0) {
             return known->names[i].binary;
         }
     }
-    PyObject *answer = PyObject_CallFunction(known->decide, "s", name);
+    PyObject *text = PyUnicode_DecodeUTF8(name, (Py_ssize_t)len, "replace");
+    if (text == NULL) {
+        return -1;
+    }
+    PyObject *answer = PyObject_CallOneArg(known->decide, text);
+    Py_DECREF(text);
     if (answer == NULL) {
         return -1;
     }
     int binary = PyObject_IsTrue(answer);
     Py_DECREF(answer);
-    if (binary >= 0 && known->count < KNOWN_MAX && strlen(name) < KNOWN_NAME) {
-        strcpy(known->names[known->count].name, name);
+    if (binary >= 0 && known->count < KNOWN_MAX && len < KNOWN_NAME) {
+        memcpy(known->names[known->count].name, name, len);
+        known->names[known->count].len = len;
         known->names[known->count].binary = binary;
         known->count++;
     }
@@ -233,49 +241,57 @@ is_binary(Known *known, const char *name)
 
 /* -- one entry ------------------------------------------------------------ */
 
+/* The DN, then each attribute with its values, in one pass over the message
+ * (as ldapsearch reads it: ldap_get_values_len would scan the entry again
+ * for every attribute). */
 static int
 put_entry(Buffer *out, LDAP *ld, LDAPMessage *msg, size_t cols, Known *known)
 {
-    char *dn = ldap_get_dn(ld, msg);
-    if (dn == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "libldap returned an entry without a DN");
+    BerElement *ber = NULL;
+    struct berval name = {0, NULL};
+    struct berval *values = NULL;
+    if (ldap_get_dn_ber(ld, msg, &ber, &name) != LDAP_SUCCESS) {
+        if (ber != NULL) {
+            ber_free(ber, 0);
+        }
+        PyErr_SetString(PyExc_RuntimeError, "libldap could not read an entry's DN");
         return -1;
     }
-    size_t dn_len = strlen(dn);
-    int rc = put_line(out, "dn", 2, (const unsigned char *)dn, dn_len,
-                      unsafe((const unsigned char *)dn, dn_len), cols);
-    ldap_memfree(dn);
-    if (rc < 0) {
+    const unsigned char *dn = (const unsigned char *)name.bv_val;
+    if (put_line(out, "dn", 2, dn, name.bv_len, unsafe(dn, name.bv_len), cols) < 0) {
+        ber_free(ber, 0);
         PyErr_NoMemory();
         return -1;
     }
-    BerElement *ber = NULL;
-    for (char *name = ldap_first_attribute(ld, msg, &ber); name != NULL;
-         name = ldap_next_attribute(ld, msg, ber)) {
-        int binary = is_binary(known, name);
-        if (binary < 0) {
-            ldap_memfree(name);
-            ber_free(ber, 0);
-            return -1;
+    int status = 0;
+    while (ldap_get_attribute_ber(ld, msg, ber, &name, &values) == LDAP_SUCCESS) {
+        if (name.bv_val == NULL) {
+            break;
         }
-        size_t name_len = strlen(name);
-        struct berval **values = ldap_get_values_len(ld, msg, name);
-        for (int i = 0; values != NULL && values[i] != NULL; i++) {
-            const unsigned char *v = (const unsigned char *)values[i]->bv_val;
-            size_t n = values[i]->bv_len;
-            if (put_line(out, name, name_len, v, n, binary || unsafe(v, n), cols) < 0) {
-                ldap_value_free_len(values);
-                ldap_memfree(name);
-                ber_free(ber, 0);
+        int binary = is_binary(known, name.bv_val, name.bv_len);
+        if (binary < 0) {
+            status = -1;
+        }
+        for (int i = 0; status == 0 && values != NULL && values[i].bv_val != NULL; i++) {
+            const unsigned char *v = (const unsigned char *)values[i].bv_val;
+            size_t n = values[i].bv_len;
+            if (put_line(out, name.bv_val, name.bv_len, v, n, binary || unsafe(v, n),
+                         cols) < 0) {
                 PyErr_NoMemory();
-                return -1;
+                status = -1;
             }
         }
-        ldap_value_free_len(values);
-        ldap_memfree(name);
+        if (values != NULL) {
+            ber_memfree(values);
+            values = NULL;
+        }
+        if (status < 0) {
+            break;
+        }
     }
-    if (ber != NULL) {
-        ber_free(ber, 0);
+    ber_free(ber, 0);
+    if (status < 0) {
+        return -1;
     }
     if (reserve(out, 1) < 0) {
         PyErr_NoMemory();
