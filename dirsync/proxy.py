@@ -29,11 +29,17 @@ class Proxy:
         return f"{self.type}:{self.address}".casefold()
 
 
+# TYPE:value. A type is a letter, then letters, digits or dashes (at most
+# 32 in all): never an '@', so that an SMTP address is not read as typed.
+TYPED = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,31}):(.+)$", re.DOTALL)
+
+
 def parse(value: str) -> Proxy:
     """``SMTP:ted@contoso.com`` -> Proxy('SMTP', 'ted@contoso.com', primary=True)."""
-    kind, sep, address = value.partition(":")
-    if not sep or not kind or not address:
+    match = TYPED.match(value)
+    if match is None:
         raise ValueError(f"not a proxy address (TYPE:value): {value!r}")
+    kind, address = match.groups()
     return Proxy(kind.upper(), address, kind.isupper())
 
 

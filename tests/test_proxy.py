@@ -23,10 +23,22 @@ def test_parse_and_print(value: str, kind: str, address: str, is_primary: bool) 
     assert str(parsed) == value
 
 
-@pytest.mark.parametrize("bad", ["no-colon", ":empty-type", "SMTP:"])
+@pytest.mark.parametrize("bad", ["no-colon", ":empty-type", "SMTP:", "ted@x.org:more",
+                                 "9TYPE:x", "X" * 33 + ":x", "X.400:c=US;"])
 def test_not_a_proxy(bad: str) -> None:
     with pytest.raises(ValueError):
         proxy.parse(bad)
+
+
+def test_the_relay_reads_typed_addresses_by_the_same_rule() -> None:
+    from dirsync.relay.addresses import AddressSyntaxError, parse_typed
+
+    for good in ("SMTP:ted@contoso.com", "x400:c=US;a= ;p=Contoso;", "MS:MICROSOFT/PO1/TEDB"):
+        typed = parse_typed(good)
+        assert (typed.type, typed.value) == (proxy.parse(good).type, proxy.parse(good).address)
+    for bad in ("ted@x.org:more", "X" * 33 + ":x", "SMTP:"):
+        with pytest.raises(AddressSyntaxError):
+            parse_typed(bad)
 
 
 @pytest.mark.parametrize(("kind", "address", "n", "want"), [

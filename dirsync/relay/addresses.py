@@ -9,14 +9,13 @@ a secondary address.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from dirsync.errors import InputError
 from dirsync.imcea import EncapsulationError, parse_one_off
+from dirsync.proxy import TYPED
+from dirsync.proxy import parse as parse_proxy
 from dirsync.x400 import parse_or_address
-
-_TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9-]{0,31}):(.+)$", re.DOTALL)
 
 SMTP = "SMTP"
 X400 = "X400"
@@ -63,11 +62,13 @@ class TypedAddress:
 
 
 def parse_typed(text: str) -> TypedAddress:
-    """Read ``TYPE:value`` (as stored in proxyAddresses and targetAddress)."""
-    match = _TYPE_RE.match(text.strip())
-    if match is None or "@" in match.group(1):
-        raise AddressSyntaxError(f"{text!r} is not a typed address (TYPE:value)")
-    return TypedAddress(match.group(1), match.group(2))
+    """Read ``TYPE:value`` (as stored in proxyAddresses and targetAddress),
+    by the rule the hub's proxy addresses are read with (dirsync.proxy)."""
+    try:
+        proxy = parse_proxy(text.strip())
+    except ValueError:
+        raise AddressSyntaxError(f"{text!r} is not a typed address (TYPE:value)") from None
+    return TypedAddress(proxy.type, proxy.address)
 
 
 def parse_any(text: str) -> TypedAddress:
@@ -92,8 +93,8 @@ def parse_any(text: str) -> TypedAddress:
         return TypedAddress(X400, stripped)
     if stripped.startswith("<") and stripped.endswith(">"):
         stripped = stripped[1:-1]
-    match = _TYPE_RE.match(stripped)
-    if match is not None and "@" not in match.group(1) and not stripped.startswith('"'):
+    match = TYPED.match(stripped)
+    if match is not None and not stripped.startswith('"'):
         return TypedAddress(match.group(1), match.group(2))
     if "@" in stripped:
         return TypedAddress(SMTP, stripped)
