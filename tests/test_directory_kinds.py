@@ -178,13 +178,22 @@ def test_csv_missing_key_column_names_the_field(tmp_path: Path) -> None:
     assert caught.value.field == "Mailbox" and caught.value.line == 1
 
 
+def _roles(base: str, prefix: str, count: int) -> list[Change]:
+    """``count`` adds of organizationalRole entries cn=<prefix><i> under ``base``."""
+    return [Change("add", f"cn={prefix}{i},{base}",
+                   attrs={"objectClass": [b"organizationalRole"],
+                          "cn": [f"{prefix}{i}".encode()]})
+            for i in range(count)]
+
+
+def _paged(server: SlapdServer, base: str, page_size: int) -> LDAPDirectory:
+    return LDAPDirectory(server.url, base=base, bind_dn=server.root_dn,
+                         password=server.root_pw, page_size=page_size)
+
+
 def test_ldap_reads_stream_in_pages(slapd: SlapdServer, base: str) -> None:
-    d = LDAPDirectory(slapd.url, base=base, bind_dn=slapd.root_dn, password=slapd.root_pw,
-                      page_size=7)
-    adds = [Change("add", f"cn=p{i},{base}", attrs={"objectClass": [b"organizationalRole"],
-                                                    "cn": [f"p{i}".encode()]})
-            for i in range(50)]
-    assert all(r.ok for r in d.apply(adds))
+    d = _paged(slapd, base, 7)
+    assert all(r.ok for r in d.apply(_roles(base, "p", 50)))
     reader = d.read(ReadOptions(scope="one"))
     first = next(reader)
     assert first.dn.endswith(base)
@@ -195,18 +204,12 @@ def test_ldap_read_stopped_early_leaves_the_connection_clean(slapd: SlapdServer,
                                                               base: str) -> None:
     # The rest of an abandoned page must not be taken for the results of
     # later pipelined writes on the same connection.
-    d = LDAPDirectory(slapd.url, base=base, bind_dn=slapd.root_dn, password=slapd.root_pw,
-                      page_size=40)
-    adds = [Change("add", f"cn=q{i},{base}", attrs={"objectClass": [b"organizationalRole"],
-                                                    "cn": [f"q{i}".encode()]})
-            for i in range(30)]
-    assert all(r.ok for r in d.apply(adds))
+    d = _paged(slapd, base, 40)
+    assert all(r.ok for r in d.apply(_roles(base, "q", 30)))
     reader = d.read(ReadOptions(scope="one"))
     next(reader)
     reader.close()
-    more = [Change("add", f"cn=r{i},{base}", attrs={"objectClass": [b"organizationalRole"],
-                                                    "cn": [f"r{i}".encode()]})
-            for i in range(30)]
+    more = _roles(base, "r", 30)
     results = list(d.apply(more))
     assert [r.change.dn for r in results] == [c.dn for c in more]
     assert all(r.ok for r in results)
