@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,6 +117,32 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+#: How long a statement waits for another process or thread's lock.
+_BUSY_TIMEOUT = 30.0
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to write-ahead logging, once for all its users.
+
+    The switch needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy wait, when another connection opens
+    the file at the same moment (two connections of one schedule starting
+    on the same tick did): so the mode is read first (it persists in the
+    file) and the switch is retried while someone else holds the file.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class StateStore:
     """One SQLite state file; safe to open from several processes."""
 
@@ -123,8 +150,8 @@ class StateStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: every transaction below is explicit.
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT)
+        _use_wal(self.db)
         self.db.execute("PRAGMA synchronous=NORMAL")
         # A run commits once per change: checkpoint (and flush to disk) every
         # 8,192 pages instead of 1,000, so that a large run does not keep the

@@ -69,3 +69,28 @@ def test_fingerprints_cursors_and_runs(tmp_path: Path) -> None:
         assert runs[1].as_dict()["report"] == "var/reports/r1"
         assert len(state.runs(limit=2)) == 2
         assert state.connections() == ["po1", "po2"]
+
+
+def test_a_new_state_file_opened_by_many_at_once(tmp_path: Path) -> None:
+    # The connections of one schedule start on the same tick, each opening
+    # the state file; switching a new file to WAL must not fail any of them.
+    import threading
+
+    for round_ in range(40):
+        path = tmp_path / f"r{round_}" / "state.sqlite"
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def open_it() -> None:
+            barrier.wait()
+            try:
+                StateStore(path).close()
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"round {round_}: {errors[0]!r}"
