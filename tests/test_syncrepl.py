@@ -137,3 +137,34 @@ def test_timestamp_fallback_without_syncprov() -> None:
 
 def test_syncprov_is_detected(server: SlapdServer) -> None:
     assert supports_syncrepl(directory(server))
+
+
+def test_a_full_read_takes_its_cookie_before_it_reads(server: SlapdServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # An entry written while a full read runs is in that read and in the next
+    # incremental one too: the cookie is never ahead of what was read.
+    d = directory(server)
+    plain_read = d.read
+
+    def read_with_a_write_first(options: object = None) -> object:
+        server.connect().add_s(f"cn=late,ou=p,{server.suffix}", [
+            ("objectClass", [b"organizationalRole"]), ("cn", [b"late"])])
+        return plain_read(options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(d, "read", read_with_a_write_first)
+    full = read_changes(d, None)
+    seen = names(full)
+    assert "cn=late" in seen.values() and full.present == set(seen)
+    monkeypatch.undo()
+    after = read_changes(d, full.cookie)
+    assert list(names(after).values()) == ["cn=late"]
+
+
+def test_a_full_read_gives_the_attributes_asked_for_and_every_uuid(server: SlapdServer) -> None:
+    from dirsync.directories import ReadOptions
+
+    full = read_changes(directory(server), None, ReadOptions(attrs=["cn"]))
+    pairs = list(full)
+    assert len(pairs) == 6 and all(uuid for uuid, _ in pairs)   # ou=p and five roles
+    # entryUUID, asked for to know each entry's UUID, is not kept.
+    assert sorted(tuple(entry.names()) for _, entry in pairs) == [()] + [("cn",)] * 5

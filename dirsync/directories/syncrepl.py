@@ -38,6 +38,9 @@ from dirsync.errors import FatalDirectoryError
 
 log = logging.getLogger("dirsync.syncrepl")
 
+_SCOPE_NAMES: dict[int, Literal["base", "one", "sub"]] = {
+    ldap.SCOPE_BASE: "base", ldap.SCOPE_ONELEVEL: "one", ldap.SCOPE_SUBTREE: "sub"}
+
 #: e-syncRefreshRequired (RFC 4533 section 2.5): the cookie is too old.
 SYNC_REFRESH_REQUIRED = 4096
 
@@ -119,9 +122,11 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
     scope = _SCOPES[opts.scope or directory.url_scope or "sub"]
     filt = opts.filter or directory.url_filter or "(objectClass=*)"
     attrs = opts.attrs if opts.attrs is not None else (directory.url_attrs or ["*", "+"])
+    if not cookie:
+        return _full_read(directory, base, scope, filt, attrs)
     conn: _Consumer = directory._connect(factory=_Consumer)
     conn.cookie = cookie
-    read = ChangeRead(mode="incremental" if cookie else "full")
+    read = ChangeRead(mode="incremental")
 
     def events() -> Iterator[tuple[str, Entry]]:
         try:
@@ -155,6 +160,59 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
 
     read._events = events()
     return read
+
+
+def _full_read(directory: LDAPDirectory, base: str, scope: int, filt: str,
+               attrs: list[str]) -> ChangeRead:
+    """Everything, by a plain search, and the cookie the server gave just before.
+
+    Not a cookie-less refresh: slapd (2.5, multi-provider) bounds a refresh
+    by its contextCSN, and its contextCSN can stay behind an entry it
+    replicated and shows to every plain search, until the next change from
+    that entry's site. A refresh then leaves the entry out and hands back a
+    cookie that skips it. A plain search has no such bound; the cookie, taken
+    first, is at or before everything read, so what changes meanwhile is read
+    again next time (and found unchanged), never lost.
+    """
+    read = ChangeRead(mode="full")
+    wanted = {a.lower() for a in attrs}
+    keep_uuid = bool(wanted & {"entryuuid", "+"})
+    request = attrs if keep_uuid else [*attrs, "entryUUID"]
+    present: set[str] = set()
+
+    def events() -> Iterator[tuple[str, Entry]]:
+        read.cookie = _cookie_now(directory, base, scope)
+        for entry in directory.read(ReadOptions(base=base, scope=_SCOPE_NAMES[scope],
+                                                filter=filt, attrs=request)):
+            uuid = entry.first("entryUUID") or ""
+            if not keep_uuid:
+                entry.remove("entryUUID")
+            present.add(uuid)
+            yield uuid, entry
+        read.present = present
+
+    read._events = events()
+    return read
+
+
+def _cookie_now(directory: LDAPDirectory, base: str, scope: int) -> str | None:
+    """The server's cookie at this moment: a refresh that matches no entry."""
+    conn: _Consumer = directory._connect(factory=_Consumer)
+    try:
+        msgid = conn.syncrepl_search(base, scope, mode="refreshOnly",
+                                     filterstr="(!(objectClass=*))", attrlist=["1.1"])
+        while conn.syncrepl_poll(msgid=msgid, all=0, timeout=directory.timeout):
+            pass
+    except ldap.NO_SUCH_OBJECT:
+        pass
+    except ldap.LDAPError as exc:
+        raise directory_error(exc, directory.server_url) from exc
+    finally:
+        try:
+            conn.unbind_s()
+        except ldap.LDAPError:
+            pass
+    return conn.cookie
 
 
 def supports_syncrepl(directory: LDAPDirectory) -> bool:
