@@ -147,15 +147,11 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
                 raise RefreshRequired(str(info.get("info") or info.get("desc") or exc)) from exc
             raise directory_error(exc, directory.server_url) from exc
         finally:
-            try:
-                conn.unbind_s()
-            except ldap.LDAPError:
-                pass
+            _unbind(conn)
         read.cookie = conn.cookie
         read.deleted = set(conn.deleted)
-        if conn.present_phase_ended or not cookie:
-            # Every surviving entry was presented (a present phase, or a full
-            # refresh that sent every entry); the rest were deleted.
+        if conn.present_phase_ended:
+            # Every surviving entry was presented; the rest were deleted.
             read.present = set(conn.present)
 
     read._events = events()
@@ -208,11 +204,15 @@ def _cookie_now(directory: LDAPDirectory, base: str, scope: int) -> str | None:
     except ldap.LDAPError as exc:
         raise directory_error(exc, directory.server_url) from exc
     finally:
-        try:
-            conn.unbind_s()
-        except ldap.LDAPError:
-            pass
+        _unbind(conn)
     return conn.cookie
+
+
+def _unbind(conn: _Consumer) -> None:
+    try:
+        conn.unbind_s()
+    except ldap.LDAPError:
+        pass
 
 
 def supports_syncrepl(directory: LDAPDirectory) -> bool:
