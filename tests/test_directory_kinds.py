@@ -214,3 +214,20 @@ def test_ldap_read_stopped_early_leaves_the_connection_clean(slapd: SlapdServer,
     assert [r.change.dn for r in results] == [c.dn for c in more]
     assert all(r.ok for r in results)
     assert sum(1 for _ in d.read(ReadOptions(scope="one"))) == 60
+
+
+def test_ldap_writes_between_the_pages_of_a_read(slapd: SlapdServer, base: str) -> None:
+    # The server drops a paged search when its connection does anything else
+    # between two pages; reads have a connection of their own.
+    d = _paged(slapd, base, 5)
+    side = f"ou=side,{base}"
+    slapd.add_ou(side)
+    assert all(r.ok for r in d.apply(_roles(base, "p", 23)))
+    seen = []
+    for n, entry in enumerate(d.read(ReadOptions(scope="one"))):
+        seen.append(entry.dn)
+        assert all(r.ok for r in d.apply(_roles(side, f"w{n}-", 1)))  # out of the read
+        assert d.get(entry.dn) is not None
+        if n == 2:  # a read inside the read
+            assert sum(1 for _ in d.read(ReadOptions(scope="one"))) == 24
+    assert len(seen) == 24  # the 23 roles and ou=side

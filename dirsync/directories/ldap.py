@@ -136,6 +136,8 @@ class LDAPDirectory(DirectoryBase):
         self.timeout = timeout
         self._conn: Any = None
         self._native_ok: bool | None = None  # see write_ldif
+        self._reader: Any = None  # the connection of read(), see there
+        self._reading = 0  # reads in progress
 
     # -- connection ------------------------------------------------------
     @property
@@ -177,13 +179,14 @@ class LDAPDirectory(DirectoryBase):
             raise error from exc
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.unbind_s()
-            except ldap.LDAPError:
-                pass
-            self._conn = None
-            self._native_ok = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                try:
+                    conn.unbind_s()
+                except ldap.LDAPError:
+                    pass
+        self._conn = self._reader = None
+        self._native_ok = None
 
     # -- reading ---------------------------------------------------------
     def _search(self, options: ReadOptions | None) -> tuple[str, int, str, list[str] | None]:
@@ -204,9 +207,21 @@ class LDAPDirectory(DirectoryBase):
         handing entries over lost more to the GIL than it gained. The server
         goes on filling the socket while the caller works on an entry, and
         at most one page is in flight: memory stays flat.
+
+        Reads have a connection of their own. The server forgets a paged
+        search when anything else is done on its connection between two
+        pages ("paged results cookie is invalid"), and a caller may well
+        write while it reads; a read inside another read opens one more.
         """
         base, scope, filt, attrs = self._search(options)
-        conn = self.conn
+        nested = self._reading > 0
+        if nested:
+            conn = self._connect()
+        else:
+            if self._reader is None:
+                self._reader = self._connect()
+            conn = self._reader
+        self._reading += 1
         page = ldap.controls.SimplePagedResultsControl(True, size=self.page_size, cookie="")
         from_server = Entry.from_server
         done = ldap.RES_SEARCH_RESULT
@@ -233,7 +248,13 @@ class LDAPDirectory(DirectoryBase):
             msgid = None
             raise directory_error(exc, self.server_url) from exc
         finally:
-            if msgid is not None:
+            self._reading -= 1
+            if nested:
+                try:
+                    conn.unbind_s()
+                except ldap.LDAPError:
+                    pass
+            elif msgid is not None:
                 # The caller stopped early: the rest of the page must not
                 # reach a later result() on this connection.
                 try:
