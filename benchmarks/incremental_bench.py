@@ -71,69 +71,38 @@ def load(source: SlapdServer, count: int, folder: Path) -> float:
     return time.perf_counter() - started
 
 
-def config(folder: Path, hub: SlapdServer, source: SlapdServer) -> Path:
-    (folder / "pw").write_text(hub.root_pw + "\n")
+def _write_config(folder: Path, directories: dict[str, tuple[SlapdServer, str]],
+                  connection: str) -> Path:
+    """A dirsync.toml with the given LDAP directories (name: server, base)."""
+    some = next(iter(directories.values()))[0]
+    (folder / "pw").write_text(some.root_pw + "\n")  # the test servers share one root password
+    blocks = [f"""[directories.{name}]
+kind = "ldap"
+url = "{server.url}"
+base = "{base}"
+bind_dn = "{server.root_dn}"
+password_file = "pw"
+""" for name, (server, base) in directories.items()]
     path = folder / "dirsync.toml"
-    path.write_text(f"""state = "var/state.sqlite"
-reports = "var/reports"
-
-[directories.hub]
-kind = "ldap"
-url = "{hub.url}"
-base = "{SUFFIX}"
-bind_dn = "{hub.root_dn}"
-password_file = "pw"
-
-[directories.source]
-kind = "ldap"
-url = "{source.url}"
-base = "{PEOPLE}"
-bind_dn = "{source.root_dn}"
-password_file = "pw"
-
-[[connections]]
-name = "bench"
-foreign = "source"
-hub = "hub"
-mapping = "generic-ldap"
-import_container = "{CONTAINER}"
-delete_threshold = "50%"
-""")
+    path.write_text('state = "var/state.sqlite"\nreports = "var/reports"\n\n'
+                    + "\n".join(blocks) + "\n[[connections]]\nname = \"bench\"\n"
+                    + 'hub = "hub"\nmapping = "generic-ldap"\ndelete_threshold = "50%"\n'
+                    + connection)
     return path
+
+
+def config(folder: Path, hub: SlapdServer, source: SlapdServer) -> Path:
+    """The source's ou=People imported into the hub."""
+    return _write_config(folder, {"hub": (hub, SUFFIX), "source": (source, PEOPLE)},
+                         f'foreign = "source"\nimport_container = "{CONTAINER}"\n')
 
 
 def export_config(folder: Path, hub: SlapdServer, partner: SlapdServer) -> Path:
     """The hub's ou=People exported into a partner's LDAP directory."""
-    (folder / "pw").write_text(hub.root_pw + "\n")
-    path = folder / "dirsync.toml"
-    path.write_text(f"""state = "var/state.sqlite"
-reports = "var/reports"
-
-[directories.hub]
-kind = "ldap"
-url = "{hub.url}"
-base = "{SUFFIX}"
-bind_dn = "{hub.root_dn}"
-password_file = "pw"
-
-[directories.partner]
-kind = "ldap"
-url = "{partner.url}"
-base = "{SUFFIX}"
-bind_dn = "{partner.root_dn}"
-password_file = "pw"
-
-[[connections]]
-name = "bench"
-foreign = "partner"
-hub = "hub"
-mapping = "generic-ldap"
-direction = "export"
-export_containers = ["{PEOPLE}"]
-foreign_container = "{CONTAINER}"
-delete_threshold = "50%"
-""")
-    return path
+    return _write_config(folder, {"hub": (hub, SUFFIX), "partner": (partner, SUFFIX)},
+                         f'foreign = "partner"\ndirection = "export"\n'
+                         f'export_containers = ["{PEOPLE}"]\n'
+                         f'foreign_container = "{CONTAINER}"\n')
 
 
 def dirsync(path: Path, *args: str) -> tuple[dict[str, Any], float]:
