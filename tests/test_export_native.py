@@ -130,3 +130,21 @@ def test_native_export_over_tls_and_to_stdout(tmp_path: Path, capfd: pytest.Capt
         assert main(["export", f"{server.ldaps_url}/{server.suffix}",
                      "--ca-file", str(server.ca_file)]) == 0
         assert capfd.readouterr().out == python
+
+
+def test_a_connection_object_the_extension_does_not_know_falls_back(
+        slapd: SlapdServer, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dirsync import _ldifstream
+
+    with pytest.raises(TypeError):
+        _ldifstream.socket_of(object())   # refused, never read as a handle
+    directory = _directory(slapd, base)
+
+    def refuse(conn: object) -> int:
+        raise TypeError("not a python-ldap connection object")
+
+    monkeypatch.setattr(_ldifstream, "socket_of", refuse)
+    with open(tmp_path / "o.ldif", "w", encoding="utf-8") as out:
+        assert directory.write_ldif(ReadOptions(), out, LDIFWriter(out)) is None
+        assert export(directory, out, ReadOptions()) == 1   # by the Python path
+    assert f"dn: {base}" in (tmp_path / "o.ldif").read_text(encoding="utf-8")

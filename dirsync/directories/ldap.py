@@ -279,8 +279,13 @@ class LDAPDirectory(DirectoryBase):
             return None
         conn = self.conn
         if self._native_ok is None:
-            # The handle the extension reads must be this connection's own.
-            self._native_ok = _ldifstream.socket_of(conn._l) == conn.get_option(ldap.OPT_DESC)
+            # The handle the extension reads must be this connection's own
+            # (a python-ldap laid out otherwise is refused by its type check).
+            try:
+                self._native_ok = (_ldifstream.socket_of(conn._l)
+                                   == conn.get_option(ldap.OPT_DESC))
+            except (TypeError, ValueError, AttributeError):
+                self._native_ok = False
         if not self._native_ok:
             return None
         base, scope, filt, attrs = self._search(options)
