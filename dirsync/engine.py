@@ -40,6 +40,7 @@ import ldap.filter
 from dirsync.changes import Change, add_change, rename_change
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
+from dirsync.directories.base import Directory
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
 from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
 from dirsync.exportmap import exported_by
@@ -245,6 +246,32 @@ def peak_memory_mb() -> float:
 
 def same_dn(a: str, b: str) -> bool:
     return a == b or normalize_dn(a) == normalize_dn(b)
+
+
+def container_adds(directory: Directory, container: str, base: str | None,
+                   key: str) -> list[Change]:
+    """Adds for ``container`` and each missing parent up to ``base``, top first.
+
+    Only ou=, o= and dc= containers are made; any other missing one is a
+    config error naming ``key``.
+    """
+    missing: list[str] = []
+    dn = container
+    while dn and not directory.exists(dn):
+        missing.append(dn)
+        if base and same_dn(dn, base):
+            break
+        dn = parent_dn(dn)
+    changes = []
+    for dn in reversed(missing):
+        attr, value = _first_rdn(dn)
+        classes = CONTAINER_CLASSES.get(attr.lower())
+        if classes is None:
+            raise ConfigError(f"{key}: {dn} does not exist and dirsync creates only ou=, o= "
+                              "and dc= containers; create it first")
+        changes.append(Change("add", dn, attrs={"objectClass": [c.encode() for c in classes],
+                                                attr: [value.encode()]}))
+    return changes
 
 
 def _first_rdn(dn: str) -> tuple[str, str]:
@@ -764,25 +791,9 @@ class ImportRun:
         """Adds for the import container and any missing parent (top first)."""
         if self.index.container_exists:
             return []
-        hub_base = self.config.directories[self.connection.hub].base
-        missing: list[str] = []
-        dn = self.container
-        while dn and not self.hub.exists(dn):
-            missing.append(dn)
-            if hub_base and same_dn(dn, hub_base):
-                break
-            dn = parent_dn(dn)
-        changes = []
-        for dn in reversed(missing):
-            attr, value = _first_rdn(dn)
-            classes = CONTAINER_CLASSES.get(attr.lower())
-            if classes is None:
-                raise ConfigError(f"{self.connection.key_path}.import_container: {dn} does not "
-                                  "exist and dirsync creates only ou=, o= and dc= containers; "
-                                  "create it first")
-            attrs = {"objectClass": [c.encode() for c in classes], attr: [value.encode()]}
-            changes.append(Change("add", dn, attrs=attrs))
-        return changes
+        return container_adds(self.hub, self.container,
+                              self.config.directories[self.connection.hub].base,
+                              f"{self.connection.key_path}.import_container")
 
     def new_plan(self) -> None:
         self.items = Spool()

@@ -47,10 +47,10 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.engine import (
-    CONTAINER_CLASSES,
     RUNNERS,
     RunResult,
     SyncOptions,
+    container_adds,
     recorded,
     same_dn,
 )
@@ -606,25 +606,9 @@ class ExportRun:
 
     def container_changes(self) -> list[Change]:
         """Adds for the foreign container and any missing parent (top first)."""
-        base = self.config.directories[self.connection.foreign].base
-        missing: list[str] = []
-        dn = self.container
-        while dn and not self.foreign.exists(dn):
-            missing.append(dn)
-            if base and same_dn(dn, base):
-                break
-            dn = parent_dn(dn)
-        changes = []
-        for dn in reversed(missing):
-            attr, value = rdn_values(dn)[0]
-            classes = CONTAINER_CLASSES.get(attr.lower())
-            if classes is None:
-                raise ConfigError(f"{self.connection.key_path}.foreign_container: {dn} does "
-                                  "not exist and dirsync creates only ou=, o= and dc= "
-                                  "containers; create it first")
-            changes.append(Change("add", dn, attrs={
-                "objectClass": [c.encode() for c in classes], attr: [value.encode()]}))
-        return changes
+        return container_adds(self.foreign, self.container,
+                              self.config.directories[self.connection.foreign].base,
+                              f"{self.connection.key_path}.foreign_container")
 
     @property
     def key_column(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dirsync.changes import Mod
@@ -181,3 +183,23 @@ def test_hashes() -> None:
     assert owned_hash({"cn": [b"A"], "mail": [b"2", b"1"], "title": [b"x"]}, owned) == \
         owned_hash({"CN": [b"A"], "mail": [b"1", b"2"], "objectClass": [b"y"]}, owned)
     assert owned_hash({"cn": [b"A"]}, owned) != owned_hash({"cn": [b"a"]}, owned)
+
+
+def test_missing_containers_are_added_top_first_and_only_ou_o_dc(tmp_path: Path) -> None:
+    from dirsync.directories import LDIFDirectory
+    from dirsync.engine import container_adds
+    from dirsync.errors import ConfigError
+
+    hub_file = tmp_path / "hub.ldif"
+    hub_file.write_text("dn: dc=example,dc=org\nobjectClass: domain\ndc: example\n")
+    hub = LDIFDirectory(hub_file)
+    adds = container_adds(hub, "ou=PO1,ou=Contacts,dc=example,dc=org", "dc=example,dc=org",
+                          "connections[0].import_container")
+    assert [(c.kind, c.dn) for c in adds] == [("add", "ou=Contacts,dc=example,dc=org"),
+                                            ("add", "ou=PO1,ou=Contacts,dc=example,dc=org")]
+    assert adds[0].attrs == {"objectClass": [b"organizationalUnit"], "ou": [b"Contacts"]}
+    assert container_adds(hub, "dc=example,dc=org", "dc=example,dc=org", "k") == []
+    with pytest.raises(ConfigError, match=r"^connections\[0\]\.foreign_container: "
+                                          r"cn=X,dc=example,dc=org does not exist"):
+        container_adds(hub, "cn=X,dc=example,dc=org", "dc=example,dc=org",
+                       "connections[0].foreign_container")
