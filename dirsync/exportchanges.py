@@ -41,13 +41,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import ldap.filter
-
 from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.syncrepl import (
     RefreshRequired,
+    read_by_uuids,
     read_changes,
     read_since_timestamp,
 )
@@ -64,10 +63,6 @@ log = logging.getLogger("dirsync.export")
 
 #: The high-water mark of an export container that held nothing.
 EPOCH = "19700101000000Z"
-
-#: Retried entries are read back by entryUUID, this many per search.
-RETRY_CHUNK = 200
-
 
 def _cursor(name: str, container: str) -> str:
     """One cursor per export container: ``syncrepl-cookie ou=people,dc=...``."""
@@ -199,16 +194,10 @@ class DetectingExportRun(ChangeDetection, ExportRun):
     def read_by_uuid(self, uuids: list[str]) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
         for container, _ in self.containers():
-            options = self.hub_options(container)
-            for start in range(0, len(uuids), RETRY_CHUNK):
-                wanted = "".join(f"(entryUUID={ldap.filter.escape_filter_chars(u)})"
-                                 for u in uuids[start:start + RETRY_CHUNK])
-                for entry in self.hub.read(ReadOptions(
-                        base=container, scope="sub", filter=f"(&{options.filter}(|{wanted}))",
-                        attrs=options.attrs)):
-                    uuid = entry.first("entryUUID")
-                    if uuid:
-                        found.setdefault(uuid, entry)
+            for entry in read_by_uuids(self.hub, uuids, self.hub_options(container)):
+                uuid = entry.first("entryUUID")
+                if uuid:
+                    found.setdefault(uuid, entry)
         return found
 
     def list_anchors(self) -> set[str]:

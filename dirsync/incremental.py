@@ -34,14 +34,13 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import ldap.filter
-
 from dirsync.changelog import logged
 from dirsync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.syncrepl import (
     RefreshRequired,
+    read_by_uuids,
     read_changes,
     read_since_timestamp,
 )
@@ -55,10 +54,6 @@ from dirsync.state import StateRow, StateStore
 from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.incremental")
-
-#: Retried entries are read back by entryUUID, this many per search.
-RETRY_CHUNK = 200
-
 
 class DetectingImportRun(ChangeDetection, ImportRun):
     """An import run that reads only what changed when it can."""
@@ -153,18 +148,8 @@ class DetectingImportRun(ChangeDetection, ImportRun):
         self.prepare_touched(known)
 
     def read_by_uuid(self, uuids: list[str], options: ReadOptions) -> list[tuple[str, Entry]]:
-        found: list[tuple[str, Entry]] = []
-        base = options.filter or "(objectClass=*)"
-        attrs = list(options.attrs or ["*"])
-        if "entryUUID" not in attrs:
-            attrs.append("entryUUID")
-        for start in range(0, len(uuids), RETRY_CHUNK):
-            wanted = "".join(f"(entryUUID={ldap.filter.escape_filter_chars(u)})"
-                             for u in uuids[start:start + RETRY_CHUNK])
-            for entry in self.foreign.read(ReadOptions(filter=f"(&{base}(|{wanted}))",
-                                                       attrs=attrs)):
-                found.append((entry.first("entryUUID") or "", entry))
-        return found
+        return [(entry.first("entryUUID") or "", entry)
+                for entry in read_by_uuids(self.foreign, uuids, options)]
 
     def prepare_touched(self, known: dict[str, str]) -> None:
         """The state rows and hub names the changes touch, and nothing else."""

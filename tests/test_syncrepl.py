@@ -168,3 +168,19 @@ def test_a_full_read_gives_the_attributes_asked_for_and_every_uuid(server: Slapd
     assert len(pairs) == 6 and all(uuid for uuid, _ in pairs)   # ou=p and five roles
     # entryUUID, asked for to know each entry's UUID, is not kept.
     assert sorted(tuple(entry.names()) for _, entry in pairs) == [()] + [("cn",)] * 5
+
+
+def test_entries_read_back_by_uuid_in_chunks(server: SlapdServer,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from dirsync.directories import ReadOptions
+    from dirsync.directories import syncrepl
+
+    d = directory(server)
+    uuids = {e.dn.split(",")[0]: u for u, e in read_changes(d, None)}
+    monkeypatch.setattr(syncrepl, "UUID_CHUNK", 2)   # three searches for five UUIDs
+    wanted = [uuids[f"cn=u{i}"] for i in range(5)]
+    found = list(syncrepl.read_by_uuids(d, wanted, ReadOptions(
+        filter="(!(cn=u3))", attrs=["cn"])))
+    assert sorted(e.first("cn") or "" for e in found) == ["u0", "u1", "u2", "u4"]
+    assert all(e.first("entryUUID") in wanted for e in found)  # always read with it
+    assert list(syncrepl.read_by_uuids(d, [])) == []

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import ldap
+import ldap.filter
 import ldap.ldapobject
 import ldap.syncrepl
 
@@ -213,6 +214,27 @@ def _unbind(conn: _Consumer) -> None:
         conn.unbind_s()
     except ldap.LDAPError:
         pass
+
+
+#: Entries read back by entryUUID, this many per search.
+UUID_CHUNK = 200
+
+
+def read_by_uuids(directory: LDAPDirectory, uuids: list[str],
+                  options: ReadOptions | None = None) -> Iterator[Entry]:
+    """The entries with these entryUUIDs that ``options`` selects (entryUUID
+    always among the attributes), a few hundred UUIDs to a search."""
+    opts = options or ReadOptions()
+    base_filter = opts.filter or "(objectClass=*)"
+    attrs = list(opts.attrs or ["*"])
+    if "entryUUID" not in attrs:
+        attrs.append("entryUUID")
+    for start in range(0, len(uuids), UUID_CHUNK):
+        wanted = "".join(f"(entryUUID={ldap.filter.escape_filter_chars(u)})"
+                         for u in uuids[start:start + UUID_CHUNK])
+        yield from directory.read(ReadOptions(base=opts.base, scope=opts.scope,
+                                              filter=f"(&{base_filter}(|{wanted}))",
+                                              attrs=attrs))
 
 
 def supports_syncrepl(directory: LDAPDirectory) -> bool:
