@@ -261,22 +261,30 @@ def test_no_echo_both_ways_with_incremental_runs(
     assert len(exported) == PEOPLE
 
 
+def two_containers_to_a_partner(server: SlapdServer,
+                                tmp_path: Path) -> tuple[Hub, str, str, Path]:
+    """The fixture's people and an ou=Staff of a fresh server, exported into
+    a partner's subtree of the same server: (hub, staff, partner container, config)."""
+    server.add_suffix()
+    hub = Hub(server, server.suffix, tmp_path)
+    staff = f"ou=Staff,{hub.base}"
+    server.add_ou(staff)
+    folder = f"ou=Partner,{hub.base}"
+    server.add_ou(folder)
+    container = f"ou=Contoso,{folder}"
+    config = hub.config(ldap_directory(server, tmp_path, folder), name="partner",
+                        mapping="generic-ldap", foreign_container=container,
+                        export_containers=[hub.people, staff])
+    return hub, staff, container, config
+
+
 @pytest.mark.parametrize("sessionlog", [100, None], ids=["sessionlog", "present-phase"])
 def test_two_containers_deletes_both_ways_a_move_between_them_and_a_restart(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], sessionlog: int | None) -> None:
     server = SlapdServer(syncprov=True, sessionlog=sessionlog, dbnosync=True)
     server.start()
     try:
-        server.add_suffix()
-        hub = Hub(server, server.suffix, tmp_path)
-        staff = f"ou=Staff,{hub.base}"
-        server.add_ou(staff)
-        folder = f"ou=Partner,{hub.base}"
-        server.add_ou(folder)
-        container = f"ou=Contoso,{folder}"
-        config = hub.config(ldap_directory(server, tmp_path, folder), name="partner",
-                            mapping="generic-ldap", foreign_container=container,
-                            export_containers=[hub.people, staff])
+        hub, staff, container, config = two_containers_to_a_partner(server, tmp_path)
         assert sync(config, capsys)["counts"]["add"] == PEOPLE
         conn = server.connect()
         # Leaving one export container for another is not a delete.
@@ -391,16 +399,7 @@ def test_an_empty_container_without_syncprov_is_still_read_incrementally(
     server = SlapdServer(dbnosync=True)
     server.start()
     try:
-        server.add_suffix()
-        hub = Hub(server, server.suffix, tmp_path)
-        staff = f"ou=Staff,{hub.base}"
-        server.add_ou(staff)
-        folder = f"ou=Partner,{hub.base}"
-        server.add_ou(folder)
-        container = f"ou=Contoso,{folder}"
-        config = hub.config(ldap_directory(server, tmp_path, folder), name="partner",
-                            mapping="generic-ldap", foreign_container=container,
-                            export_containers=[hub.people, staff])
+        hub, staff, container, config = two_containers_to_a_partner(server, tmp_path)
         assert sync(config, capsys)["mode"] == "full"
         conn = server.connect()
         conn.add_s(f"uid=nnew,{staff}", [
