@@ -31,6 +31,7 @@ fi
 if [ "${DIRSYNC_TEST_TOOLS:-0}" = 1 ]; then
   [ -e /usr/share/doc/libnet-ldap-perl ] || missing+=(libnet-ldap-perl)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
