@@ -495,10 +495,11 @@ class ExportRun:
             else:
                 notes.append(f"{address} generated, not written to the hub: {policy.reason}")
         _, every = proxy_of(assigned.values or entry.texts("proxyAddresses"),
-                                  export.proxy_type)
-        extra.update(kind=hub_kind, proxy=assigned.address,
-                     proxies=[assigned.address, *[a for a in every
-                                                  if a.casefold() != assigned.address.casefold()]],
+                            export.proxy_type)
+        proxies: dict[str, str] = {}
+        for address in (assigned.address, *every, *reversed(assigned.former)):
+            proxies.setdefault(address.casefold(), address)
+        extra.update(kind=hub_kind, proxy=assigned.address, proxies=list(proxies.values()),
                      members=[])
         view = export.view(entry, **extra)
         try:
@@ -514,7 +515,8 @@ class ExportRun:
         for note in notes:
             self.problems.append(Problem("note", anchor, entry.dn, note))
         digest = hashlib.blake2b(source_hash(entry).encode() + b"\0"
-                                 + assigned.address.encode("utf-8"), digest_size=16).hexdigest()
+                                 + "\n".join(proxies.values()).encode("utf-8"),
+                                 digest_size=16).hexdigest()
         return _Wanted(anchor, entry.dn, kind, hub_kind, rdn_value, digest, entry, extra,
                        member_dns)
 
