@@ -63,7 +63,7 @@ from dirsync.exportmap import (
     ExportMapping,
     proxy_of,
 )
-from dirsync.exportnames import NumberedNames
+from dirsync.exportnames import NumberedNames, qualifier_text
 from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.ldifio import LDIFWriter
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
@@ -196,7 +196,9 @@ class ExportRun:
                                   f"the foreign directory {self.connection.foreign!r} has no "
                                   "base: where exported entries go")
             self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
-            self.naming = NumberedNames(self.rdn_attribute, self.container)
+            #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
+            self.qualifiers: dict[str, str] = {}
+            self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
             self.assignments = AssignmentStore(self.state)
             return recorded(self)
         finally:
@@ -505,6 +507,10 @@ class ExportRun:
         try:
             rdn_value = export.rdn.first(view)
             member_dns = export.members.strings(view) if kind == KIND_LIST else []
+            if export.rdn_qualifier is not None:
+                qualifier = qualifier_text(export.rdn_qualifier.first(view))
+                if qualifier:
+                    self.qualifiers[anchor] = qualifier
         except TemplateError as exc:
             self.hold(anchor, entry.dn, self.where(exc))
             return None

@@ -9,7 +9,7 @@ import pytest
 from dirsync.changes import Mod
 from dirsync.config import Threshold
 from dirsync.entry import Entry, normalize_dn
-from dirsync.exportnames import NumberedNames
+from dirsync.exportnames import NumberedNames, qualifier_text
 from dirsync.plan import (
     PHASE_ADD,
     PHASE_DELETE,
@@ -132,6 +132,20 @@ def test_assign_dns_with_numbered_names() -> None:
                                          normalize_dn(f"cn=X (2),{C}"): "w"}, {},
                       rdn_attribute="cn", container=C, naming=NumberedNames("cn", C, limit=2))
     assert list(full.conflicts) == ["z"] and "cn=X (2)" in full.conflicts["z"]
+
+
+def test_numbered_names_try_the_qualifier_first() -> None:
+    names = NumberedNames("cn", C, {"q": "HR", "long": qualifier_text(" a\n b " + "x" * 99)})
+    assert list(names.candidates("q", "Sam"))[:3] == [f"cn=Sam,{C}", f"cn=Sam (HR),{C}",
+                                                      f"cn=Sam (2),{C}"]
+    assert list(names.candidates("other", "Sam"))[:2] == [f"cn=Sam,{C}", f"cn=Sam (2),{C}"]
+    assert names.keeps("q", "Sam", f"cn=sam (hr),{C}")
+    assert not names.keeps("other", "Sam", f"cn=Sam (HR),{C}")
+    assert names.qualifiers["long"] == "a b " + "x" * 60
+    held = {normalize_dn(f"cn=Sam,{C}"): "k", normalize_dn(f"cn=Sam (HR),{C}"): "k2"}
+    result = assign_dns([("q", "Sam")], {}, held, {}, rdn_attribute="cn", container=C,
+                        naming=names)
+    assert result.dns == {"q": f"cn=Sam (2),{C}"}
 
 
 def test_assign_dns_escapes_values() -> None:

@@ -1,7 +1,7 @@
 """Foreign names of exported recipients, against a real slapd hub: a second person
-with a name already exported gets a readable, stable, unique name (``Sam Wu (2)``),
-and incremental and full runs reach the same foreign side, into a foreign LDAP
-directory and into a foreign LDIF file."""
+with a name already exported gets a readable, stable, unique name (the department,
+``Sam Wu (HR)``, then ``Sam Wu (2)``), and incremental and full runs reach the same
+foreign side, into a foreign LDAP directory and into a foreign LDIF file."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import ldap
 import pytest
 
 from dirsync.cli import main
@@ -121,7 +122,7 @@ def test_a_second_person_with_an_exported_name_is_added_by_either_mode_alike(
     assert kinds(line) == (1, 0, 0, 0) and line["counts"]["conflict"] == 0
     names = setup.names()
     assert names[setup.uuid("swu")] == "Sam Wu"
-    assert names[setup.uuid("swu3")] == "Sam Wu (2)"
+    assert names[setup.uuid("swu3")] == "Sam Wu (HR)"
     # The other mode finds nothing left to do: both reach the same foreign side.
     reached = setup.view()
     again = sync(setup.config, capsys, *(["--full"] if mode == "incremental" else []))
@@ -131,35 +132,45 @@ def test_a_second_person_with_an_exported_name_is_added_by_either_mode_alike(
 
 def test_a_disambiguated_name_is_readable_unique_and_stays_with_its_entry(
         setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    setup.delete("swu2")
     first = sync(setup.config, capsys)
-    assert first["exit"] == 0 and first["counts"]["add"] == PEOPLE, first
+    assert first["exit"] == 0 and first["counts"]["add"] == PEOPLE - 1, first
+    # Three more Sam Wus in Sales, one at a time, incrementally: the department,
+    # then numbers; nobody's name moves.
+    got = []
+    for uid in ("swu3", "swu4", "swu5"):
+        setup.add_person(uid, "Sam Wu", ou="Sales")
+        line = sync(setup.config, capsys)
+        assert line["mode"] == "incremental" and kinds(line) == (1, 0, 0, 0), line
+        got.append(setup.names()[setup.uuid(uid)])
+    assert got == ["Sam Wu (Sales)", "Sam Wu (2)", "Sam Wu (3)"]
     names = setup.names()
-    sams = sorted(n for n in names.values() if n.startswith("Sam Wu"))
-    assert sams == ["Sam Wu", "Sam Wu (2)"]
+    assert names[setup.uuid("swu")] == "Sam Wu"
     # No anchor (an entryUUID) in anybody's name.
     assert not any(uuid in name for uuid in names for name in names.values())
-    second = next(a for a, n in names.items() if n == "Sam Wu (2)")
-    # A third one, incrementally: the next free number, the others keep theirs.
-    setup.add_person("swu3", "Sam Wu")
-    line = sync(setup.config, capsys)
-    assert line["mode"] == "incremental" and kinds(line) == (1, 0, 0, 0), line
-    names = setup.names()
-    assert names[second] == "Sam Wu (2)" and names[setup.uuid("swu3")] == "Sam Wu (3)"
     # The plain name's holder leaves: nobody is renamed, its name is free for the next.
-    plain = next(a for a, n in names.items() if n == "Sam Wu")
-    holder = next(uid for uid in ("swu", "swu2") if setup.uuid(uid) == plain)
-    setup.delete(holder)
+    setup.delete("swu")
     line = sync(setup.config, capsys)
     assert kinds(line) == (0, 0, 0, 1), line
-    setup.add_person("swu4", "Sam Wu")
+    setup.add_person("swu6", "Sam Wu", ou="Sales")
     line = sync(setup.config, capsys)
     assert kinds(line) == (1, 0, 0, 0), line
     names = setup.names()
-    assert names[second] == "Sam Wu (2)" and names[setup.uuid("swu3")] == "Sam Wu (3)"
-    assert names[setup.uuid("swu4")] == "Sam Wu"
+    assert [names[setup.uuid(u)] for u in ("swu3", "swu4", "swu5", "swu6")] == [
+        "Sam Wu (Sales)", "Sam Wu (2)", "Sam Wu (3)", "Sam Wu"]
     reached = setup.view()
     full = sync(setup.config, capsys, "--full")
     assert kinds(full) == (0, 0, 0, 0) and setup.view() == reached
+    # A new department renames the one named by it, to the new one.
+    conn = setup.slapd.connect()
+    try:
+        conn.modify_s(setup.person("swu3"), [(ldap.MOD_REPLACE, "ou", [b"Legal"])])
+    finally:
+        conn.unbind_s()
+    line = sync(setup.config, capsys)
+    assert kinds(line) == (0, 0, 1, 0), line
+    assert setup.names()[setup.uuid("swu3")] == "Sam Wu (Legal)"
+    assert setup.names()[setup.uuid("swu4")] == "Sam Wu (2)"
 
 
 def test_a_hub_name_that_looks_numbered_is_never_shared(
@@ -174,14 +185,16 @@ def test_a_hub_name_that_looks_numbered_is_never_shared(
     assert kinds(again) == (0, 0, 0, 0), again
 
 
-def test_names_of_an_earlier_version_become_numbered(
+def test_names_of_an_earlier_version_are_renamed(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """A partner entry named with its anchor, as earlier versions did, is renamed."""
     setup = Setup(slapd, base, tmp_path, "ldap")
     assert sync(setup.config, capsys)["exit"] == 0
-    second = next(dn for dn, a in setup.view().items() if a["rdn"] == ["Sam Wu (2)"])
-    anchor = setup.view()[second]["dirsyncanchor"][0]
+    second, attrs = next((dn, a) for dn, a in setup.view().items()
+                         if a["rdn"][0].startswith("Sam Wu ("))
+    anchor, name = attrs["dirsyncanchor"][0], attrs["rdn"][0]
+    assert name in ("Sam Wu (HR)", "Sam Wu (Sales)")
     conn = slapd.connect()
     try:
         conn.rename_s(second, f"cn=Sam Wu ({anchor})", delold=1)
@@ -189,4 +202,4 @@ def test_names_of_an_earlier_version_become_numbered(
         conn.unbind_s()
     line = sync(setup.config, capsys, "--full")
     assert kinds(line) == (0, 0, 1, 0), line
-    assert setup.names()[anchor] == "Sam Wu (2)"
+    assert setup.names()[anchor] == name

@@ -304,6 +304,27 @@ attributes.Name = "{{ cn"
     assert found[0].startswith(f"{path}:16: export.person.attributes.Name: template syntax")
 
 
+def test_the_rdn_qualifier_is_a_template_of_its_own(tmp_path: Path) -> None:
+    text = """
+[export]
+proxy_type = "MS"
+proxy_address = "MS:N/P/{{ uid }}"
+[export.rdn]
+value = "{{ cn }}"
+qualifier = "{{ ou"
+[export.person]
+attributes.Name = "{{ cn }}"
+"""
+    path = mapping_file(tmp_path, text)
+    found = problems(path)
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}:15: export.rdn.qualifier: template syntax")
+    path.write_text(BASE + text.replace("{{ ou", "{{ ou }}"), encoding="utf-8")
+    export = load_mapping(path).export
+    assert export is not None and export.rdn_qualifier is not None
+    assert export.hub_names()["ou"] == ["export.rdn.qualifier"]
+
+
 def test_missing_and_unknown_keys_are_all_named(tmp_path: Path) -> None:
     path = mapping_file(tmp_path, """
 [export]
