@@ -345,6 +345,9 @@ class DetectingExportRun(ChangeDetection, ExportRun):
                     # this anchor's own entry, compared as a full scan would find it.
                     self.ours[anchor] = holder
                     break
+                elif anchor == wanted.anchor:
+                    # A second entry with this anchor: left alone, as a full scan leaves it.
+                    self.unowned[key] = holder.dn
                 elif anchor not in self.ours:
                     self.others[key] = anchor
                 # (An entry of the connection that this run plans is placed by the plan.)
