@@ -487,6 +487,10 @@ class ExportRun:
                       f"nothing ({self.mapping.where('export.proxy_address')})")
             return None
         notes: list[str] = []
+        if assigned.replaces is not None:
+            notes.append(f"{export.proxy_type}:{assigned.address} replaces "
+                         f"{export.proxy_type}:{assigned.replaces}, which the hub entry no "
+                         "longer makes; the old address stays a secondary")
         if assigned.generated and assigned.values is not None:
             policy = writeback_policy(entry, self.connection.proxy_writeback)
             address = f"{export.proxy_type}:{assigned.address}"

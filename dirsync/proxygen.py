@@ -113,6 +113,7 @@ class Assigned:
     generated: bool                   # not (yet) a primary address on the hub entry
     values: list[str] | None = None   # proxyAddresses with it as primary, if generated
     former: tuple[str, ...] = ()      # earlier generated addresses, kept as secondaries
+    replaces: str | None = None       # the generated address it takes over from, this run
 
 
 class Remembered(NamedTuple):
@@ -231,6 +232,7 @@ class Assigner:
             return None
         former = list(memo.former) if memo is not None else []
         own = [p.address for p in proxies] + former
+        replaces = None
         if memo is not None and self.made_from(memo, base) \
                 and not self.taken(memo.address, anchor, own):
             address = memo.address
@@ -239,6 +241,7 @@ class Assigner:
                 # The template makes another address now: the old one stays,
                 # a secondary, as a recipient policy keeps it.
                 former.append(memo.address)
+                replaces = memo.address
             address = base
             n = 1
             while self.taken(address, anchor, own):
@@ -258,11 +261,13 @@ class Assigner:
         self.remembered[anchor] = remembered
         for value in (*former, address):
             self._owner[self.key(value)] = anchor
+        if replaces is not None and replaces.casefold() == address.casefold():
+            replaces = None
         if primary is not None and primary.casefold() == address.casefold():
-            return Assigned(primary, generated=False, former=tuple(former))
+            return Assigned(primary, generated=False, former=tuple(former), replaces=replaces)
         return Assigned(address, generated=True, values=with_primary(existing, self.kind,
                                                                      address),
-                        former=tuple(former))
+                        former=tuple(former), replaces=replaces)
 
 
 def with_primary(existing: list[str], kind: str, address: str) -> list[str]:

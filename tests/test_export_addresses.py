@@ -106,6 +106,10 @@ def test_a_changed_mail_reaches_the_partner_and_the_old_address_stays_secondary(
     assert sorted(setup.hub("kabercrombie")["proxyAddresses"]) == [
         "SMTP:kim.a@contoso.example", "smtp:kabercrombie@contoso.example"]
     assert line["message"] == "1 generated proxy address(es) written to the hub"
+    report = (Path(line["report"]) / "report.json").read_text(encoding="utf-8")
+    for old, new in (("swu", "sam.wu"), ("kabercrombie", "kim.a")):
+        assert (f"SMTP:{new}@contoso.example replaces SMTP:{old}@contoso.example, which the "
+                "hub entry no longer makes; the old address stays a secondary") in report
     # Kept in the state store where not: the old address with it, still Sam's.
     assert "proxyAddresses" not in setup.hub("swu")
     assert setup.remembered("swu") == ("sam.wu@contoso.example", ("swu@contoso.example",))

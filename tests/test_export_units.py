@@ -170,6 +170,7 @@ def test_a_generated_primary_follows_the_template_and_the_old_one_stays_secondar
     found = rus.assign("a1", ["SMTP:old@contoso.example", "X400:c=US;s=Old;"],
                        lambda: "new@contoso.example")
     assert found is not None and found.generated and found.address == "new@contoso.example"
+    assert found.replaces == "old@contoso.example"
     assert found.values == ["smtp:old@contoso.example", "X400:c=US;s=Old;",
                             "SMTP:new@contoso.example"]
     assert rus.changed == {"a1": Remembered("new@contoso.example", "new@contoso.example",
