@@ -90,8 +90,10 @@ from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.export")
 
-#: Bump when the same mapping and hub would give other foreign entries.
-EXPORT_VERSION = 2     # 2: a second entry of one name is "Name (2)", not "Name (anchor)"
+#: Bump when the same mapping and hub would give other foreign entries
+#: (2: a second entry of one name is "Name (HR)" or "Name (2)", no longer
+#: "Name (anchor)"; the first run after an upgrade is full and renames them).
+EXPORT_VERSION = 2
 
 #: Extra files of an export report, next to report.FILES.
 HUB_LDIF = "hub-changes.ldif"
