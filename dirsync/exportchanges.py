@@ -56,7 +56,6 @@ from dirsync.exportmap import KIND_LIST
 from dirsync.exportrun import ExportRun
 from dirsync.fingerprint import FileFingerprint
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR
-from dirsync.plan import candidate_dns
 from dirsync.state import StateRow, StateStore
 
 log = logging.getLogger("dirsync.export")
@@ -265,20 +264,20 @@ class DetectingExportRun(ChangeDetection, ExportRun):
             # (A changed anchor without a row is still planned: a run killed
             # after writing the file and before its rows left it there.)
             for anchor in [a for a in self.ours if a not in self.changed_anchors]:
-                entry = self.ours.pop(anchor)
-                self.unowned[normalize_dn(entry.dn)] = entry.dn
+                # Not planned, but the connection's: its name is kept, as a
+                # full run keeps it.
+                self.others[normalize_dn(self.ours.pop(anchor).dn)] = anchor
             self.container_exists = True
             return
         self.ours = {}
         self.unowned = {}
+        self.others = {}
         self.container_exists = True
-        marker, anchor_attr = self.export.marker_attribute, self.export.anchor_attribute
         for anchor, row in self.touched.items():
             entry = self.foreign.get(row.dn, ["*"])
             if entry is None:
                 continue        # gone from the foreign side: added again, as a full run would
-            owner = (entry.first(marker) or "").strip().casefold()
-            if owner == self.name.casefold() and entry.first(anchor_attr) == anchor:
+            if self.own_anchor(entry) == anchor:
                 self.ours[anchor] = entry
 
     def member_refs(self, member_dns: list[str]) -> tuple[list[str], list[str]]:
@@ -321,26 +320,37 @@ class DetectingExportRun(ChangeDetection, ExportRun):
 
     def reserve_names(self) -> None:
         """The foreign names the changed entries may want that other entries hold:
-        the foreign directory is asked about those names only, instead of scanned."""
-        attribute = self.rdn_attribute
-        marker, anchor_attr = self.export.marker_attribute, self.export.anchor_attribute
+        the foreign directory is asked about those names only, instead of scanned.
+
+        A name held by another entry of the connection (one this run does not
+        plan) is that entry's, as a full scan would find it; one held by an
+        entry of someone else is the foreign system's.
+        """
         for wanted in self.wanted:
             current = self.ours.get(wanted.anchor)
-            for candidate in candidate_dns(wanted.anchor, wanted.rdn_value, attribute,
-                                           self.container):
+            for candidate in self.naming.candidates(wanted.anchor, wanted.rdn_value):
                 if current is not None and same_dn(current.dn, candidate):
                     break
+                key = normalize_dn(candidate)
+                if key in self.others or key in self.unowned:
+                    continue        # asked already, for an entry of the same name
                 holder = self.foreign.get(candidate, ["*"])
                 if holder is None:
                     break
-                owner = (holder.first(marker) or "").strip().casefold()
-                if current is None and owner == self.name.casefold() \
-                        and holder.first(anchor_attr) == wanted.anchor:
+                anchor = self.own_anchor(holder)
+                if anchor is None:
+                    self.unowned[key] = holder.dn
+                elif anchor == wanted.anchor and current is None:
                     # Added by a run killed before its state row was written:
                     # this anchor's own entry, compared as a full scan would find it.
-                    self.ours[wanted.anchor] = holder
+                    self.ours[anchor] = holder
                     break
-                self.unowned[normalize_dn(candidate)] = holder.dn
+                elif anchor == wanted.anchor:
+                    # A second entry with this anchor: left alone, as a full scan leaves it.
+                    self.unowned[key] = holder.dn
+                elif anchor not in self.ours:
+                    self.others[key] = anchor
+                # (An entry of the connection that this run plans is placed by the plan.)
 
     def read_hub(self) -> None:
         super().read_hub()

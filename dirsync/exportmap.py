@@ -51,7 +51,7 @@ DEFAULT_ANCHOR = "dirsyncAnchor"
 _EXPORT_KEYS = {"filter", "proxy_type", "proxy_address", "marker_attribute",
                 "anchor_attribute", "classify", "rdn", "person", "list"}
 _CLASSIFY_KEYS = {"list", "skip"}
-_RDN_KEYS = {"attribute", "value"}
+_RDN_KEYS = {"attribute", "value", "qualifier"}
 _PART_KEYS = {"object_classes", "attributes"}
 _LIST_KEYS = _PART_KEYS | {"members", "member_attribute"}
 
@@ -91,6 +91,8 @@ class ExportMapping:
     members: Expression
     member_attribute: str | None
     variables: dict[str, str] = field(default_factory=dict)
+    #: tells apart two recipients of one name before a number does (docs/export.md)
+    rdn_qualifier: Template | None = None
 
     # -- what the templates read -----------------------------------------
     def templates(self) -> Iterable[Template | Expression]:
@@ -99,6 +101,8 @@ class ExportMapping:
             yield self.skip
         yield self.proxy_address
         yield self.rdn
+        if self.rdn_qualifier is not None:
+            yield self.rdn_qualifier
         yield self.members
         for part in (self.person, self.list_part):
             if part is not None:
@@ -218,6 +222,9 @@ def load_export(loader: _Loader, raw: Any) -> ExportMapping | None:
     rdn = None
     if (text := loader.string(rdn_table, "value", "export.rdn", required=True)) is not None:
         rdn = loader.template(text, "export.rdn.value")
+    qualifier = None
+    if (text := loader.string(rdn_table, "qualifier", "export.rdn")) is not None:
+        qualifier = loader.template(text, "export.rdn.qualifier")
 
     if "person" not in raw:
         loader.problem("export.person", "missing (what a user or contact becomes)")
@@ -244,7 +251,8 @@ def load_export(loader: _Loader, raw: Any) -> ExportMapping | None:
         filter=filter_text, is_list=is_list, skip=skip, proxy_type=proxy_type,
         proxy_address=proxy_address, marker_attribute=marker, anchor_attribute=anchor,
         rdn_attribute=rdn_attribute, rdn=rdn, person=person, list_part=list_part,
-        members=members, member_attribute=member_attribute, variables=loader.variables)
+        members=members, member_attribute=member_attribute, variables=loader.variables,
+        rdn_qualifier=qualifier)
 
 
 def _known(loader: _Loader, table: dict[str, Any], where: str, allowed: set[str]) -> None:

@@ -63,6 +63,7 @@ from dirsync.exportmap import (
     ExportMapping,
     proxy_of,
 )
+from dirsync.exportnames import NumberedNames, qualifier_text
 from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.ldifio import LDIFWriter
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
@@ -89,8 +90,10 @@ from dirsync.templates import TemplateError
 
 log = logging.getLogger("dirsync.export")
 
-#: Bump when the same mapping and hub would give other foreign entries.
-EXPORT_VERSION = 1
+#: Bump when the same mapping and hub would give other foreign entries
+#: (2: a second entry of one name is "Name (HR)" or "Name (2)", no longer
+#: "Name (anchor)"; the first run after an upgrade is full and renames them).
+EXPORT_VERSION = 2
 
 #: Extra files of an export report, next to report.FILES.
 HUB_LDIF = "hub-changes.ldif"
@@ -195,6 +198,9 @@ class ExportRun:
                                   f"the foreign directory {self.connection.foreign!r} has no "
                                   "base: where exported entries go")
             self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
+            #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
+            self.qualifiers: dict[str, str] = {}
+            self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
             self.assignments = AssignmentStore(self.state)
             return recorded(self)
         finally:
@@ -283,21 +289,31 @@ class ExportRun:
             options = ReadOptions(base=self.container, scope="sub")
         yield from self.foreign.read(options)
 
+    def marked(self, entry: Entry) -> bool:
+        """Does a foreign entry carry this connection's marker (is it the connection's)?"""
+        owner = entry.first(self.export.marker_attribute)
+        return owner is not None and owner.strip().casefold() == self.name.casefold()
+
+    def own_anchor(self, entry: Entry) -> str | None:
+        """The anchor of a foreign entry of this connection; None for anyone else's."""
+        return (entry.first(self.export.anchor_attribute) or None) if self.marked(entry) \
+            else None
+
     def scan_foreign(self) -> None:
         """Index the foreign side: our entries by anchor, the DNs of everyone else's."""
         self.ours: dict[str, Entry] = {}
         self.unowned: dict[str, str] = {}
+        #: normalized DN -> anchor: names this connection's entries keep, for
+        #: entries this run does not plan (an incremental run plans only changes)
+        self.others: dict[str, str] = {}
         self.container_exists = self.csv
-        marker = self.export.marker_attribute
         anchor_attr = self.export.anchor_attribute
-        name = self.name.casefold()
         container_key = normalize_dn(self.container)
         self.progress.start("scanning the foreign directory")
         for entry in self.foreign_entries():
             self.progress.advance()
-            owner = entry.first(marker)
             key = normalize_dn(entry.dn)
-            if owner is not None and owner.strip().casefold() == name:
+            if self.marked(entry):
                 anchor = entry.first(anchor_attr)
                 if not anchor:
                     self.conflict(None, entry.dn, f"carries this connection's marker but no "
@@ -473,6 +489,10 @@ class ExportRun:
                       f"nothing ({self.mapping.where('export.proxy_address')})")
             return None
         notes: list[str] = []
+        if assigned.replaces is not None:
+            notes.append(f"{export.proxy_type}:{assigned.address} replaces "
+                         f"{export.proxy_type}:{assigned.replaces}, which the hub entry no "
+                         "longer makes; the old address stays a secondary")
         if assigned.generated and assigned.values is not None:
             policy = writeback_policy(entry, self.connection.proxy_writeback)
             address = f"{export.proxy_type}:{assigned.address}"
@@ -483,15 +503,20 @@ class ExportRun:
             else:
                 notes.append(f"{address} generated, not written to the hub: {policy.reason}")
         _, every = proxy_of(assigned.values or entry.texts("proxyAddresses"),
-                                  export.proxy_type)
-        extra.update(kind=hub_kind, proxy=assigned.address,
-                     proxies=[assigned.address, *[a for a in every
-                                                  if a.casefold() != assigned.address.casefold()]],
+                            export.proxy_type)
+        proxies: dict[str, str] = {}
+        for address in (assigned.address, *every, *reversed(assigned.former)):
+            proxies.setdefault(address.casefold(), address)
+        extra.update(kind=hub_kind, proxy=assigned.address, proxies=list(proxies.values()),
                      members=[])
         view = export.view(entry, **extra)
         try:
             rdn_value = export.rdn.first(view)
             member_dns = export.members.strings(view) if kind == KIND_LIST else []
+            if export.rdn_qualifier is not None:
+                qualifier = qualifier_text(export.rdn_qualifier.first(view))
+                if qualifier:
+                    self.qualifiers[anchor] = qualifier
         except TemplateError as exc:
             self.hold(anchor, entry.dn, self.where(exc))
             return None
@@ -502,7 +527,8 @@ class ExportRun:
         for note in notes:
             self.problems.append(Problem("note", anchor, entry.dn, note))
         digest = hashlib.blake2b(source_hash(entry).encode() + b"\0"
-                                 + assigned.address.encode("utf-8"), digest_size=16).hexdigest()
+                                 + "\n".join(proxies.values()).encode("utf-8"),
+                                 digest_size=16).hexdigest()
         return _Wanted(anchor, entry.dn, kind, hub_kind, rdn_value, digest, entry, extra,
                        member_dns)
 
@@ -545,12 +571,15 @@ class ExportRun:
         self.deletes = [a for a in self.ours
                         if a not in wanted_anchors and a not in self.kept and a not in self.held]
         deleted = set(self.deletes)
-        held_dns = {normalize_dn(e.dn): a for a, e in self.ours.items()
-                    if a not in wanted_anchors and a not in deleted}
+        # Names other entries of the connection keep: those of this run that are
+        # not re-mapped, and (incremental) those of entries it does not plan.
+        held_dns = dict(self.others)
+        held_dns.update({normalize_dn(e.dn): a for a, e in self.ours.items()
+                         if a not in wanted_anchors and a not in deleted})
         current = {a: self.ours[a].dn for a in wanted_anchors if a in self.ours}
         assignment = assign_dns([(w.anchor, w.rdn_value) for w in self.wanted], current,
                                 held_dns, self.unowned, rdn_attribute=self.rdn_attribute,
-                                container=self.container)
+                                container=self.container, naming=self.naming)
         self.final_dns = {a: r.dn for a, r in self.kept.items()}
         self.final_dns.update({a: self.ours[a].dn for a in self.held if a in self.ours})
         self.final_dns.update(assignment.dns)

@@ -12,6 +12,7 @@ import hashlib
 import marshal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dirsync.changes import Change, Mod, add_change, modify_ops, rename_change, renamed_entry
 from dirsync.config import Threshold
@@ -127,6 +128,32 @@ def candidate_dns(anchor: str, rdn_value: str, rdn_attribute: str, container: st
             join_dn(make_rdn(rdn_attribute, f"{rdn_value} ({anchor})"), container)]
 
 
+class Naming(Protocol):
+    """Which DNs an entry of a given RDN value may have, in order of preference."""
+
+    def candidates(self, anchor: str, value: str) -> Iterable[str]:
+        """The DNs to try, the plain name first."""
+        ...
+
+    def keeps(self, anchor: str, value: str, dn: str) -> bool:
+        """May an entry that is at ``dn`` stay there (one of its candidates)?"""
+        ...
+
+
+@dataclass(frozen=True)
+class AnchorNames:
+    """The name, then the name with the anchor in parentheses (:func:`candidate_dns`)."""
+
+    rdn_attribute: str
+    container: str
+
+    def candidates(self, anchor: str, value: str) -> list[str]:
+        return candidate_dns(anchor, value, self.rdn_attribute, self.container)
+
+    def keeps(self, anchor: str, value: str, dn: str) -> bool:
+        return normalize_dn(dn) in {normalize_dn(c) for c in self.candidates(anchor, value)}
+
+
 @dataclass
 class Assignment:
     dns: dict[str, str] = field(default_factory=dict)        # anchor -> DN
@@ -135,33 +162,33 @@ class Assignment:
 
 def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
                held: dict[str, str], unowned: Mapping[str, str], *, rdn_attribute: str,
-               container: str) -> Assignment:
+               container: str, naming: Naming | None = None) -> Assignment:
     """Give each (anchor, RDN value) a DN in the container.
 
     ``current``: where re-mapped entries are now (anchor -> DN), ``held``:
     normalized DNs that other entries of this connection keep (extended in
     place), ``unowned``: normalized DNs of entries dirsync does not own.
     An entry keeps its current DN when that is still one of its candidates,
-    so full and incremental runs agree; otherwise it gets its name, or its
-    name with the anchor when another entry of the connection has it. A
-    name taken by an entry dirsync does not own is a conflict, never an
+    so full and incremental runs agree; otherwise it gets its name, or the
+    first free one of its other candidates (``naming``; by default the name
+    with the anchor) when another entry of the connection has it. A name
+    taken by an entry dirsync does not own is a conflict, never an
     overwrite.
     """
+    names = naming or AnchorNames(rdn_attribute, container)
     result = Assignment()
-    pending: list[tuple[str, list[str]]] = []
+    pending: list[tuple[str, str]] = []
     for anchor, value in wanted:
-        candidates = candidate_dns(anchor, value, rdn_attribute, container)
         now = current.get(anchor)
         if now is not None:
             key = normalize_dn(now)
-            if key in {normalize_dn(c) for c in candidates} and key not in held \
-                    and key not in unowned:
+            if key not in held and key not in unowned and names.keeps(anchor, value, now):
                 held[key] = anchor
                 result.dns[anchor] = now
                 continue
-        pending.append((anchor, candidates))
-    for anchor, candidates in sorted(pending):
-        dn, conflict = place_dn(anchor, candidates, held, unowned)
+        pending.append((anchor, value))
+    for anchor, value in sorted(pending):
+        dn, conflict = place_dn(anchor, names.candidates(anchor, value), held, unowned)
         if dn is not None:
             result.dns[anchor] = dn
         else:
@@ -169,22 +196,29 @@ def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
     return result
 
 
-def place_dn(anchor: str, candidates: list[str], held: dict[str, str],
+def place_dn(anchor: str, candidates: Iterable[str], held: dict[str, str],
              unowned: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The first free candidate (taking it in ``held``), or None and why not."""
-    plain = normalize_dn(candidates[0])
-    if plain in unowned:
-        return None, (f"{candidates[0]} is taken by an entry dirsync does not own "
-                      f"({unowned[plain]})")
+    tried = 0
+    first = last = ""
     for candidate in candidates:
         key = normalize_dn(candidate)
+        tried += 1
+        if tried == 1:
+            first = candidate
+            if key in unowned:
+                return None, (f"{candidate} is taken by an entry dirsync does not own "
+                              f"({unowned[key]})")
+        last = candidate
         if key in unowned:
             continue
         if key not in held:
             held[key] = anchor
             return candidate, None
-    return None, (f"{candidates[0]} and {candidates[1]} are both taken by other entries of "
-                  "this connection")
+    if tried == 2:
+        return None, f"{first} and {last} are both taken by other entries of this connection"
+    return None, (f"{first} and its {tried - 1} other names (up to {last}) are all taken by "
+                  "other entries of this connection")
 
 
 # -- per-entry changes --------------------------------------------------------

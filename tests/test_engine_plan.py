@@ -9,6 +9,7 @@ import pytest
 from dirsync.changes import Mod
 from dirsync.config import Threshold
 from dirsync.entry import Entry, normalize_dn
+from dirsync.exportnames import NumberedNames, qualifier_text
 from dirsync.plan import (
     PHASE_ADD,
     PHASE_DELETE,
@@ -106,6 +107,45 @@ def test_assign_dns() -> None:
         "f": f"cn=Suffixed (f),{C}",                      # keeps the name it has
     }
     assert list(result.conflicts) == ["c"] and "does not own" in result.conflicts["c"]
+
+
+def test_assign_dns_with_numbered_names() -> None:
+    """The export's names: the next free number; a number an entry has stays its own."""
+    names = NumberedNames("cn", C)
+    held = {normalize_dn(f"cn=Sam Wu,{C}"): "kept", normalize_dn(f"cn=Sam Wu (3),{C}"): "k3"}
+    unowned = {normalize_dn(f"cn=Sam Wu (4),{C}"): f"cn=Sam Wu (4),{C}"}
+    result = assign_dns(
+        [("b", "Sam Wu"), ("a", "Sam Wu"), ("c", "Sam Wu"), ("d", "Sam Wu"), ("e", "Lee")],
+        {"d": f"cn=sam wu (7),{C}", "e": f"cn=Lee (2),{C}"}, held, unowned,
+        rdn_attribute="cn", container=C, naming=names)
+    assert result.dns == {
+        "d": f"cn=sam wu (7),{C}",                        # keeps its number
+        "e": f"cn=Lee (2),{C}",                           # even with the plain name free
+        "a": f"cn=Sam Wu (2),{C}",
+        "b": f"cn=Sam Wu (5),{C}",                        # 3 is ours, 4 someone else's
+        "c": f"cn=Sam Wu (6),{C}",
+    }
+    assert not names.keeps("x", "Sam Wu", f"cn=Sam Wu (0),{C}")
+    assert not names.keeps("x", "Sam Wu", f"cn=Sam Wu (2),ou=Elsewhere,{C}")
+    assert not names.keeps("x", "Sam", f"cn=Sam Wu (2),{C}")
+    full = assign_dns([("z", "X")], {}, {normalize_dn(f"cn=X,{C}"): "y",
+                                         normalize_dn(f"cn=X (2),{C}"): "w"}, {},
+                      rdn_attribute="cn", container=C, naming=NumberedNames("cn", C, limit=2))
+    assert list(full.conflicts) == ["z"] and "cn=X (2)" in full.conflicts["z"]
+
+
+def test_numbered_names_try_the_qualifier_first() -> None:
+    names = NumberedNames("cn", C, {"q": "HR", "long": qualifier_text(" a\n b " + "x" * 99)})
+    assert list(names.candidates("q", "Sam"))[:3] == [f"cn=Sam,{C}", f"cn=Sam (HR),{C}",
+                                                      f"cn=Sam (2),{C}"]
+    assert list(names.candidates("other", "Sam"))[:2] == [f"cn=Sam,{C}", f"cn=Sam (2),{C}"]
+    assert names.keeps("q", "Sam", f"cn=sam (hr),{C}")
+    assert not names.keeps("other", "Sam", f"cn=Sam (HR),{C}")
+    assert names.qualifiers["long"] == "a b " + "x" * 60
+    held = {normalize_dn(f"cn=Sam,{C}"): "k", normalize_dn(f"cn=Sam (HR),{C}"): "k2"}
+    result = assign_dns([("q", "Sam")], {}, held, {}, rdn_attribute="cn", container=C,
+                        naming=names)
+    assert result.dns == {"q": f"cn=Sam (2),{C}"}
 
 
 def test_assign_dns_escapes_values() -> None:

@@ -12,7 +12,13 @@ from dirsync.errors import ConfigError
 from dirsync.exportmap import exported_by, proxy_of
 from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.mapping import load_mapping
-from dirsync.proxygen import Assigner, with_primary, writeback_change, writeback_policy
+from dirsync.proxygen import (
+    Assigner,
+    Remembered,
+    with_primary,
+    writeback_change,
+    writeback_policy,
+)
 from dirsync.textfilters import ascii_fold, mailboxes, x400_value
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
@@ -61,7 +67,7 @@ def test_a_filter_it_cannot_evaluate_is_refused(text: str) -> None:
 
 # -- proxy addresses: generation and uniqueness --------------------------------
 
-def assigner(hub: list[str], remembered: dict[str, str] | None = None,
+def assigner(hub: list[str], remembered: dict[str, str] | dict[str, Remembered] | None = None,
              kind: str = "NOTES") -> tuple[Assigner, list[int]]:
     loads: list[int] = []
 
@@ -86,7 +92,7 @@ def test_a_missing_address_is_generated_as_primary_after_the_existing_ones() -> 
     assert found is not None and found.generated
     assert found.values == ["SMTP:ted@contoso.example", "x400:c=US;a= ;p=C;o=S;s=Bremer;",
                             "NOTES:Ted Bremer@Exchange"]
-    assert rus.changed == {"a1": "Ted Bremer@Exchange"}
+    assert {a: r.address for a, r in rus.changed.items()} == {"a1": "Ted Bremer@Exchange"}
 
 
 def test_a_taken_address_gets_the_first_free_suffix_on_its_mailbox_part() -> None:
@@ -122,6 +128,11 @@ def test_a_remembered_address_stays_while_nobody_else_holds_it() -> None:
     rus, _ = assigner([], {"a1": "Ted Bremer2@Exchange"})
     found = rus.assign("a1", [], lambda: "Ted Bremer@Exchange")
     assert found is not None and found.address == "Ted Bremer2@Exchange"
+    # Only what it was made from is new (a state file that did not record it).
+    assert rus.changed == {"a1": Remembered("Ted Bremer2@Exchange", "Ted Bremer@Exchange")}
+    rus, _ = assigner([], {"a1": Remembered("Ted Bremer2@Exchange", "Ted Bremer@Exchange")})
+    found = rus.assign("a1", [], lambda: "Ted Bremer@Exchange")
+    assert found is not None and found.address == "Ted Bremer2@Exchange"
     assert rus.changed == {}
     # Somebody else was given it by hand since: a new one is made.
     rus, _ = assigner(["NOTES:Ted Bremer2@Exchange"], {"a1": "Ted Bremer2@Exchange"})
@@ -152,6 +163,51 @@ def test_other_secondaries_of_the_type_stay_secondary() -> None:
                                                ["Ted Bremer@Exchange", "Old Name@Exchange"])
 
 
+def test_a_generated_primary_follows_the_template_and_the_old_one_stays_secondary() -> None:
+    """``mail`` changed in the hub: the written primary that dirsync made from it moves."""
+    made = Remembered("old@contoso.example", "old@contoso.example")
+    rus, _ = assigner([], {"a1": made}, kind="SMTP")
+    found = rus.assign("a1", ["SMTP:old@contoso.example", "X400:c=US;s=Old;"],
+                       lambda: "new@contoso.example")
+    assert found is not None and found.generated and found.address == "new@contoso.example"
+    assert found.replaces == "old@contoso.example"
+    assert found.values == ["smtp:old@contoso.example", "X400:c=US;s=Old;",
+                            "SMTP:new@contoso.example"]
+    assert rus.changed == {"a1": Remembered("new@contoso.example", "new@contoso.example",
+                                            ("old@contoso.example",))}
+    # The same template value again: nothing moves.
+    rus, _ = assigner([], {"a1": made}, kind="SMTP")
+    found = rus.assign("a1", ["SMTP:old@contoso.example"], lambda: "old@contoso.example")
+    assert found is not None and not found.generated and rus.changed == {}
+
+
+def test_an_address_kept_in_the_state_follows_the_template_too() -> None:
+    rus, _ = assigner([], {"a1": Remembered("old@c.example", "old@c.example")}, kind="SMTP")
+    found = rus.assign("a1", [], lambda: "new@c.example")
+    assert found is not None and found.address == "new@c.example"
+    assert found.former == ("old@c.example",)
+    # Back to the first address: the former one is promoted, not suffixed.
+    rus, _ = assigner([], {"a1": rus.changed["a1"]}, kind="SMTP")
+    found = rus.assign("a1", [], lambda: "old@c.example")
+    assert found is not None and found.address == "old@c.example"
+    assert found.former == ("new@c.example",)
+
+
+def test_a_primary_set_in_the_hub_is_the_truth_whatever_the_template_makes() -> None:
+    rus, loads = assigner([], {"a1": Remembered("gen@c.example", "gen@c.example")},
+                          kind="SMTP")
+    found = rus.assign("a1", ["SMTP:own@c.example"], lambda: "other@c.example")
+    assert found is not None and found.address == "own@c.example" and not found.generated
+    assert loads == [] and rus.changed == {}
+
+
+def test_former_addresses_count_as_taken_for_everyone_else() -> None:
+    rus, _ = assigner([], {"a1": Remembered("new@c.example", "new@c.example",
+                                            ("old@c.example",))}, kind="SMTP")
+    found = rus.assign("a2", [], lambda: "old@c.example")
+    assert found is not None and found.address == "old2@c.example"
+
+
 def test_an_empty_template_result_assigns_nothing() -> None:
     rus, _ = assigner([])
     assert rus.assign("a1", [], lambda: "") is None
@@ -160,6 +216,8 @@ def test_an_empty_template_result_assigns_nothing() -> None:
 def test_with_primary_appends_or_promotes() -> None:
     assert with_primary(["SMTP:a@b"], "MS", "N/P/M") == ["SMTP:a@b", "MS:N/P/M"]
     assert with_primary(["ms:N/P/M"], "MS", "N/P/M") == ["MS:N/P/M"]
+    assert with_primary(["MS:N/P/OLD", "SMTP:a@b"], "MS", "N/P/M") == \
+        ["ms:N/P/OLD", "SMTP:a@b", "MS:N/P/M"]
 
 
 # -- who gets the address written --------------------------------------------
@@ -245,6 +303,27 @@ attributes.Name = "{{ cn"
     found = problems(path)
     assert len(found) == 1
     assert found[0].startswith(f"{path}:16: export.person.attributes.Name: template syntax")
+
+
+def test_the_rdn_qualifier_is_a_template_of_its_own(tmp_path: Path) -> None:
+    text = """
+[export]
+proxy_type = "MS"
+proxy_address = "MS:N/P/{{ uid }}"
+[export.rdn]
+value = "{{ cn }}"
+qualifier = "{{ ou"
+[export.person]
+attributes.Name = "{{ cn }}"
+"""
+    path = mapping_file(tmp_path, text)
+    found = problems(path)
+    assert len(found) == 1
+    assert found[0].startswith(f"{path}:15: export.rdn.qualifier: template syntax")
+    path.write_text(BASE + text.replace("{{ ou", "{{ ou }}"), encoding="utf-8")
+    export = load_mapping(path).export
+    assert export is not None and export.rdn_qualifier is not None
+    assert export.hub_names()["ou"] == ["export.rdn.qualifier"]
 
 
 def test_missing_and_unknown_keys_are_all_named(tmp_path: Path) -> None:
