@@ -219,9 +219,9 @@ class LDIFReader:
                 start: int) -> tuple[Change, tuple[None, None]]:
         k, v = self._pair(lexer)
         if changetype == "add":
+            # An add without attributes is sent as ldapmodify sends it: the
+            # server refuses it (protocolError), a failure of that record.
             entry, end = self._content(lexer, dn, start, k, v)
-            if not entry.attrs:
-                raise self._error("add record without attributes", start)
             return Change("add", dn, attrs=entry.attrs, line=start), end
         if changetype == "delete":
             if k is not None:
