@@ -55,6 +55,15 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[
     return status, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
+def test_the_controls_the_test_server_advertises(slapd: SlapdServer) -> None:
+    # What the tests below rely on (and the module docstring says).
+    (_, attrs), = slapd.connect().search_s("", ldap.SCOPE_BASE, "(objectClass=*)",
+                                           ["supportedControl"])
+    supported = {v.decode() for v in attrs["supportedControl"]}
+    assert {MANAGE_DSA_IT, ASSERTION} <= supported
+    assert RELAX not in supported and TREE_DELETE not in supported
+
+
 def test_tree_delete_unknown_to_the_server_fails_the_record_and_the_entry_stays(
         creds: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
