@@ -28,6 +28,16 @@ class Mod:
     values: list[bytes] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Control:
+    """An LDAP control a change record asks to send with its operation
+    (RFC 2849 ``control:`` line, RFC 4511 section 4.1.11)."""
+
+    oid: str
+    critical: bool = False
+    value: bytes | None = None
+
+
 @dataclass(slots=True)
 class Change:
     """One change record. ``line`` is where it starts in its LDIF file, if any."""
@@ -40,6 +50,7 @@ class Change:
     deleteoldrdn: bool = True
     newsuperior: str | None = None
     line: int | None = None
+    controls: list[Control] = field(default_factory=list)
 
     @property
     def target_dn(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from dirsync.changes import Change, modify_ops
 from dirsync.directories.base import ApplyResult, Directory
 from dirsync.entry import Entry, normalize_dn, parent_dn
-from dirsync.errors import EntryError, InputError
+from dirsync.errors import ConnectionLost, DirectoryError, EntryError, InputError
 from dirsync.gcpause import paused_gc
 from dirsync.ldifio import LDIFReader
 from dirsync.schema import base_type
@@ -28,10 +28,20 @@ log = logging.getLogger("dirsync.import")
 class ImportOutcome:
     applied: int = 0
     failures: list[EntryError] = field(default_factory=list)
-    skipped: int = 0  # records not attempted after a failure
+    skipped: int = 0  # records not attempted after a failure (or a lost connection)
+    #: Records sent whose result never came back: the connection was lost
+    #: first, so the server may or may not have applied them.
+    unconfirmed: int = 0
+    #: The connection-level problem that stopped the run, if any.
+    stopped: DirectoryError | None = None
 
     @property
     def exit_status(self) -> int:
+        if self.stopped is not None:
+            # Exit 2 promises that nothing changed: only when that is so.
+            if self.applied or self.unconfirmed:
+                return 1
+            return self.stopped.exit_status
         return 1 if self.failures else 0
 
 
@@ -103,7 +113,8 @@ def adds_to_updates(changes: Iterator[Change], directory: Directory) -> Iterator
         wanted = Entry(change.dn, change.attrs or {})
         ops = modify_ops(current, wanted, only={n.lower() for n in wanted.names()})
         if ops:
-            yield Change("modify", change.dn, mods=ops, line=change.line)
+            yield Change("modify", change.dn, mods=ops, line=change.line,
+                         controls=change.controls)
 
 
 def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
@@ -123,16 +134,22 @@ def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
         return outcome
     if update:
         ordered = adds_to_updates(ordered, directory)
-    for result in directory.apply(ordered, stop_on_error=not continue_on_error):
-        if result.ok:
-            outcome.applied += 1
-        else:
-            assert result.error is not None
-            outcome.failures.append(result.error)
-        if on_result:
-            on_result(result)
-    if outcome.failures and not continue_on_error:
-        outcome.skipped = max(0, len(changes) - outcome.applied - len(outcome.failures))
+    try:
+        for result in directory.apply(ordered, stop_on_error=not continue_on_error):
+            if result.ok:
+                outcome.applied += 1
+            else:
+                assert result.error is not None
+                outcome.failures.append(result.error)
+            if on_result:
+                on_result(result)
+    except DirectoryError as exc:
+        # The connection, not a record, failed: say what was applied.
+        outcome.stopped = exc
+        outcome.unconfirmed = exc.unconfirmed if isinstance(exc, ConnectionLost) else 0
+    if outcome.stopped is not None or (outcome.failures and not continue_on_error):
+        outcome.skipped = max(0, len(changes) - outcome.applied - len(outcome.failures)
+                              - outcome.unconfirmed)
     flush = getattr(directory, "flush", None)
     if flush:
         flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -20,12 +21,14 @@ from typing import IO
 
 import ldif
 
-from dirsync.changes import Change, Mod
+from dirsync.changes import Change, Control, Mod
+from dirsync.controls import parse_control
 from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.schema import ATTR_NAME, is_binary
 
 Record = Entry | Change
+log = logging.getLogger("dirsync.ldif")
 
 _MOD_OPS = ("add", "delete", "replace", "increment")
 _UNSAFE_FIRST = frozenset(b"\x00\n\r :<")
@@ -170,8 +173,14 @@ class LDIFReader:
             if dn and not ldif.is_dn(dn):
                 raise self._error(f"not a valid DN: {dn!r}", start, "dn")
             k, v = self._pair(lexer)
-            while k == "control":  # controls are read and dropped: we send our own
+            controls: list[Control] = []
+            while k == "control":
+                assert v is not None
+                controls.append(parse_control(v))
                 k, v = self._pair(lexer)
+            if controls and k != "changetype":
+                raise self._error("control: lines belong to change records (changetype: "
+                                  "must follow them)", lexer.pair_line, k)
             if k == "changetype":
                 assert v is not None
                 changetype = v.decode("utf-8").strip()
@@ -180,6 +189,7 @@ class LDIFReader:
                                       "changetype")
                 record: Record
                 record, (k, v) = self._change(lexer, dn, changetype, start)
+                record.controls = controls
             else:
                 record, (k, v) = self._content(lexer, dn, start, k, v)
             yield record
@@ -209,9 +219,9 @@ class LDIFReader:
                 start: int) -> tuple[Change, tuple[None, None]]:
         k, v = self._pair(lexer)
         if changetype == "add":
+            # An add without attributes is sent as ldapmodify sends it: the
+            # server refuses it (protocolError), a failure of that record.
             entry, end = self._content(lexer, dn, start, k, v)
-            if not entry.attrs:
-                raise self._error("add record without attributes", start)
             return Change("add", dn, attrs=entry.attrs, line=start), end
         if changetype == "delete":
             if k is not None:
@@ -236,9 +246,13 @@ class LDIFReader:
                 assert v is not None
                 mod.values.append(v)
                 k, v = self._pair(lexer)
-            if k != "-":
-                raise self._error(f"modification of {attr!r} not ended by '-'", op_line, attr)
             mods.append(mod)
+            if k is None:
+                # RFC 2849 asks for the '-'; ldapmodify, perl-ldap and
+                # python-ldap all accept a record that ends without it.
+                log.warning("%s:%s: modification of %r not ended by '-' (accepted)",
+                            self.name, op_line, attr)
+                break
             k, v = self._pair(lexer)
         return Change("modify", dn, mods=mods, line=start), (None, None)
 
@@ -271,16 +285,20 @@ class LDIFReader:
     # so its records and errors are the lexer's own.
 
     def _fast_records(self, path: Path) -> Iterator[Record]:
-        first = True
+        first = True  # nothing but comments so far: 'version:' may still come
         for start, lines, terminated in _blocks(path, self.name):
             record = None if first else _plain_record(lines, start)
             if record is None:
                 text = "\n".join(lines) + ("\n" if terminated else "")
                 lexer = _Lexer(io.StringIO(text, newline=""), first_line=start)
-                yield from self._lexed(lexer, first)
+                for lexed in self._lexed(lexer, first):
+                    first = False
+                    yield lexed
+                if self.version is not None:
+                    first = False
             else:
                 yield record
-            first = False
+                first = False
 
 
 # -- fast path helpers (see LDIFReader._fast_records) --------------------------

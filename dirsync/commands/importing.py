@@ -29,9 +29,11 @@ def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
     delete, modify, modrdn) to DIRECTORY.
 
     The whole file is checked first: malformed LDIF or an attribute type the
-    server does not know changes nothing (exit 2). Without
-    --continue-on-error the first failed record stops the import and nothing
-    after it stays applied (exit 1).
+    server does not know changes nothing (exit 2). Every record the server
+    refuses, whatever its result, is that record's failure, reported with
+    its line, DN and result (exit 1); without --continue-on-error nothing
+    after it stays applied. A lost connection stops the import; the summary
+    says what was applied.
     """
     as_json = ctx.obj.json
 
@@ -61,9 +63,19 @@ def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
     if not dry_run:
         summary = {"applied": outcome.applied, "failed": len(outcome.failures),
                    "not_attempted": outcome.skipped}
+        if outcome.stopped is not None:
+            summary["unconfirmed"] = outcome.unconfirmed
         if as_json:
-            click.echo(json.dumps({"summary": summary}))
+            record: dict[str, Any] = {"summary": summary}
+            if outcome.stopped is not None:
+                record["stopped"] = str(outcome.stopped)
+            click.echo(json.dumps(record))
         else:
-            click.echo(f"applied {outcome.applied}, failed {len(outcome.failures)}, "
-                       f"not attempted {outcome.skipped}", err=True)
+            text = (f"applied {outcome.applied}, failed {len(outcome.failures)}, "
+                    f"not attempted {outcome.skipped}")
+            if outcome.stopped is not None:
+                text += f", sent without an answer {outcome.unconfirmed}"
+            click.echo(text, err=True)
+        if outcome.stopped is not None:
+            click.echo(f"dirsync: error: the import stopped: {outcome.stopped}", err=True)
     return outcome.exit_status

@@ -20,17 +20,18 @@ import ldap.modlist
 import ldap.schema
 import ldapurl
 
-from dirsync.changes import Change, Mod
+from dirsync.changes import Change, Control, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
-from dirsync.entry import Entry, normalize_dn, parent_dn
-from dirsync.ldifio import LDIFWriter
-from dirsync.errors import (
-    DirectoryError,
-    EntryError,
-    FatalDirectoryError,
-    TransientDirectoryError,
-    UsageError,
+from dirsync.directories.ldapresults import ERROR_CLASSES as _ERRORS
+from dirsync.directories.ldapresults import (
+    directory_error,
+    entry_error,
+    is_connection_error,
 )
+from dirsync.directories.ldapresults import message as _message
+from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.errors import ConnectionLost, EntryError, TransientDirectoryError, UsageError
+from dirsync.ldifio import LDIFWriter
 
 try:  # the compiled LDIF reader; optional (see setup.py)
     from dirsync import _ldifstream
@@ -44,55 +45,6 @@ _URL_SCOPES = {ldapurl.LDAP_SCOPE_BASE: "base", ldapurl.LDAP_SCOPE_ONELEVEL: "on
                ldapurl.LDAP_SCOPE_SUBTREE: "sub"}
 _MOD_OPS = {"add": ldap.MOD_ADD, "delete": ldap.MOD_DELETE, "replace": ldap.MOD_REPLACE,
             "increment": ldap.MOD_INCREMENT}
-
-# The one table from LDAP results to dirsync's exception tree: the directory
-# as a whole is gone for now, refuses us for good, or one entry failed.
-_TRANSIENT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY,
-              ldap.CONNECT_ERROR, ldap.TIMELIMIT_EXCEEDED, ldap.OTHER)
-_FATAL = (ldap.INVALID_CREDENTIALS, ldap.INAPPROPRIATE_AUTH, ldap.STRONG_AUTH_REQUIRED,
-          ldap.CONFIDENTIALITY_REQUIRED, ldap.AUTH_UNKNOWN, ldap.PROTOCOL_ERROR,
-          ldap.UNWILLING_TO_PERFORM, ldap.UNAVAILABLE_CRITICAL_EXTENSION)
-
-
-# python-ldap's exception class for each result code.
-_ERRORS: dict[int, type[ldap.LDAPError]] = {
-    cls.errnum: cls for cls in vars(ldap).values()
-    if isinstance(cls, type) and issubclass(cls, ldap.LDAPError) and hasattr(cls, "errnum")}
-
-
-def result_name(exc: ldap.LDAPError) -> str:
-    """RFC 4511 result name of an LDAP error (``entryAlreadyExists`` ...)."""
-    code = exc.args[0].get("result") if exc.args and isinstance(exc.args[0], dict) else None
-    names = {32: "noSuchObject", 68: "entryAlreadyExists", 65: "objectClassViolation",
-             17: "undefinedAttributeType", 21: "invalidAttributeSyntax",
-             19: "constraintViolation", 20: "attributeOrValueExists", 16: "noSuchAttribute",
-             66: "notAllowedOnNonLeaf", 67: "notAllowedOnRDN", 50: "insufficientAccessRights",
-             64: "namingViolation", 34: "invalidDNSyntax", 53: "unwillingToPerform",
-             69: "objectClassModsProhibited", 18: "inappropriateMatching"}
-    return names.get(code, type(exc).__name__) if code is not None else type(exc).__name__
-
-
-def _message(exc: ldap.LDAPError) -> str:
-    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    text = str(info.get("desc", exc))
-    if info.get("info"):
-        text += f": {info['info']}"
-    return text
-
-
-def directory_error(exc: ldap.LDAPError, url: str) -> DirectoryError:
-    if isinstance(exc, _FATAL):
-        return FatalDirectoryError(f"{url}: {_message(exc)}")
-    if isinstance(exc, _TRANSIENT):
-        return TransientDirectoryError(f"{url}: {_message(exc)}")
-    return DirectoryError(f"{url}: {_message(exc)}")
-
-
-def entry_error(exc: ldap.LDAPError, change: Change) -> EntryError:
-    if isinstance(exc, _TRANSIENT + _FATAL):
-        raise directory_error(exc, "server") from exc
-    return EntryError(change.dn, _message(exc), result=result_name(exc), line=change.line)
-
 
 @dataclass
 class TLSOptions:
@@ -354,19 +306,31 @@ class LDAPDirectory(DirectoryBase):
     # -- writing ---------------------------------------------------------
     def _send(self, change: Change) -> int:
         conn = self.conn
+        # The record's own controls, criticality and value as the file gives
+        # them (RFC 4511 section 4.1.11): the server decides; one it does not
+        # know and that is critical fails the record (unavailableCriticalExtension).
+        ctrls = _server_controls(change.controls)
         if change.kind == "add":
-            return conn.add_ext(change.dn, list((change.attrs or {}).items()))
+            return conn.add_ext(change.dn, list((change.attrs or {}).items()),
+                                serverctrls=ctrls)
         if change.kind == "delete":
-            return conn.delete_ext(change.dn)
+            return conn.delete_ext(change.dn, serverctrls=ctrls)
         if change.kind == "modify":
-            return conn.modify_ext(change.dn, _modlist(change.mods))
+            return conn.modify_ext(change.dn, _modlist(change.mods), serverctrls=ctrls)
         return conn.rename(change.dn, change.newrdn, change.newsuperior,
-                           1 if change.deleteoldrdn else 0)
+                           1 if change.deleteoldrdn else 0, serverctrls=ctrls)
 
     def apply(self, changes: Iterable[Change], *,
               stop_on_error: bool = True) -> Iterator[ApplyResult]:
         """Pipelined writes; see :class:`Pipeline`."""
         return Pipeline(self, stop_on_error).run(changes)
+
+
+def _server_controls(controls: list[Control]) -> list[ldap.controls.LDAPControl] | None:
+    if not controls:
+        return None
+    return [ldap.controls.LDAPControl(c.oid, c.critical, encodedControlValue=c.value)
+            for c in controls]
 
 
 def _modlist(mods: list[Mod]) -> list[tuple[int, str, list[bytes] | None]]:
@@ -423,13 +387,15 @@ class Pipeline:
             raise TransientDirectoryError(f"{self.directory.server_url}: no answer in "
                                           f"{self.directory.timeout}s") from None
         except ldap.LDAPError as exc:
-            if isinstance(exc, _TRANSIENT + _FATAL):
-                raise directory_error(exc, self.directory.server_url) from exc
+            # Any result the server gives for one operation is that record's
+            # failure; only a broken connection (or an answer to no
+            # operation of ours, a notice of disconnection) ends the run.
             msgid = exc.args[0].get("msgid") if exc.args and isinstance(exc.args[0], dict) \
                 else None
-            if msgid not in self.outstanding:
-                raise directory_error(exc, self.directory.server_url) from exc
-            error = entry_error(exc, self.outstanding[msgid][1])
+            if is_connection_error(exc) or msgid not in self.outstanding:
+                raise TransientDirectoryError(
+                    f"{self.directory.server_url}: {_message(exc)}") from exc
+            error = entry_error(exc, self.outstanding[msgid][1], self.directory.server_url)
         seq, change = self.outstanding.pop(msgid)
         for key in self._keys(change):
             if self.busy.get(key) == msgid:
@@ -437,6 +403,16 @@ class Pipeline:
         self.done[seq] = ApplyResult(change, error)
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
+        try:
+            yield from self._run(changes)
+        except TransientDirectoryError as exc:
+            # The connection broke: hand over every result that did come
+            # back (so the caller can say what was applied), then stop.
+            for seq in sorted(self.done):
+                yield self.done.pop(seq)
+            raise ConnectionLost(str(exc), unconfirmed=len(self.outstanding)) from exc
+
+    def _run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
         window = self.directory.window
         next_out = 0
         seq = 0
@@ -458,7 +434,8 @@ class Pipeline:
             try:
                 msgid = self.directory._send(change)
             except ldap.LDAPError as exc:
-                self.done[seq] = ApplyResult(change, entry_error(exc, change))
+                self.done[seq] = ApplyResult(
+                    change, entry_error(exc, change, self.directory.server_url))
             else:
                 self.outstanding[msgid] = (seq, change)
                 for key in self._keys(change):

@@ -7,6 +7,7 @@ such object, not allowed on a non-leaf), and written back atomically.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,8 @@ from dirsync.directories.base import ApplyResult, ReadOptions
 from dirsync.entry import Entry, is_under, normalize_dn, parent_dn, rebase_dn
 from dirsync.errors import EntryError
 from dirsync.schema import matcher
+
+log = logging.getLogger("dirsync.file")
 
 
 class MemoryStore:
@@ -66,6 +69,8 @@ class MemoryStore:
         dn = change.dn
         current = self.get(dn)
         if change.kind == "add":
+            if not change.attrs:
+                raise EntryError(dn, "no attributes provided", result="protocolError")
             if current is not None:
                 raise EntryError(dn, "entry already exists", result="entryAlreadyExists")
             self._need_parent(dn)
@@ -137,6 +142,7 @@ class MemoryStore:
     def apply(self, changes: Iterable[Change], stop_on_error: bool) -> Iterator[ApplyResult]:
         for change in changes:
             try:
+                _without_controls(change)
                 self.apply_one(change)
             except EntryError as exc:
                 exc.line = change.line
@@ -145,6 +151,19 @@ class MemoryStore:
                     return
                 continue
             yield ApplyResult(change)
+
+
+def _without_controls(change: Change) -> None:
+    """A file has no server to pass a record's controls on to: a critical
+    one fails the record (as a server that does not know it would, RFC 4511
+    section 4.1.11), one that is not critical is left out with a warning."""
+    for control in change.controls:
+        where = f"line {change.line}: " if change.line is not None else ""
+        if control.critical:
+            raise EntryError(change.dn, f"critical control {control.oid} cannot be passed on "
+                             "to a file directory", result="unavailableCriticalExtension")
+        log.warning("%s%s: control %s is not passed on to a file directory (not critical: "
+                    "applied without it)", where, change.dn, control.oid)
 
 
 class StoreBacked:
