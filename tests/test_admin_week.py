@@ -571,7 +571,7 @@ def test_ctrl_c_ends_a_big_run_as_interrupted(week: Week) -> None:
     container = week.container("PO3")
 
     def in_hub() -> int:
-        return len(entries(week.hub, container, "(dirsyncSource=msmail-po3)"))
+        return len(entries(week.hub, container, "(dirsyncSource=msmail-po3)", ["1.1"]))
 
     proc = subprocess.Popen([sys.executable, "-m", "dirsync", "-c", str(week.config),
                              "sync", "msmail-po3"],
