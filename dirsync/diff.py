@@ -681,7 +681,20 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
     Both inputs are read to the end before the first change is written (into
     sorted runs in a temp folder), so an input error leaves ``sink`` untouched.
     """
-    opts = options or DiffOptions()
+    try:
+        summary = _diff(old, new, sink, old_name, new_name, options or DiffOptions())
+    except BaseException:
+        # A sink that keeps parts (the HTML page) lets them go.
+        abort = getattr(sink, "abort", None)
+        if abort is not None:
+            abort()
+        raise
+    sink.close(summary)
+    return summary
+
+
+def _diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, old_name: str,
+          new_name: str, opts: DiffOptions) -> Summary:
     key_attr = opts.key if opts.key and opts.key.lower() != "dn" else None
     summary = Summary()
     with tempfile.TemporaryDirectory(prefix="dirsync-diff-", dir=opts.tmpdir) as tmp:
@@ -734,7 +747,6 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
         finally:
             if index is not None:
                 index.close()
-    sink.close(summary)
     return summary
 
 

@@ -84,36 +84,36 @@ class _Section:
     css: str
     tmpdir: str | None
     count: int = 0
-    blocks: IO[str] = field(init=False)
-    names: IO[str] = field(init=False)
+    parts: list[IO[str]] = field(default_factory=list)  # blocks, then names
 
-    def __post_init__(self) -> None:
-        # Open for the whole diff; close() ends them.
-        self.blocks = tempfile.TemporaryFile("w+", encoding="utf-8",  # noqa: SIM115
-                                             dir=self.tmpdir)
-        self.names = tempfile.TemporaryFile("w+", encoding="utf-8",  # noqa: SIM115
-                                            dir=self.tmpdir)
+    def _part(self, number: int) -> IO[str]:
+        while len(self.parts) <= number:
+            # Open until close(), which the sink's close() or abort() calls.
+            self.parts.append(tempfile.TemporaryFile(  # noqa: SIM115
+                "w+", encoding="utf-8", dir=self.tmpdir))
+        return self.parts[number]
 
     def add(self, change: Change, before: Entry | None, after: Entry | None) -> None:
         self.count += 1
         if self.count <= BLOCKS:
-            self.blocks.write(_block(self.css, change, before, after))
+            self._part(0).write(_block(self.css, change, before, after))
         elif self.count <= BLOCKS + NAMES:
             shown = htmlreport.dn_html(change.dn)
             if change.kind == "modrdn":
                 shown += " &rarr; " + htmlreport.dn_html(change.target_dn)
-            self.names.write(f"<li>{shown}</li>\n")
+            self._part(1).write(f"<li>{shown}</li>\n")
 
     def write(self, out: IO[str]) -> None:
         opened = " open" if self.count <= OPEN_UP_TO else ""
         out.write(f'<section id="{self.ident}"><details{opened}><summary>{self.heading} '
                   f'<span class="section-count">({self.count:,})</span></summary>\n')
-        _copy(self.blocks, out)
+        if self.parts:
+            _copy(self.parts[0], out)
         if self.count > BLOCKS:
             named = min(self.count, BLOCKS + NAMES) - BLOCKS
             out.write(f'<p class="more">The first {BLOCKS:,} are shown above in full; '
                       f"the next {named:,} by DN:</p>\n<ul class=\"dns\">\n")
-            _copy(self.names, out)
+            _copy(self.parts[1], out)
             out.write("</ul>\n")
         if self.count > BLOCKS + NAMES:
             out.write(f'<p class="more" id="{self.ident}-rest">and '
@@ -124,8 +124,9 @@ class _Section:
         out.write("</details></section>\n")
 
     def close(self) -> None:
-        self.blocks.close()
-        self.names.close()
+        for part in self.parts:
+            part.close()
+        self.parts.clear()
 
 
 def _copy(part: IO[str], out: IO[str]) -> None:
@@ -165,8 +166,12 @@ class HTMLSink:
         try:
             self._page(summary)
         finally:
-            for section in self.sections.values():
-                section.close()
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what was written so far (the diff failed)."""
+        for section in self.sections.values():
+            section.close()
 
     def _page(self, summary: Summary) -> None:
         w = self.out.write
