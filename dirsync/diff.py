@@ -457,8 +457,7 @@ class _Planner:
             if not group:
                 if self.index is not None:
                     yield from self._make_room(now, now, None, frozenset())
-                added = add_change(without(_entry(n), self.ignore))
-                yield added, None, None
+                yield add_change(without(_entry(n), self.ignore)), None, None
                 continue
             o = group[0]
             if len(group) > 1:

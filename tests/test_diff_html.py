@@ -287,3 +287,13 @@ def test_values_removed_and_added_by_matching_rule(
     found = value_changes(attr, old, new)
     assert (found.removed, found.added, found.respelled, found.kept) == (
         removed, added, respelled, kept)
+
+
+def test_a_deleted_entry_shows_its_attributes_but_not_the_ignored_ones() -> None:
+    gone = Entry(f"cn=Gone,{SUFFIX}", {"cn": [b"Gone"], "title": [b"Clerk"],
+                                      "modifyTimestamp": [b"20260101000000Z"]})
+    out = io.StringIO()
+    summary = diff([gone], [], HTMLSink(out, old="a", new="b"))
+    page = out.getvalue()
+    assert summary.deleted == 1 and page.count("<article") == 1
+    assert ">Clerk<" in page and "modifyTimestamp" not in page
