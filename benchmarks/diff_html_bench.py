@@ -9,9 +9,10 @@ deleted and moved), then measures:
   and peak resident memory (``/usr/bin/time -v``), and the page's size;
 - Debian's headless Chromium opening the page: the wall time of
   ``--screenshot`` (load, parse, layout and paint) against the same for an
-  empty page, and what a script at the end of a copy of the page sees
-  (the time since navigation start when it is reached, the blocks and
-  sections in the DOM).
+  empty page, and what a script at the end of a copy of the page sees:
+  the time since navigation start when it is reached and after a layout,
+  the time of a layout with every section opened, the blocks and DNs in
+  the DOM.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ from dirsync.testing.browser import chromium  # noqa: E402
 PROBE = """<script>
 const t = performance.now();
 document.body.offsetHeight;  // force a layout
+const t2 = performance.now();
+document.querySelectorAll('details').forEach(d => { d.open = true; });
+document.body.offsetHeight;  // the layout with every section opened
+const opened = Math.round(performance.now() - t2);
 const out = document.createElement('pre');
 out.id = 'probe';
 out.textContent = JSON.stringify({parsed_ms: Math.round(t),
-  layout_ms: Math.round(performance.now()),
+  layout_ms: Math.round(t2), open_all_ms: opened,
   blocks: document.querySelectorAll('article').length,
   names: document.querySelectorAll('ul.dns li').length,
   counts: Array.from(document.querySelectorAll('[id^="count-"]')).map(e => e.id + ' ' + e.textContent)});

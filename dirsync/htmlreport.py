@@ -9,6 +9,9 @@ a script to a page. The pages load nothing: no script, no font, no image.
 - A DN wraps at the commas between its RDNs, never inside one.
 - A binary value (or one that is not UTF-8) is shown as its size and a
   short SHA-256, never raw; a very long text value is cut, with its length.
+- A block off screen is neither laid out nor painted until it scrolls
+  into view (``content-visibility: auto``): a page of thousands of blocks
+  opens, and its sections unfold, in about a second.
 - An attribute with more than one value on either side is shown by value:
   the values removed and added (by the attribute's matching rule,
   :func:`dirsync.changes.value_changes`) and how many stayed, so a group
@@ -38,7 +41,8 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:to
 th{background:#f3f3f3}
 .counts td{text-align:right;min-width:4em}
 .status-ok{color:#1a7f37}.status-errors{color:#b35900}.status-stopped{color:#c00}
-article{border-left:4px solid #999;padding:.2em 0 .2em .8em;margin:1em 0}
+article{border-left:4px solid #999;padding:.2em 0 .2em .8em;margin:1em 0;
+        content-visibility:auto;contain-intrinsic-size:auto 10em}
 article.add{border-color:#1a7f37}article.modify{border-color:#0969da}
 article.rename{border-color:#8250df}article.delete{border-color:#c00}
 article h3{font-size:1em;margin:.2em 0;font-weight:normal}
