@@ -297,3 +297,15 @@ def test_a_deleted_entry_shows_its_attributes_but_not_the_ignored_ones() -> None
     page = out.getvalue()
     assert summary.deleted == 1 and page.count("<article") == 1
     assert ">Clerk<" in page and "modifyTimestamp" not in page
+
+
+def test_the_page_goes_to_stdout_without_o(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = inputs(tmp_path)
+    assert main(["diff", str(old), str(new), "--format", "html"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("<!DOCTYPE html>") and captured.out.endswith("</html>\n")
+    # By DN, the renamed person is a delete and an add.
+    assert '<td id="count-added">2</td>' in captured.out
+    assert '<td id="count-renamed">0</td>' in captured.out
+    assert "diff: 2 added, 2 modified, 0 renamed, 2 deleted" in captured.err
