@@ -87,6 +87,36 @@ def _norm_set(values: Iterable[bytes], norm: Callable[[bytes], bytes]) -> dict[b
     return {norm(v): v for v in values}
 
 
+@dataclass(frozen=True, slots=True)
+class ValueChanges:
+    """What became of the values of one attribute, compared by its matching rule.
+
+    ``respelled``: (old, new) pairs equal by the rule but written differently
+    (``Ted`` -> ``TED``); ``kept``: how many values stayed as they were.
+    """
+
+    removed: list[bytes]
+    added: list[bytes]
+    respelled: list[tuple[bytes, bytes]]
+    kept: int
+    duplicates: bool  # ``new`` holds two values equal by the rule
+
+
+def value_changes(attr: str, old: list[bytes], new: list[bytes]) -> ValueChanges:
+    """The value-level diff of ``attr``: a group that lost one of 500 members
+    lost that one member, whatever order the two lists are in."""
+    norm = matcher(attr)
+    old_n, new_n = _norm_set(old, norm), _norm_set(new, norm)
+    spell = spelling(attr)
+    respelled = [(old_n[k], v) for k, v in new_n.items()
+                 if k in old_n and old_n[k] != v and spell(old_n[k]) != spell(v)]
+    return ValueChanges(removed=[v for k, v in old_n.items() if k not in new_n],
+                        added=[v for k, v in new_n.items() if k not in old_n],
+                        respelled=respelled,
+                        kept=sum(1 for k in new_n if k in old_n) - len(respelled),
+                        duplicates=len(new_n) != len(new))
+
+
 def attribute_ops(attr: str, old: list[bytes], new: list[bytes]) -> list[Mod]:
     """The modifications that turn ``old`` values of ``attr`` into ``new``.
 
@@ -101,20 +131,15 @@ def attribute_ops(attr: str, old: list[bytes], new: list[bytes]) -> list[Mod]:
         return [Mod("delete", attr)]
     if not old:
         return [Mod("add", attr, list(new))]
-    norm = matcher(attr)
-    old_n, new_n = _norm_set(old, norm), _norm_set(new, norm)
-    removed = [v for k, v in old_n.items() if k not in new_n]
-    added = [v for k, v in new_n.items() if k not in old_n]
-    spell = spelling(attr)
-    respelled = any(old_n[k] != v and spell(old_n[k]) != spell(v)
-                    for k, v in new_n.items() if k in old_n)
-    if respelled or len(new_n) != len(new) or len(removed) == len(old_n):
+    found = value_changes(attr, old, new)
+    # Nothing kept: one replace is simpler than deleting every value.
+    if found.respelled or found.duplicates or not found.kept:
         return [Mod("replace", attr, list(new))]
     ops: list[Mod] = []
-    if removed:
-        ops.append(Mod("delete", attr, removed))
-    if added:
-        ops.append(Mod("add", attr, added))
+    if found.removed:
+        ops.append(Mod("delete", attr, found.removed))
+    if found.added:
+        ops.append(Mod("add", attr, found.added))
     return ops
 
 

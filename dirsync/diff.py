@@ -66,6 +66,9 @@ from dirsync.extsort import (
 from dirsync.ldifio import LDIFWriter
 from dirsync.schema import DEFAULT_DIFF_IGNORE, is_binary, matcher
 
+# One change of the plan, with the entry before it and after it where known.
+Step = tuple[Change, Entry | None, Entry | None]
+
 # Flags in an annotated OLD record's meta (see _annotate).
 MATCHED = 1   # matched by key to a NEW entry at another DN
 RENAMED = 2   # needs a modrdn of its own (not just carried by a parent)
@@ -432,25 +435,29 @@ class _Planner:
     """
 
     def __init__(self, ignore: frozenset[str], index: KeyIndex | None,
-                 deletes: ReverseSpool) -> None:
+                 deletes: ReverseSpool, keep_deleted: bool = False) -> None:
         self.ignore = ignore
+        # Spool each deleted entry's attributes too (for a sink that shows them).
+        self.keep_deleted = keep_deleted
         self.index = index if index is not None and index.renamed else None
         self.deletes = deletes
         self.early: set[str] = set()  # old keys of renamed entries moved before their turn
         self.deleted: set[str] = set()  # old keys of entries deleted before the end
 
-    def run(self, old: Iterable[Record], new: Iterable[Record]) -> Iterator[Change]:
+    def run(self, old: Iterable[Record], new: Iterable[Record]) -> Iterator[Step]:
+        """Each change with the entry before it and after it, where known."""
         for now, group, n in _join(old, new):
             if n is None:
                 # Written last, children first; the DN is where the entry
                 # is by then (carried along by any renamed parent).
                 for o in group:
-                    self.deletes.add(o[5][2] if o[5] is not None else o[2])
+                    dn = o[5][2] if o[5] is not None else o[2]
+                    self.deletes.add((dn, o[3]) if self.keep_deleted else dn)
                 continue
             if not group:
                 if self.index is not None:
                     yield from self._make_room(now, now, None, frozenset())
-                yield add_change(without(_entry(n), self.ignore))
+                yield add_change(without(_entry(n), self.ignore)), None, None
                 continue
             o = group[0]
             if len(group) > 1:
@@ -463,12 +470,18 @@ class _Planner:
                     yield from self._make_room(now, now, old_key, frozenset())
                     current_key, current = self._current(old_key, o[2], now)
                     moved = current_key == now  # carried there already
-                yield from rename_changes(_entry(o), current, _entry(n), ignore=self.ignore,
-                                          moved=moved)
+                old_e, new_e = _entry(o), _entry(n)
+                for change in rename_changes(old_e, current, new_e, ignore=self.ignore,
+                                             moved=moved):
+                    # The modify after a modrdn is against what the modrdn left.
+                    yield change, (old_e if change.kind == "modrdn"
+                                   else renamed_entry(old_e, new_e.dn)), new_e
             elif o[3] != n[3]:
-                yield from entry_changes(_entry(o), _entry(n), ignore=self.ignore)
+                old_e, new_e = _entry(o), _entry(n)
+                for change in entry_changes(old_e, new_e, ignore=self.ignore):
+                    yield change, old_e, new_e
 
-    def _settle(self, group: list[Record]) -> Generator[Change, None, Record]:
+    def _settle(self, group: list[Record]) -> Generator[Step, None, Record]:
         """Several OLD entries end up at one DN: one renamed there by key, the
         others unmatched. Those go first, if they can (leaves only)."""
         matched = [r for r in group if _flags(r) & MATCHED]
@@ -479,7 +492,7 @@ class _Planner:
                                  "to delete there has children")
         for record in others:
             self.deleted.add(record[5][1])
-            yield Change("delete", record[5][2])
+            yield Change("delete", record[5][2]), without(_entry(record), self.ignore), None
         return matched[0]
 
     def _gone(self, r: Rename, now: str) -> bool:
@@ -519,7 +532,7 @@ class _Planner:
         return candidate if self._current(candidate, "", now)[0] == place else None
 
     def _make_room(self, place: str, now: str, me: str | None,
-                   moving: frozenset[str]) -> Iterator[Change]:
+                   moving: frozenset[str]) -> Iterator[Step]:
         """Before an entry arrives at ``place``: a renamed entry still sitting
         there (its own turn comes later) is moved to its new DN now."""
         assert self.index is not None
@@ -540,7 +553,7 @@ class _Planner:
         yield from self._make_room(y.new_key, now, None, moving | {y.old_key})
         current = self._current(y.old_key, y.old_dn, now)[1]
         self.early.add(y.old_key)
-        yield rename_change(current, y.new_dn)
+        yield rename_change(current, y.new_dn), None, None
 
 
 # -- output ------------------------------------------------------------------
@@ -549,6 +562,15 @@ class ChangeSink(Protocol):
     def write(self, change: Change) -> None: ...
 
     def close(self, summary: Summary) -> None: ...
+
+
+class EntrySink(ChangeSink, Protocol):
+    """A sink that shows entries (the HTML report): :func:`diff` calls its
+    ``write_entry`` instead of ``write``, with the entry as it is before the
+    change and after it (``None`` where not known: an early rename)."""
+
+    def write_entry(self, change: Change, before: Entry | None,
+                    after: Entry | None) -> None: ...
 
 
 class LDIFSink:
@@ -658,7 +680,20 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
     Both inputs are read to the end before the first change is written (into
     sorted runs in a temp folder), so an input error leaves ``sink`` untouched.
     """
-    opts = options or DiffOptions()
+    try:
+        summary = _diff(old, new, sink, old_name, new_name, options or DiffOptions())
+    except BaseException:
+        # A sink that keeps parts (the HTML page) lets them go.
+        abort = getattr(sink, "abort", None)
+        if abort is not None:
+            abort()
+        raise
+    sink.close(summary)
+    return summary
+
+
+def _diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, old_name: str,
+          new_name: str, opts: DiffOptions) -> Summary:
     key_attr = opts.key if opts.key and opts.key.lower() != "dn" else None
     summary = Summary()
     with tempfile.TemporaryDirectory(prefix="dirsync-diff-", dir=opts.tmpdir) as tmp:
@@ -685,21 +720,32 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
             if index is not None and index.has_moves():
                 old_stream = _reorder(_annotate(old_stream, index), work, opts.run_bytes)
             deletes = ReverseSpool(work, "deletes")
+            write_entry = getattr(sink, "write_entry", None)
             try:
-                planner = _Planner(opts.ignore, index, deletes)
-                for change in planner.run(old_stream, new_stream):
+                planner = _Planner(opts.ignore, index, deletes,
+                                   keep_deleted=write_entry is not None)
+                for change, before, after in planner.run(old_stream, new_stream):
                     summary.count(change)
-                    sink.write(change)
-                for dn in deletes:
-                    change = Change("delete", dn)
-                    summary.count(change)
-                    sink.write(change)
+                    if write_entry is not None:
+                        write_entry(change, before, after)
+                    else:
+                        sink.write(change)
+                for item in deletes:
+                    if write_entry is not None:
+                        dn, attrs = item
+                        change = Change("delete", dn)
+                        summary.count(change)
+                        write_entry(change, without(Entry(dn, pickle.loads(attrs)),
+                                                    opts.ignore), None)
+                    else:
+                        change = Change("delete", item)
+                        summary.count(change)
+                        sink.write(change)
             finally:
                 deletes.close()
         finally:
             if index is not None:
                 index.close()
-    sink.close(summary)
     return summary
 
 

@@ -14,7 +14,13 @@
 ``report.html``
     A page that stands on its own: the summary first, then each changed
     entry with a before/after table (the first :data:`HTML_ENTRIES`; the
-    JSON file has them all).
+    JSON file has them all), written by :mod:`dirsync.htmlreport`, the
+    writer ``dirsync diff --format html`` uses too.
+
+In the text and HTML files an attribute with more than one value is shown
+by value (the values removed and added, and how many stayed); the JSON file
+has both whole lists. The entries of a run stopped by a safety limit are
+marked ``not applied``.
 
 Everything is written as it streams past, so a run of any size writes its
 report in flat memory.
@@ -23,17 +29,17 @@ report in flat memory.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import re
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from dirsync.changes import Change
+from dirsync import htmlreport
+from dirsync.changes import Change, value_changes
 from dirsync.ldifio import LDIFWriter
 from dirsync.plan import COUNT_NAMES, Counts
 from dirsync.schema import is_binary
@@ -205,7 +211,11 @@ class Report:
     def finish(self, run: dict[str, Any], counts: Counts, items: Iterable[ReportItem],
                problems: list[Problem]) -> dict[str, Path]:
         """Write ``items`` too, then the files; returns their paths by format."""
+        stopped = run.get("status") == "stopped" and not run.get("dry_run")
         for item in items:
+            if stopped and item.status == "planned":
+                # A safety stop refused them all: say so on each one.
+                item = replace(item, status="not applied")
             self.item(item)
         self._ldif_stream.close()
         paths = {kind: self.folder / name for kind, name in FILES.items()}
@@ -263,6 +273,17 @@ class _JSONWriter:
         out.write("}\n")
 
 
+def entries_heading(run: dict[str, Any]) -> str:
+    """What the list of entries is: changes made, planned, or refused by a stop."""
+    if run.get("status") == "stopped":
+        if run.get("dry_run"):
+            return "Changes planned: a sync would stop before applying them"
+        return "Changes not applied: the run stopped before changing anything"
+    if run.get("dry_run"):
+        return "Changes planned (nothing was applied)"
+    return "Changed entries"
+
+
 def summary_lines(run: dict[str, Any], counts: Counts) -> list[str]:
     what = "plan" if run.get("dry_run") else "sync"
     lines = [
@@ -287,6 +308,8 @@ class _TextWriter:
         for line in summary_lines(run, counts):
             out.write(line + "\n")
         out.write(f"report: {paths['text'].parent}\n")
+        if run.get("status") == "stopped" and self.any:
+            out.write(f"\n{entries_heading(run)}:")
 
     def item(self, item: ReportItem) -> None:
         write = self.body.write
@@ -307,7 +330,7 @@ class _TextWriter:
         write(line + "\n")
         if item.action in ("modify", "rename"):
             for name, old, new in item.attributes():
-                write(f"{'':<{self.WIDTH}}   {name}: {_show(name, old)} -> {_show(name, new)}\n")
+                write(f"{'':<{self.WIDTH}}   {name}: {_text_row(name, old, new)}\n")
         for note in item.notes:
             write(f"{'':<{self.WIDTH}}   note: {note}\n")
 
@@ -327,26 +350,27 @@ def _show(attr: str, values: list[bytes]) -> str:
     return ", ".join(json.dumps(value_text(attr, v), ensure_ascii=False) for v in values)
 
 
-_CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222;padding:0 1em}
-h1{font-size:1.5em;margin-bottom:.2em}
-table{border-collapse:collapse;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
-.counts td{text-align:right;min-width:4em}
-.status-ok{color:#1a7f37}.status-errors{color:#b35900}.status-stopped{color:#c00}
-article{border-left:4px solid #999;padding:.2em 0 .2em .8em;margin:1em 0}
-article.add{border-color:#1a7f37}article.modify{border-color:#0969da}
-article.rename{border-color:#8250df}article.delete{border-color:#c00}
-article h3{font-size:1em;margin:.2em 0;font-weight:normal}
-.action{font-weight:bold;text-transform:uppercase;margin-right:.5em}
-.failed{color:#c00;font-weight:bold}
-code{font-family:ui-monospace,monospace;word-break:break-all}
-td.before{background:#fff0f0}td.after{background:#f0fff0}
-"""
+def _text_row(attr: str, old: list[bytes], new: list[bytes]) -> str:
+    """``before -> after``; with more than one value on a side, the values
+    removed and added (as in the HTML page), not both whole lists."""
+    if not (old and new and (len(old) > 1 or len(new) > 1)):
+        return f"{_show(attr, old)} -> {_show(attr, new)}"
+    found = value_changes(attr, old, new)
+    parts = []
+    removed = found.removed + [o for o, _ in found.respelled]
+    added = found.added + [n for _, n in found.respelled]
+    if removed:
+        parts.append(f"removed {_show(attr, removed)}")
+    if added:
+        parts.append(f"added {_show(attr, added)}")
+    if found.kept:
+        parts.append(f"{found.kept} unchanged")
+    return "; ".join(parts)
 
 
 class _HTMLWriter:
+    """The page: built from the shared pieces of :mod:`dirsync.htmlreport`."""
+
     def __init__(self, body: IO[str]) -> None:
         self.body = body
         self.count = 0
@@ -354,66 +378,49 @@ class _HTMLWriter:
 
     def start(self, out: IO[str], run: dict[str, Any], counts: Counts,
               paths: dict[str, Path]) -> None:
-        e = html.escape
+        e = htmlreport.escape
         what = "plan" if run.get("dry_run") else "sync"
         title = f"dirsync {run['direction']} {what}: {run['connection']} (run {run['run']})"
         w = out.write
-        w(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-          f"<title>{e(title)}</title><style>{_CSS}</style></head><body>\n")
-        w(f"<h1>{e(title)}</h1>\n<section id=\"summary\">\n")
+        w(htmlreport.page_start(title))
+        w("<section id=\"summary\">\n")
         w(f'<p>Status: <strong class="status-{e(run["status"])}" id="status">'
           f'{e(run["status"])}</strong>')
         if run.get("message"):
             w(f" &mdash; {e(str(run['message']))}")
-        w("</p>\n<table class=\"counts\"><tr>"
-          + "".join(f"<th>{name}</th>" for name in COUNT_NAMES) + "</tr><tr>"
-          + "".join(f'<td id="count-{name}">{getattr(counts, name)}</td>'
-                    for name in COUNT_NAMES) + "</tr></table>\n")
-        w("<table>")
-        for label, key in (("Connection", "connection"), ("Direction", "direction"),
-                           ("Mode", "mode"), ("Source", "source"),
-                           ("Import container", "container"), ("Hub", "hub"),
-                           ("Mapping", "mapping"), ("Started", "started"), ("Ended", "ended")):
-            if run.get(key) is not None:
-                w(f"<tr><th>{label}</th><td>{e(str(run[key]))}</td></tr>")
-        w(f"<tr><th>Dry run</th><td>{'yes' if run.get('dry_run') else 'no'}</td></tr>")
-        w("</table>\n<p>Files: " + ", ".join(
+        w("</p>\n")
+        w(htmlreport.counts_table((name, name, getattr(counts, name)) for name in COUNT_NAMES))
+        fields = [(label, str(run[key])) for label, key in (
+            ("Connection", "connection"), ("Direction", "direction"), ("Mode", "mode"),
+            ("Source", "source"), ("Import container", "container"), ("Hub", "hub"),
+            ("Mapping", "mapping"), ("Started", "started"), ("Ended", "ended"))
+            if run.get(key) is not None]
+        fields.append(("Dry run", "yes" if run.get("dry_run") else "no"))
+        w(htmlreport.fields_table(fields))
+        w("<p>Files: " + ", ".join(
             f'<a href="{e(p.name)}">{e(p.name)}</a>' for p in paths.values()) + "</p>\n")
-        w("</section>\n<section id=\"entries\">\n<h2>Changed entries</h2>\n")
+        w(f"</section>\n<section id=\"entries\">\n<h2>{e(entries_heading(run))}</h2>\n")
 
     def item(self, item: ReportItem) -> None:
         self.total += 1
         if self.count >= HTML_ENTRIES:
             return
         self.count += 1
-        e = html.escape
-        w = self.body.write
-        w(f'<article class="entry {e(item.action)}"><h3><span class="action">'
-          f"{e(item.action)}</span>")
-        if item.old_dn is not None:
-            w(f"<code>{e(item.old_dn)}</code> &rarr; ")
-        w(f"<code>{e(item.dn)}</code>")
+        e = htmlreport.escape
+        lines = []
         if item.kind == "container":
-            w(" (a container)")
-        w("</h3>")
+            lines.append("a container")
         if item.anchor is not None:
-            w(f"<div>anchor <code>{e(item.anchor)}</code></div>")
+            lines.append(f"anchor <code>{e(item.anchor)}</code>")
         if item.status not in ("planned", "applied"):
-            w(f'<div class="failed">{e(item.status)}'
-              + (f": {e(item.error)}" if item.error else "") + "</div>")
-        for note in item.notes:
-            w(f"<div>note: {e(note)}</div>")
-        rows = item.attributes()
-        if rows:
-            w("<table><tr><th>attribute</th><th>before</th><th>after</th></tr>")
-            for name, old, new in rows:
-                w(f"<tr><th>{e(name)}</th><td class=\"before\">{_cell(name, old)}</td>"
-                  f"<td class=\"after\">{_cell(name, new)}</td></tr>")
-            w("</table>")
-        w("</article>\n")
+            lines.append(f'<span class="failed">{e(item.status)}'
+                         + (f": {e(item.error)}" if item.error else "") + "</span>")
+        lines.extend(f"note: {e(note)}" for note in item.notes)
+        self.body.write(htmlreport.block(item.action, item.dn, old_dn=item.old_dn,
+                                         lines=lines, rows=item.attributes()))
 
     def problems(self, out: IO[str], problems: list[Problem]) -> None:
-        e = html.escape
+        e = htmlreport.escape
         w = out.write
         if self.total == 0:
             w("<p>No changes.</p>\n")
@@ -425,17 +432,14 @@ class _HTMLWriter:
             w("<section id=\"problems\"><h2>Conflicts, errors, skipped entries</h2><table>"
               "<tr><th>kind</th><th>entry</th><th>line</th><th>message</th></tr>")
             for problem in problems:
-                w(f"<tr><td>{e(problem.kind)}</td><td><code>{e(problem.dn or '')}</code>"
+                w(f"<tr><td>{e(problem.kind)}</td><td>"
+                  + (htmlreport.dn_html(problem.dn) if problem.dn else "")
                   + (f" (anchor <code>{e(problem.anchor)}</code>)" if problem.anchor else "")
                   + f"</td><td>{problem.line or ''}</td><td>{e(problem.message)}</td></tr>")
             w("</table></section>\n")
 
     def end(self, out: IO[str]) -> None:
-        out.write("</body></html>\n")
-
-
-def _cell(attr: str, values: list[bytes]) -> str:
-    return "<br>".join(html.escape(value_text(attr, v)) for v in values)
+        out.write(htmlreport.page_end())
 
 
 def printable(path: Path, limit: int | None = None) -> Iterator[str]:

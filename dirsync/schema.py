@@ -116,6 +116,11 @@ def spelling(attr: str) -> Callable[[bytes], bytes]:
     return _dn_spelling if base_type(attr) in _DN_VALUED else _exact
 
 
+def is_dn_valued(attr: str) -> bool:
+    """Whether the values of ``attr`` are DNs (``member``, ``manager`` ...)."""
+    return base_type(attr) in _DN_VALUED
+
+
 def is_binary(attr: str) -> bool:
     return base_type(attr) in BINARY or ";binary" in attr.lower()
 

@@ -3,6 +3,7 @@ leaves exactly B."""
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 from pathlib import Path
@@ -344,6 +345,17 @@ def test_diff_against_a_live_directory(slapd: SlapdServer, base: str, tmp_path: 
     url = f"{slapd.url}/{base}??sub"
     changes = tmp_path / "changes.ldif"
     assert main(["diff", url, str(b), "--key", "dirsyncAnchor", "-o", str(changes)]) == 0
+    # The page of the same diff names the URL and counts the same records.
+    page = tmp_path / "diff.html"
+    assert main(["diff", url, str(b), "--key", "dirsyncAnchor", "--format", "html",
+                 "-o", str(page)]) == 0
+    shown = page.read_text()
+    assert f"<tr><th>Old</th><td>{html.escape(url)}</td></tr>" in shown
+    kinds = [r.kind for r in read_ldif(changes)]  # type: ignore[union-attr]
+    for kind, name in (("add", "added"), ("modify", "modified"), ("modrdn", "renamed"),
+                       ("delete", "deleted")):
+        assert f'<td id="count-{name}">{kinds.count(kind)}</td>' in shown
+    assert shown.count("<article") == len(kinds)
     ldap_tool("ldapmodify", slapd, changes)
     capsys.readouterr()
     assert main(["diff", "--exit-code", url, str(b), "--key", "dirsyncAnchor"]) == 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,8 +13,7 @@ from dirsync.changes import Change, Mod
 from dirsync.ldifio import LDIFReader
 from dirsync.plan import Counts
 from dirsync.report import HTML_ENTRIES, Problem, Report, ReportItem
-
-CHROMIUM = "/usr/bin/chromium"
+from dirsync.testing.browser import chromium, have_chromium
 
 RUN = {"connection": "po1", "direction": "import", "mode": "incremental", "dry_run": False,
        "status": "errors", "run": 7, "started": "2026-01-02T03:04:05+00:00",
@@ -96,21 +93,9 @@ class _Collect(HTMLParser):
                 self.by_id[ident] = self.by_id.get(ident, "") + data
 
 
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"dirsync-chromium-{os.getpid()}"
-    try:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", *args],
-            capture_output=True, text=True, timeout=120, check=True)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 @pytest.fixture
 def browser() -> None:
-    if not os.access(CHROMIUM, os.X_OK):
+    if not have_chromium():
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI: the test command must install it")
         pytest.skip("chromium is not installed")
@@ -135,3 +120,48 @@ def test_the_html_page_in_a_browser(tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
     chromium("--window-size=1200,900", f"--screenshot={shot}", page.as_uri())
     assert shot.stat().st_size > 10_000
+
+
+def test_a_group_change_shows_the_members_removed_and_added(tmp_path: Path) -> None:
+    members = [f"cn=M{i},{CONTAINER}".encode() for i in range(500)]
+    new_member = f"cn=New,{CONTAINER}".encode()
+    report = Report.create(tmp_path, "po1", "import", 7, dry_run=False)
+    item = ReportItem("group", "staff", "modify", f"cn=Staff,{CONTAINER}", None, "applied",
+                      before={"member": members, "title": [b"Staff"]},
+                      after={"member": [new_member, *reversed(members[1:])],
+                             "title": [b"All staff"]})
+    files = report.finish(RUN, Counts(modify=1), iter([item]), [])
+    text = files["text"].read_text()
+    assert (f'member: removed "cn=M0,{CONTAINER}"; added "cn=New,{CONTAINER}"; '
+            "499 unchanged") in text
+    assert 'title: "Staff" -> "All staff"' in text
+    assert f"cn=M1,{CONTAINER}" not in text
+    page = files["html"].read_text()
+    assert page.count('class="removed"') == 1 and page.count('class="added"') == 1
+    assert "499 values unchanged" in page and "cn=M1,<wbr>" not in page
+    # The JSON file, for machines, keeps both whole lists.
+    attrs = json.loads(files["json"].read_text())["entries"][0]["attributes"]
+    assert len(attrs["member"]["before"]) == 500 and len(attrs["member"]["after"]) == 500
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_stopped_run_says_its_entries_were_not_applied(tmp_path: Path, dry_run: bool) -> None:
+    report = Report.create(tmp_path, "po1", "import", 7, dry_run=dry_run)
+    run = {**RUN, "status": "stopped", "dry_run": dry_run,
+           "message": "3 deletes exceed the delete threshold of 2"}
+    items = [ReportItem("delete", f"x{i}", "delete", f"cn=X{i},{CONTAINER}", None, "planned",
+                        before={"cn": [f"X{i}".encode()]}) for i in range(3)]
+    files = report.finish(run, Counts(delete=3), iter(items), [])
+    statuses = [e["status"] for e in json.loads(files["json"].read_text())["entries"]]
+    text = files["text"].read_text()
+    page = files["html"].read_text()
+    if dry_run:
+        # A plan applies nothing anyway: planned, under a heading saying a sync would stop.
+        assert statuses == ["planned"] * 3 and "not applied" not in text + page
+        assert "Changes planned: a sync would stop before applying them" in text
+        return
+    assert statuses == ["not applied"] * 3
+    heading = "Changes not applied: the run stopped before changing anything"
+    assert f"\n{heading}:\n" in text and heading in page
+    assert text.count("** not applied") == 3
+    assert page.count('<span class="failed">not applied</span>') == 3

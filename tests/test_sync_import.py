@@ -379,6 +379,12 @@ def test_more_deletes_than_the_threshold_stop_the_run(
     # The report of the stopped run says what would have been deleted.
     ldif = (Path(str(line["report"])) / "changes.ldif").read_text()
     assert ldif.count("changetype: delete") == 3
+    # ... and that none of it was done.
+    text = (Path(str(line["report"])) / "report.txt").read_text()
+    assert "Changes not applied: the run stopped" in text
+    assert text.count("** not applied") == 3
+    page = (Path(str(line["report"])) / "report.html").read_text()
+    assert page.count('<span class="failed">not applied</span>') == 3
     # A percentage works the same way: 3 of 10 is over 20%.
     world.config.write_text(world.config.read_text().replace("delete_threshold = 2",
                                                              'delete_threshold = "20%"'))

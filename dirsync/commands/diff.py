@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
 from dirsync.commands.common import directory_options, open_from_options
-from dirsync.diff import SINKS, DiffOptions, Summary, ldif_entries
+from dirsync.diff import SINKS, ChangeSink, DiffOptions, Summary, ldif_entries
 from dirsync.diff import diff as run_diff
+from dirsync.diffhtml import HTMLSink
 from dirsync.entry import Entry
 from dirsync.errors import UsageError
 from dirsync.schema import ATTR_NAME, DEFAULT_DIFF_IGNORE
@@ -62,9 +63,10 @@ def _parse_size(text: str) -> int:
 @click.command("diff")
 @click.argument("old")
 @click.argument("new")
-@click.option("--format", "fmt", type=click.Choice(sorted(SINKS)), default=None,
+@click.option("--format", "fmt", type=click.Choice(sorted([*SINKS, "html"])), default=None,
               help="ldif: change records for ldapmodify (default); json: one object per "
-                   "change per line; text: a summary for people.")
+                   "change per line; text: a summary for people; html: a page for a "
+                   "browser, the changes by kind with their values before and after.")
 @click.option("-o", "--output", metavar="FILE",
               help="Write to FILE (default: stdout); written whole or not at all.")
 @click.option("--key", metavar="ATTR", default=None,
@@ -99,12 +101,19 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str | None, output: str | 
     opts = DiffOptions(key=key, ignore=_ignore_list(ignore, not no_default_ignore),
                        run_bytes=_parse_size(sort_memory))
     old_entries, new_entries = _entries(ctx, old, options), _entries(ctx, new, options)
+
+    def make_sink(stream: IO[str]) -> ChangeSink:
+        if fmt == "html":
+            return HTMLSink(stream, old=old, new=new, key=key, ignore=opts.ignore,
+                            tmpdir=opts.tmpdir)
+        return SINKS[fmt](stream)
+
     summary: Summary
     if output and output != "-":
-        summary = _to_file(Path(output), fmt, old_entries, new_entries, old, new, opts)
+        summary = _to_file(Path(output), make_sink, old_entries, new_entries, old, new, opts)
     else:
         stream = sys.stdout
-        summary = run_diff(old_entries, new_entries, SINKS[fmt](stream),
+        summary = run_diff(old_entries, new_entries, make_sink(stream),
                            old_name=old, new_name=new, options=opts)
         stream.flush()
     if fmt != "text":
@@ -114,7 +123,7 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str | None, output: str | 
     return 1 if exit_code and summary.changes else 0
 
 
-def _to_file(path: Path, fmt: str, old_entries: Iterator[Entry], new_entries: Iterator[Entry],
+def _to_file(path: Path, make_sink: Callable[[IO[str]], ChangeSink], old_entries: Iterator[Entry], new_entries: Iterator[Entry],
              old: str, new: str, opts: DiffOptions) -> Summary:
     # Through a temp file next to the target, renamed over it at the end:
     # an error leaves no output (nor half of one) behind.
@@ -124,7 +133,7 @@ def _to_file(path: Path, fmt: str, old_entries: Iterator[Entry], new_entries: It
         raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as stream:
-            summary = run_diff(old_entries, new_entries, SINKS[fmt](stream),
+            summary = run_diff(old_entries, new_entries, make_sink(stream),
                                old_name=old, new_name=new, options=opts)
         os.replace(tmp, path)
     except BaseException:
