@@ -95,7 +95,11 @@ def build_report(*, reporting_mta: str, postmaster: str, to: str,
 
     ``ret`` is the sender's RET (None: the full message for failures, the
     header for other reports). Messages over 1 MiB are returned as header only.
+    ``to`` and ``postmaster`` become header fields, so they must be valid
+    mailboxes (:func:`~dirsync.relay.paths.check_mailbox` raises otherwise).
     """
+    check_mailbox(to)
+    check_mailbox(postmaster)
     now = time.time() if now is None else now
     boundary = f"=_dsn_{secrets.token_hex(12)}"
     actions = {r.action for r in recipients}
