@@ -7,8 +7,8 @@ from dirsync.imcea import EncapsulationError
 from dirsync.x400 import ORAddressError
 
 __all__ = [
-    "EncapsulationError",
     "AmbiguousAddress",
+    "EncapsulationError",
     "HubRefused",
     "HubUnavailable",
     "ORAddressError",
