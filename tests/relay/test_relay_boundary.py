@@ -9,6 +9,8 @@ disagreeing, an address claimed by several hub entries, and SMTP smuggling.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from dirsync.x400 import parse_or_address
 
 from .helpers import (
     TED_X400,
+    WAIT,
     Hub,
     RawClient,
     RelayEnv,
@@ -278,6 +281,12 @@ def test_an_address_only_imported_entries_claim_waits(
     assert (code, text[:5]) == (451, "4.3.0")
     assert "sam@example.org is claimed by 2 hub entries" in front.proc.stderr
     front.nothing_sent(settle=0.5)
+    done = subprocess.run([sys.executable, "-m", "dirsync", "-c", str(front.env.config_path),
+                           "relay", "route", "sam@example.org"],
+                          capture_output=True, text=True, timeout=WAIT, check=False)
+    assert done.returncode == 1
+    assert "result:      deferred 4.3.0: sam@example.org is claimed by 2 hub entries" \
+        in done.stdout
 
 
 # -- SMTP smuggling ------------------------------------------------------------------
