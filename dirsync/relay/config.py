@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dirsync.errors import ConfigError
-from dirsync.relay.paths import is_mailbox
+from dirsync.relay.paths import is_hostname, is_mailbox
 from dirsync.x400 import MappingRule, MappingTables, ORAddress, ORAddressError, parse_or_address
 
 T = TypeVar("T")
@@ -561,8 +561,8 @@ def relay_config_from_dict(doc: Mapping[str, Any], path: Path) -> RelayConfig:
     }
     if not is_mailbox(values["postmaster"]):
         r.problem("relay.postmaster", "must be an address such as postmaster@example.org")
-    if not is_mailbox(f"postmaster@{hostname}", utf8=False):
-        r.problem("relay.hostname", "must be a domain name (letters, digits, '-', '.')")
+    if not is_hostname(hostname):
+        r.problem("relay.hostname", "must be a host name (letters, digits, '-', '_', '.')")
     config = None
     if hub is not None:
         config = RelayConfig(

@@ -132,6 +132,19 @@ def is_mailbox(text: str, *, utf8: bool = True) -> bool:
     return True
 
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[\x21-\x5a\x5e-\x7e]+\]")
+
+
+def is_hostname(name: str) -> bool:
+    """A host name (or address literal) fit for HELO and a ``Received:`` field.
+
+    Looser than a mail domain (an underscore, common in host names, is
+    allowed) but never a space, a control character or anything that would
+    end the field or the word.
+    """
+    return len(name) <= 255 and _HOSTNAME.fullmatch(name) is not None
+
+
 def split_path(arg: str, *, utf8: bool, null: bool = False,
                postmaster: bool = False) -> tuple[str, str]:
     """The mailbox and the parameter text of a MAIL FROM/RCPT TO argument.

@@ -43,18 +43,12 @@ from dirsync.relay.dsn import (
     parse_orcpt,
     parse_ret,
 )
-from dirsync.relay.paths import NeedsSmtpUtf8, PathSyntaxError, split_path
+from dirsync.relay.paths import NeedsSmtpUtf8, PathSyntaxError, is_hostname, split_path
 
 log = logging.getLogger("dirsync.relay.smtp")
 
 TEMPFAIL = "451 4.3.0 Error: try again later"
-_HELO = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[\x21-\x5a\x5e-\x7e]+\]")
 _PARAM_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?$")
-
-
-def _helo_ok(name: str) -> bool:
-    """A HELO/EHLO name the relay may write into a ``Received:`` field."""
-    return len(name) <= 255 and _HELO.fullmatch(name) is not None
 
 
 class DsnEnvelope(Envelope):
@@ -125,14 +119,14 @@ class DsnSMTP(SMTP):
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str | None) -> None:
-        if hostname and not _helo_ok(hostname):
+        if hostname and not is_hostname(hostname):
             await self.push("501 5.5.4 Syntax: EHLO hostname (a domain or an address literal)")
             return
         await super().smtp_EHLO(hostname)  # type: ignore[arg-type]
 
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str | None) -> None:
-        if hostname and not _helo_ok(hostname):
+        if hostname and not is_hostname(hostname):
             await self.push("501 5.5.4 Syntax: HELO hostname (a domain or an address literal)")
             return
         await super().smtp_HELO(hostname)  # type: ignore[arg-type]

@@ -171,4 +171,4 @@ def test_postmaster_and_hostname_must_be_addresses(tmp_path: Path) -> None:
         load_relay_config(write(tmp_path, relay))
     problems = info.value.problems
     assert any(p.startswith("relay.postmaster: must be an address") for p in problems)
-    assert any(p.startswith("relay.hostname: must be a domain name") for p in problems)
+    assert any(p.startswith("relay.hostname: must be a host name") for p in problems)
