@@ -329,3 +329,28 @@ def test_swaks_smuggling(front: Front, tmp_path: Path) -> None:
     assert done.returncode == 26, done.stdout  # swaks: the message was refused
     assert "<** 550 5.6.0" in done.stdout
     front.nothing_sent()
+
+
+def test_a_pickup_recipient_only_imported_entries_claim_waits(
+        relay_env: RelayEnv, sinks: Callable[..., Sink], contoso: Hub,
+        serve: Callable[[], ServeProcess]) -> None:
+    claimed = "c=US;a= ;p=Contoso;o=SiteB;s=Twin;g=Tom;"
+    for cn in ("Tom Twin One", "Tom Twin Two"):
+        contoso.add(cn, proxies=(f"X400:{claimed}",), target=f"X400:{claimed}",
+                    source="x400-siteb")
+    hops = contoso_relay(relay_env, sinks)
+    relay_env.relay["x400"].update(pickup="var/x400-in", pickup_interval="0.05s")
+    front = Front(relay_env, hops, serve())
+    pickup = relay_env.tmp / "var" / "x400-in"
+    pickup.mkdir(parents=True, exist_ok=True)
+    (pickup / ".1.eml").write_bytes(
+        f"X400-Originator: {parse_or_address(TED_X400).to_std()}\r\n"
+        f"X400-Recipients: {parse_or_address(claimed).to_std()}\r\n"
+        "Subject: to a twin\r\n\r\nbody\r\n".encode())
+    (pickup / ".1.eml").rename(pickup / "1.eml")
+    [deferred] = relay_env.wait_event("deferred")
+    assert deferred["status"] == "4.3.0"
+    assert "claimed by 2 hub entries" in deferred["reason"]
+    assert relay_env.events("failed") == [] and relay_env.events("delivered") == []
+    assert all(not sink.messages for sink in front.hops.values())
+    assert not list((relay_env.tmp / "var" / "x400-out").glob("*"))
