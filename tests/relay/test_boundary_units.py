@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+from email.message import Message
 
 import pytest
 
@@ -65,8 +66,11 @@ def test_every_line_end_goes_out_as_crlf(raw: bytes, fixed: bytes) -> None:
 
 @pytest.mark.parametrize("field", ["helo", "recipient", "peer"])
 def test_received_header_refuses_control_characters(field: str) -> None:
+    values: dict[str, str | None] = {"helo": None, "recipient": None, "peer": None}
+    values[field] = "x\r\nBcc: y@z"
     with pytest.raises(ValueError, match="control character"):
-        received_header(by="relay.example.org", queue_id="1", **{field: "x\r\nBcc: y@z"})
+        received_header(by="relay.example.org", queue_id="1", helo=values["helo"],
+                        recipient=values["recipient"], peer=values["peer"])
 
 
 def _report(**kwargs: object) -> bytes:
@@ -87,7 +91,11 @@ def test_report_fields_escape_control_characters() -> None:
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert b"\r" not in data.replace(b"\r\n", b"")
     msg = email.message_from_bytes(data, policy=email.policy.compat32)
-    status = msg.get_payload()[1].get_payload()[1]  # type: ignore[index,union-attr]
+    parts = msg.get_payload()
+    assert isinstance(parts, list) and isinstance(parts[1], Message)
+    blocks = parts[1].get_payload()
+    assert isinstance(blocks, list) and isinstance(blocks[1], Message)
+    status = blocks[1]
     assert status["Diagnostic-Code"] == "smtp; 550 no\\x0d\\x0aBcc: victim@elsewhere.example"
     assert status["Remote-MTA"] == "dns; hop\\x0dX-Evil: 1"
     assert status.get("Bcc") is None and status.get("X-Evil") is None
