@@ -8,6 +8,7 @@ disagreeing, an address claimed by several hub entries, and SMTP smuggling.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -267,6 +268,13 @@ def test_a_claimed_address_goes_to_the_entry_the_hub_owns(
     assert translated["entry"] == owner
     time.sleep(1.0)
     assert front.hops["msgw"].messages == []
+    done = subprocess.run([sys.executable, "-m", "dirsync", "-c", str(front.env.config_path),
+                           "relay", "route", "lee@example.org", "--json"],
+                          capture_output=True, text=True, timeout=WAIT, check=False)
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert (result["hub_entry"], result["hop"]) == (owner, "internal")
+    assert "the only one dirsync did not import" in done.stderr
 
 
 def test_an_address_only_imported_entries_claim_waits(
