@@ -65,6 +65,30 @@ def _setup_logging(fmt: str, verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
+def _json_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        obj = ctx.find_object(Context)
+        if obj is not None:
+            obj.json = True
+
+
+def _accept_json(command: click.Command) -> click.Command:
+    """Let ``--json`` follow the command name too (``dirsync relay route ADDR --json``).
+
+    The global ``--json`` is read before the command name; people type it
+    at the end as well, so every command (and every command of a group)
+    takes it there and sets the same flag.
+    """
+    if not any("--json" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(click.Option(
+            ["--json"], is_flag=True, expose_value=False, callback=_json_after,
+            help="Print machine-readable JSON (same as the global --json)."))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_json(sub)
+    return command
+
+
 class _LazyGroup(click.Group):
     """The commands of ``dirsync.commands.COMMANDS``, each imported when asked for."""
 
@@ -81,8 +105,8 @@ class _LazyGroup(click.Group):
         if cmd_name not in self.commands:
             for name, module_name, attr in COMMANDS:
                 if name == cmd_name:
-                    self.add_command(getattr(importlib.import_module(module_name), attr),
-                                     name)
+                    command = getattr(importlib.import_module(module_name), attr)
+                    self.add_command(_accept_json(command), name)
                     break
         return self.commands.get(cmd_name)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dirsync.errors import ConfigError
+from dirsync.relay.paths import is_hostname, is_mailbox
 from dirsync.x400 import MappingRule, MappingTables, ORAddress, ORAddressError, parse_or_address
 
 T = TypeVar("T")
@@ -558,6 +559,10 @@ def relay_config_from_dict(doc: Mapping[str, Any], path: Path) -> RelayConfig:
         "delivery_workers": r.integer(relay, "relay", "delivery_workers", 4, 1, 64),
         "session_timeout": r.convert(relay, "relay", "session_timeout", 300.0, parse_duration),
     }
+    if not is_mailbox(values["postmaster"]):
+        r.problem("relay.postmaster", "must be an address such as postmaster@example.org")
+    if not is_hostname(hostname):
+        r.problem("relay.hostname", "must be a host name (letters, digits, '-', '_', '.')")
     config = None
     if hub is not None:
         config = RelayConfig(

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 from dirsync.relay.addresses import X400, AddressSyntaxError, parse_typed
 from dirsync.relay.config import RelayConfig
-from dirsync.relay.errors import HubUnavailable, Unmappable
+from dirsync.relay.errors import AmbiguousAddress, HubUnavailable, Unmappable
 from dirsync.relay.gateway import X400Hop
 from dirsync.relay.message import received_header
+from dirsync.relay.paths import is_mailbox
 from dirsync.relay.queue import (
     DELIVERED,
     FAILED,
@@ -113,6 +114,13 @@ class DeliveryAgent:
                 if rcpt.pending:
                     at.deferred.append((i, rcpt, "4.4.3", f"x-local; {exc}"))
             plans = []
+        except AmbiguousAddress as exc:
+            # The sender: several hub entries claim it, so its address for
+            # the hop is not known; the whole message waits.
+            for i, rcpt in pending:
+                if rcpt.pending:
+                    at.deferred.append((i, rcpt, exc.status, f"x-local; sender {exc}"))
+            plans = []
         except Unmappable as exc:
             # The sender: every recipient this relay handles fails (seeds/004).
             for i, rcpt in pending:
@@ -145,6 +153,10 @@ class DeliveryAgent:
             except AddressSyntaxError:
                 arrived = None
         resolution = self.translator.resolve(rcpt.address, arrived_as=arrived)
+        if resolution.error is not None and resolution.error.status.startswith("4."):
+            at.deferred.append((i, rcpt, resolution.error.status,
+                                f"x-local; {resolution.error}"))
+            return None
         if resolution.error is not None:
             self._fail(at, i, rcpt, resolution.error.status, str(resolution.error))
             return None
@@ -288,6 +300,11 @@ class DeliveryAgent:
         if not at.reports or not at.msg.sender:
             return
         msg = at.msg
+        if not is_mailbox(msg.sender):
+            # Queued by an older version or from a bad gateway file: a report
+            # to it would carry the bad address into its header fields.
+            log.warning("%s: no report to %r: not a valid address", msg.id, msg.sender)
+            return
         report = build_report(
             reporting_mta=self.config.hostname, postmaster=self.config.postmaster, to=msg.sender,
             recipients=at.reports, original=at.content, ret=msg.ret, envid=msg.envid,

@@ -7,6 +7,7 @@ from dirsync.imcea import EncapsulationError
 from dirsync.x400 import ORAddressError
 
 __all__ = [
+    "AmbiguousAddress",
     "EncapsulationError",
     "HubRefused",
     "HubUnavailable",
@@ -45,3 +46,20 @@ class Unmappable(RelayError):
     def __init__(self, message: str, status: str = "5.1.1") -> None:
         super().__init__(message)
         self.status = status
+
+
+class AmbiguousAddress(RelayError):
+    """More than one hub entry claims an address and none of them is clearly the hub's own.
+
+    Temporary (RFC 3463 status 4.3.0): mail to the address waits, and is
+    never handed to an entry dirsync imported from a foreign system, until
+    an administrator leaves one entry holding it.
+    """
+
+    status = "4.3.0"
+
+    def __init__(self, address: str, dns: list[str]) -> None:
+        super().__init__(f"{address} is claimed by {len(dns)} hub entries "
+                         f"({'; '.join(dns)}) and not by exactly one entry the hub owns")
+        self.address = address
+        self.dns = dns

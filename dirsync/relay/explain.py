@@ -69,7 +69,9 @@ class Explanation:
             out.append(f"hop address: {self.hop_address}")
         if self.sender is not None:
             out.append(f"sender:      {self.sender or '<>'} -> {self.hop_sender or '<>'}")
-        if self.status:
+        if self.status and self.status.startswith("4."):
+            out.append(f"result:      deferred {self.status}: {self.problem}")
+        elif self.status:
             out.append(f"result:      non-delivery report {self.status}: {self.problem}")
         return out
 

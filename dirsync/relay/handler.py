@@ -5,10 +5,18 @@ It implements only the hooks it needs (STYLE.md item 9):
 * ``handle_RCPT`` -- takes a recipient only if it is known to the hub or
   inside a configured address space; everything else is refused, so the
   relay is never an open relay;
-* ``handle_DATA`` -- adds the trace header, writes the message to the queue
-  (fsynced, file and folder) and only then answers 250;
+* ``handle_DATA`` -- refuses data with a bare CR or LF (SMTP smuggling: see
+  below), adds the trace header, writes the message to the queue (fsynced,
+  file and folder) and only then answers 250;
 * ``handle_exception`` -- any error in a hook is ``451 4.3.0``: the client
   keeps the message and tries again, nothing is lost or bounced.
+
+aiosmtpd 1.4 ends DATA only at ``<CRLF>.<CRLF>``: it splits the data at CRLF,
+so ``<LF>.<LF>``, ``<CR>.<CR>``, ``<CRLF>.<LF>`` and ``<LF>.<CRLF>`` stay
+inside the message. A hop that reads a bare CR or LF as a line end would
+see them as the end of the message and the rest as new commands, so the
+relay does not take such data at all (RFC 5321 section 2.3.8: CR and LF
+appear only together): ``550 5.6.0``, nothing queued.
 
 Queueing and delivery live elsewhere (:mod:`.queue`, :mod:`.scheduler`,
 :mod:`.delivery`).
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -30,6 +39,10 @@ from dirsync.relay.tracking import Tracker
 from dirsync.relay.translate import Translator
 
 log = logging.getLogger("dirsync.relay.handler")
+
+_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+BARE_REPLY = ("550 5.6.0 Message refused: a bare <CR> or <LF> in the data "
+              "(lines must end in <CRLF>)")
 
 
 class RelayHandler:
@@ -61,6 +74,12 @@ class RelayHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: DsnEnvelope) -> str:
         content = envelope.original_content or b""
+        bare = _BARE.search(content)
+        if bare is not None:
+            log.warning("%r: refused DATA from <%s>: a bare %s at byte %d", session.peer,
+                        envelope.mail_from, "CR" if bare.group(0) == b"\r" else "LF",
+                        bare.start())
+            return BARE_REPLY
         queue_id = new_id()
         now = time.time()
         peer = session.peer[0] if isinstance(session.peer, tuple) else session.peer

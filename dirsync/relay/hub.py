@@ -28,12 +28,12 @@ from dirsync.directories.ldap import LDAPDirectory, TLSOptions
 from dirsync.errors import DirsyncError, TransientDirectoryError
 from dirsync.relay.addresses import SMTP, X400, AddressSyntaxError, TypedAddress, parse_typed
 from dirsync.relay.config import HubConfig
-from dirsync.relay.errors import HubRefused, HubUnavailable
+from dirsync.relay.errors import AmbiguousAddress, HubRefused, HubUnavailable
 from dirsync.x400 import ORAddressError, parse_or_address
 
 log = logging.getLogger("dirsync.relay.hub")
 
-_ATTRS = ["mail", "proxyAddresses", "targetAddress", "displayName", "cn"]
+_ATTRS = ["mail", "proxyAddresses", "targetAddress", "displayName", "cn", "dirsyncSource"]
 CACHE_SIZE = 10_000
 
 
@@ -54,6 +54,7 @@ class HubEntry:
     display: str
     proxies: tuple[Proxy, ...] = ()
     target: TypedAddress | None = None
+    imported: bool = False  # carries dirsyncSource: dirsync made it from a foreign system
 
     def primary(self, addr_type: str) -> TypedAddress | None:
         """The primary proxy address of a type (the first one if several are marked)."""
@@ -107,7 +108,30 @@ def entry_from_ldap(dn: str, attrs: dict[str, list[bytes]]) -> HubEntry:
     mails = _text(lowered.get("mail"))
     mail = mails[0] if mails else None
     display = (_text(lowered.get("displayname")) or _text(lowered.get("cn")) or [""])[0]
-    return HubEntry(dn=dn, mail=mail, display=display, proxies=tuple(proxies), target=target)
+    return HubEntry(dn=dn, mail=mail, display=display, proxies=tuple(proxies), target=target,
+                    imported=bool(lowered.get("dirsyncsource")))
+
+
+def choose_entry(what: str, entries: list[HubEntry]) -> HubEntry | None:
+    """The one entry an address belongs to, when several hub entries claim it.
+
+    One claimant: that entry. Several: the one the hub owns (no dirsync
+    ownership marker), never one dirsync imported from a foreign system;
+    when there is no such single entry, :class:`AmbiguousAddress` (temporary).
+    """
+    if not entries:
+        return None
+    if len(entries) == 1:
+        return entries[0]
+    entries = sorted(entries, key=lambda e: e.dn.lower())
+    own = [e for e in entries if not e.imported]
+    if len(own) == 1:
+        log.warning("%d hub entries claim %s; using %s, the only one dirsync did not import",
+                    len(entries), what, own[0].dn)
+        return own[0]
+    error = AmbiguousAddress(what, [e.dn for e in entries])
+    log.warning("%s; mail to it is deferred (4.3.0) until one entry holds it", error)
+    raise error
 
 
 def x400_variants(value: str) -> list[str]:
@@ -129,7 +153,8 @@ class LdapHub:
         self.config = config
         self._conn: Any = None
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, tuple[float, HubEntry | None]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[float, HubEntry | AmbiguousAddress | None]] = \
+            OrderedDict()
         self._cache_lock = threading.Lock()
 
     # -- connection ------------------------------------------------------
@@ -190,26 +215,28 @@ class LdapHub:
         raise AssertionError("unreachable")
 
     # -- cache -----------------------------------------------------------
-    def _cached(self, key: str, filterstr: str) -> HubEntry | None:
+    def _cached(self, key: str, filterstr: str, what: str) -> HubEntry | None:
         now = time.monotonic()
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] > now:
                 self._cache.move_to_end(key)
+                if isinstance(hit[1], AmbiguousAddress):
+                    raise hit[1]
                 return hit[1]
         results = self._search(filterstr)
-        entry = None
-        if results:
-            results.sort(key=lambda r: r[0].lower())
-            if len(results) > 1:
-                log.warning("%d hub entries match %s; using %s", len(results), key,
-                            results[0][0])
-            entry = entry_from_ldap(*results[0])
+        entry: HubEntry | AmbiguousAddress | None
+        try:
+            entry = choose_entry(what, [entry_from_ldap(dn, attrs) for dn, attrs in results])
+        except AmbiguousAddress as exc:
+            entry = exc
         with self._cache_lock:
             self._cache[key] = (now + self.config.cache_ttl, entry)
             self._cache.move_to_end(key)
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
+        if isinstance(entry, AmbiguousAddress):
+            raise entry
         return entry
 
     def clear_cache(self) -> None:
@@ -218,10 +245,12 @@ class LdapHub:
 
     # -- lookups ---------------------------------------------------------
     def by_smtp(self, address: str) -> HubEntry | None:
-        """The entry whose ``mail`` or SMTP proxy address is ``address``."""
+        """The entry whose ``mail`` or SMTP proxy address is ``address``
+        (:func:`choose_entry` decides between several; may raise
+        :class:`AmbiguousAddress`)."""
         esc = ldap.filter.escape_filter_chars(address)
         return self._cached(f"smtp:{address.lower()}",
-                            f"(|(mail={esc})(proxyAddresses=smtp:{esc}))")
+                            f"(|(mail={esc})(proxyAddresses=smtp:{esc}))", address)
 
     def by_address(self, address: TypedAddress, *, targets: bool = True) -> HubEntry | None:
         """The entry with this typed address as a proxy (or, with ``targets``, its target)."""
@@ -235,7 +264,7 @@ class LdapHub:
             if targets:
                 terms.append(f"(targetAddress={esc})")
         key = f"{'t' if targets else 'p'}:{address.type}:{values[-1].lower()}"
-        return self._cached(key, f"(|{''.join(terms)})")
+        return self._cached(key, f"(|{''.join(terms)})", str(address))
 
 
 def _describe(exc: ldap.LDAPError) -> str:

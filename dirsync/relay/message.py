@@ -6,6 +6,7 @@ import email.utils
 import re
 import time
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRACE = re.compile(rb"^(received|x400-received)[ \t]*:", re.IGNORECASE)
 
 
@@ -48,7 +49,15 @@ def count_trace(content: bytes) -> int:
 def received_header(*, by: str, queue_id: str, when: float | None = None,
                     helo: str | None = None, peer: str | None = None, protocol: str = "ESMTP",
                     recipient: str | None = None) -> bytes:
-    """An RFC 5321 section 4.4 ``Received:`` field, folded, ending in CRLF."""
+    """An RFC 5321 section 4.4 ``Received:`` field, folded, ending in CRLF.
+
+    Every value must already have been checked (the HELO name and the
+    recipient by the SMTP front); one with a control character would start a
+    header field of its own, so it raises ``ValueError`` instead.
+    """
+    for value in (by, queue_id, helo, peer, protocol, recipient):
+        if value is not None and _CONTROL.search(value):
+            raise ValueError(f"{value!r}: control character in a Received: field")
     parts = []
     if helo or peer:
         parts.append(f"from {helo or 'unknown'}" + (f" ({peer})" if peer else ""))

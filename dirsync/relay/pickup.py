@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dirsync.errors import InputError
+from dirsync.imcea import encode_imcea
 from dirsync.relay.addresses import TypedAddress
-from dirsync.relay.errors import HubUnavailable
+from dirsync.relay.errors import AmbiguousAddress, HubUnavailable
 from dirsync.relay.gateway import read_gateway_message
 from dirsync.relay.message import received_header
 from dirsync.relay.queue import Queue, QueuedMessage, Recipient, new_id
@@ -75,16 +76,7 @@ class Pickup:
         sender = ""
         if gm.originator is not None:
             sender = self.translator.originator_to_smtp(gm.originator)
-        recipients = []
-        for address in gm.recipients:
-            smtp = self.translator.recipient_to_smtp(address)
-            std = _std(address)
-            if smtp is None:
-                reason = f"{std} is not a recipient the relay can map to SMTP"
-                rcpt = Recipient(std, arrived_as=str(address), error=("5.1.1", reason))
-            else:
-                rcpt = Recipient(smtp, arrived_as=str(address))
-            recipients.append(rcpt)
+        recipients = [self._recipient(address) for address in gm.recipients]
         now = time.time()
         content = received_header(by=self.hostname, queue_id=queue_id, protocol="X400-pickup",
                                   when=now) + gm.content
@@ -103,6 +95,31 @@ class Pickup:
             os.close(fd)
         self.submit(queue_id, now)
         return queue_id
+
+
+    def _recipient(self, address: TypedAddress) -> Recipient:
+        """One inbound recipient, decided by the rule the SMTP front applies."""
+        std = _std(address)
+        try:
+            smtp = self.translator.recipient_to_smtp(address)
+        except AmbiguousAddress:
+            # Several hub entries claim it: queue it in its IMCEA form, so
+            # that delivery looks it up again and the recipient waits (4.3.0)
+            # until one entry holds the address.
+            imcea = encode_imcea(address.type, address.canonical(), self.translator.imcea_domain)
+            return Recipient(imcea, arrived_as=str(address))
+        if smtp is None:
+            reason = f"{std} is not a recipient the relay can map to SMTP"
+            return Recipient(std, arrived_as=str(address), error=("5.1.1", reason))
+        # The gateway is trusted like an authenticated client (only it writes
+        # the pickup folder); otherwise the same decision as RCPT TO.
+        decision = self.translator.accept(smtp, authenticated=True)
+        if decision.accepted or decision.reply.startswith("4"):
+            return Recipient(smtp, arrived_as=str(address))
+        _, status, text = decision.reply.split(" ", 2)
+        log.info("%s: pickup recipient %s (%s) refused: %s", self.folder, std, smtp,
+                 decision.reply)
+        return Recipient(std, arrived_as=str(address), error=(status, f"{std}: {text}"))
 
 
 def _std(address: TypedAddress) -> str:

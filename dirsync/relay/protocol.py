@@ -9,6 +9,12 @@ DSN parameters RET, ENVID (MAIL) and NOTIFY, ORCPT (RCPT), advertises
 exception in a hook into ``451 4.3.0`` (a temporary failure the client
 retries) rather than aiosmtpd's permanent 500.
 
+Paths are read by :mod:`.paths`, not by aiosmtpd's lenient ``_getaddr``
+(which takes ``<dave@example.org`` and ``<dave example.org>``): a bad sender
+is ``501 5.1.7``, a bad recipient ``501 5.1.3``, and the handler only ever
+sees an address that passed. HELO/EHLO names with spaces or control
+characters are refused too, since they are written into ``Received:``.
+
 The division of labour: hooks only decide, by returning a reply; the
 protocol records what a 2xx reply accepted. ``handle_MAIL`` and
 ``handle_RCPT`` therefore must not touch ``envelope.mail_from`` or
@@ -17,7 +23,7 @@ protocol records what a 2xx reply accepted. ``handle_MAIL`` and
 recipient being decided.
 
 This module uses aiosmtpd 1.4 internals (``_handle_hooks``,
-``_ehlo_hook_ver``, ``_call_handler_hook``, ``_getaddr``); the dependency
+``_ehlo_hook_ver``, ``_call_handler_hook``); the dependency
 is pinned to 1.4.x for that reason.
 """
 
@@ -37,6 +43,7 @@ from dirsync.relay.dsn import (
     parse_orcpt,
     parse_ret,
 )
+from dirsync.relay.paths import NeedsSmtpUtf8, PathSyntaxError, is_hostname, split_path
 
 log = logging.getLogger("dirsync.relay.smtp")
 
@@ -76,8 +83,10 @@ def parse_params(text: str) -> dict[str, str | bool] | None:
 class DsnSMTP(SMTP):
     """SMTP with DSN (RFC 3461) and a null reverse-path; see the module docstring."""
 
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, postmaster: str | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        # RFC 5321 section 4.5.1: <Postmaster> without a domain reaches this address.
+        self.postmaster = postmaster
         inner = self._handle_hooks.get("EHLO")
         if inner is not None and self._ehlo_hook_ver != "new":
             raise RuntimeError("DsnSMTP needs the 5-argument handle_EHLO hook")
@@ -108,13 +117,19 @@ class DsnSMTP(SMTP):
         log.error("%r: error in an SMTP hook: %s", peer, error, exc_info=error)
         return TEMPFAIL
 
-    def _split_path(self, arg: str) -> tuple[str | None, str]:
-        """The address and the parameter text of a MAIL/RCPT argument."""
-        arg = arg.strip()
-        if arg.startswith("<>"):
-            return "", arg[2:]
-        address, rest = self._getaddr(arg)
-        return address, rest or ""
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if hostname and not is_hostname(hostname):
+            await self.push("501 5.5.4 Syntax: EHLO hostname (a domain or an address literal)")
+            return
+        await super().smtp_EHLO(hostname)  # type: ignore[arg-type]
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if hostname and not is_hostname(hostname):
+            await self.push("501 5.5.4 Syntax: HELO hostname (a domain or an address literal)")
+            return
+        await super().smtp_HELO(hostname)  # type: ignore[arg-type]
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -133,17 +148,24 @@ class DsnSMTP(SMTP):
         if env.mail_given:
             await self.push("503 5.5.1 Error: nested MAIL command")
             return
-        address, rest = self._split_path(arg[5:])
-        if address is None:
-            await self.push("553 5.1.3 Error: malformed address")
+        try:
+            # The path's syntax depends on SMTPUTF8, a parameter after it:
+            # read the structure with UTF-8 allowed, then hold it to the rule.
+            address, rest = split_path(arg[5:], utf8=True, null=True)
+            params = parse_params(rest)
+            utf8 = params is not None and "SMTPUTF8" in params and self.enable_SMTPUTF8
+            if not utf8:
+                split_path(arg[5:], utf8=False, null=True)
+        except NeedsSmtpUtf8:
+            await self.push("553 5.6.7 Non-ASCII sender address without SMTPUTF8")
             return
-        if address == "" and not arg[5:].strip().startswith("<>"):
-            await self.push(syntaxerr)
+        except PathSyntaxError as exc:
+            log.info("%r: refused MAIL FROM: %s", self.session.peer, exc)
+            await self.push("501 5.1.7 Bad sender address syntax")
             return
         if rest.strip() and not self.session.extended_smtp:
             await self.push(syntaxerr)
             return
-        params = parse_params(rest)
         if params is None:
             await self.push(syntaxerr)
             return
@@ -208,11 +230,21 @@ class DsnSMTP(SMTP):
         if arg is None or arg[:3].upper() != "TO:":
             await self.push(syntaxerr)
             return
-        address, rest = self._split_path(arg[3:])
-        if address is None:
-            await self.push("553 5.1.3 Error: malformed address")
+        try:
+            address, rest = split_path(arg[3:], utf8=env.smtp_utf8, postmaster=True)
+        except NeedsSmtpUtf8:
+            await self.push("553 5.6.7 Non-ASCII recipient address without SMTPUTF8")
             return
-        if not address or (rest.strip() and not self.session.extended_smtp):
+        except PathSyntaxError as exc:
+            log.info("%r: refused RCPT TO: %s", self.session.peer, exc)
+            await self.push("501 5.1.3 Bad recipient address syntax")
+            return
+        if "@" not in address:  # the bare <Postmaster> split_path lets through
+            if self.postmaster is None:
+                await self.push("550 5.1.1 <postmaster>: no postmaster here")
+                return
+            address = self.postmaster
+        if rest.strip() and not self.session.extended_smtp:
             await self.push(syntaxerr)
             return
         params = parse_params(rest)

@@ -23,12 +23,14 @@ The statuses the relay gives (RFC 3463):
 from __future__ import annotations
 
 import email.utils
+import re
 import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dirsync.relay.message import split_header
+from dirsync.relay.paths import check_mailbox
 
 FULL_LIMIT = 1 << 20  # beyond this the original travels as its header only
 
@@ -68,10 +70,21 @@ def _fields(lines: Sequence[tuple[str, str | None]]) -> str:
     return "".join(f"{name}: {value}\r\n" for name, value in lines if value is not None)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _ascii_safe(text: str) -> str:
     # DSN fields are ASCII; an SMTPUTF8 address is written with its
     # non-ASCII bytes as xtext-like escapes rather than corrupting the field.
-    return text.encode("ascii", "backslashreplace").decode("ascii")
+    # A control character (a hop's reply, a hub value) is escaped too: a CR
+    # or LF here would start a header field of its own.
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def _line(text: str) -> str:
+    """Text for the human-readable part: one line, control characters escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def build_report(*, reporting_mta: str, postmaster: str, to: str,
@@ -82,7 +95,11 @@ def build_report(*, reporting_mta: str, postmaster: str, to: str,
 
     ``ret`` is the sender's RET (None: the full message for failures, the
     header for other reports). Messages over 1 MiB are returned as header only.
+    ``to`` and ``postmaster`` become header fields, so they must be valid
+    mailboxes (:func:`~dirsync.relay.paths.check_mailbox` raises otherwise).
     """
+    check_mailbox(to)
+    check_mailbox(postmaster)
     now = time.time() if now is None else now
     boundary = f"=_dsn_{secrets.token_hex(12)}"
     actions = {r.action for r in recipients}
@@ -110,10 +127,12 @@ def build_report(*, reporting_mta: str, postmaster: str, to: str,
     human = [f"This is the mail relay at {reporting_mta}.", ""]
     for r in recipients:
         who = r.original_recipient or r.final_recipient
-        human.append(f"Your message {_HUMAN.get(r.action, r.action)} {who.split(';', 1)[-1].strip()}.")
+        human.append(_line(f"Your message {_HUMAN.get(r.action, r.action)} "
+                           f"{who.split(';', 1)[-1].strip()}."))
         if r.text:
-            human.append(f"  {r.text}")
-        human.append(f"  Status: {r.status}" + (f" ({r.diagnostic})" if r.diagnostic else ""))
+            human.append(_line(f"  {r.text}"))
+        human.append(_line(f"  Status: {r.status}" + (f" ({r.diagnostic})" if r.diagnostic
+                                                      else "")))
         human.append("")
     human_text = "\r\n".join(human)
     human_bytes = human_text.encode("utf-8")
@@ -122,7 +141,8 @@ def build_report(*, reporting_mta: str, postmaster: str, to: str,
     per_message = _fields([
         ("Reporting-MTA", f"dns; {reporting_mta}"),
         ("Original-Envelope-Id", _ascii_safe(envid) if envid else None),
-        ("Received-From-MTA", f"dns; {received_from}" if received_from else None),
+        ("Received-From-MTA", _ascii_safe(f"dns; {received_from}") if received_from
+         else None),
         ("Arrival-Date", rfc822_date(arrival)),
     ])
     blocks = [per_message]
@@ -133,7 +153,7 @@ def build_report(*, reporting_mta: str, postmaster: str, to: str,
             ("Final-Recipient", _ascii_safe(r.final_recipient)),
             ("Action", r.action),
             ("Status", r.status),
-            ("Remote-MTA", r.remote_mta),
+            ("Remote-MTA", _ascii_safe(r.remote_mta) if r.remote_mta else None),
             ("Diagnostic-Code", _ascii_safe(r.diagnostic) if r.diagnostic else None),
             ("Last-Attempt-Date", rfc822_date(r.last_attempt) if r.last_attempt else None),
             ("Will-Retry-Until", rfc822_date(r.will_retry_until) if r.will_retry_until

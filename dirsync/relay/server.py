@@ -134,7 +134,7 @@ class Relay:
                 # No users file: offer no AUTH mechanism at all.
                 kwargs.update(auth_exclude_mechanism=["LOGIN", "PLAIN"])
             session = DsnSMTP(
-                handler, hostname=cfg.hostname, ident="dirsync relay",
+                handler, postmaster=cfg.postmaster, hostname=cfg.hostname, ident="dirsync relay",
                 data_size_limit=cfg.max_message_size, enable_SMTPUTF8=True,
                 tls_context=tls_context,
                 require_starttls=bool(cfg.tls and cfg.tls.require_starttls),

@@ -7,6 +7,15 @@ that refuses some recipients and takes the others is handled: refused with
 hop offers DSN (RFC 3461) the sender's NOTIFY, ORCPT, RET and ENVID are
 passed on and the hop reports from then on; when it does not, the caller
 reports "relayed" itself to recipients that asked for NOTIFY=SUCCESS.
+
+What goes out is what was checked: the relay writes ``MAIL FROM:<...>`` and
+``RCPT TO:<...>`` itself, with the address that passed
+:func:`~dirsync.relay.paths.check_mailbox` just before, byte for byte.
+smtplib's own ``mail()``/``rcpt()`` re-parse the address with
+``email.utils.parseaddr``, which turns ``"x\rBcc: a@b"@c`` into another
+address than the one checked. The message's line ends are made CRLF before
+DATA, so the dot-stuffing smtplib does is complete and no bare CR or LF can
+end the message early at a hop that reads them as line ends.
 """
 
 from __future__ import annotations
@@ -23,9 +32,16 @@ from dirsync.relay.addresses import TypedAddress
 from dirsync.relay.config import SmtpHopConfig
 from dirsync.relay.dsn import RecipientDsn, mail_options
 from dirsync.relay.errors import Unmappable
+from dirsync.relay.paths import PathSyntaxError, check_mailbox
 from dirsync.x400 import ORAddressError
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def crlf_lines(content: bytes) -> bytes:
+    """``content`` with every line end (CRLF, bare CR, bare LF) written as CRLF."""
+    return _LINE_END.sub(b"\r\n", content)
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,7 @@ class SmtpHop:
                  content: bytes, *, ret: str | None, envid: str | None, body8bit: bool,
                  smtputf8: bool) -> list[Outcome]:
         host = self.config.host
+        content = crlf_lines(content)
         client.ehlo_or_helo_if_needed()
         if self.config.starttls != "off" and client.has_extn("starttls"):
             client.starttls(context=self._tls_context())
@@ -162,20 +179,37 @@ class SmtpHop:
             options.append("SMTPUTF8")
         if dsn:
             options += mail_options(ret, envid)
-        code, message = client.mail(sender, options)
+        try:
+            if sender:
+                check_mailbox(sender, utf8=smtputf8)
+        except PathSyntaxError as exc:
+            client.rset()
+            return [Outcome("failed", "5.1.7", f"x-local; bad sender address: {exc}",
+                            f"dns; {host}")] * len(recipients)
+        if smtputf8:
+            client.command_encoding = "utf-8"
+        code, message = client.docmd("MAIL", f"FROM:<{sender}>" + "".join(
+            f" {o}" for o in options))
         if code != 250:
             outcome = outcome_for(code, message, host)
             client.rset()
             return [outcome] * len(recipients)
         outcomes: list[Outcome | None] = []
         for rcpt in recipients:
+            try:
+                check_mailbox(rcpt.address, utf8=smtputf8)
+            except PathSyntaxError as exc:
+                outcomes.append(Outcome("failed", "5.1.3", f"x-local; bad recipient address: "
+                                        f"{exc}", f"dns; {host}"))
+                continue
             rcpt_options: list[str] = []
             if dsn:
                 request = rcpt.dsn
                 if request.orcpt is None:
                     request = RecipientDsn(request.notify, ("rfc822", rcpt.original))
                 rcpt_options = request.rcpt_options()
-            code, message = client.rcpt(rcpt.address, rcpt_options)
+            code, message = client.docmd("RCPT", f"TO:<{rcpt.address}>" + "".join(
+                f" {o}" for o in rcpt_options))
             outcomes.append(None if code in (250, 251) else outcome_for(code, message, host))
         if all(o is not None for o in outcomes):
             client.rset()

@@ -6,8 +6,13 @@ Outbound (SMTP towards a foreign system):
   otherwise to whichever of its primary proxy addresses of a routed type, or
   its own SMTP address, the router likes best;
 * an IMCEA address at one of the relay's domains is decoded: if the foreign
-  address it holds is a hub recipient's proxy, mail goes to that recipient;
-  otherwise it travels on as a one-off address of its type;
+  address it holds is a hub recipient's proxy or target address, mail goes
+  to that recipient (a contact imported from a foreign system thus reaches
+  its target, the foreign address); otherwise it travels on as a one-off
+  address of its type;
+* when several hub entries claim an address, the one the hub owns (without
+  dirsync's ownership marker) takes it; with no single such entry the
+  recipient waits (4.3.0), it never goes to an imported foreign contact;
 * the sender becomes its primary proxy address of the outgoing type; without
   one an X.400 sender is mapped by RFC 2156 and any other sender travels as
   an SMTP one-off, unless the route demands a proxy.
@@ -34,8 +39,9 @@ from dirsync.relay.addresses import (
     TypedAddress,
     split_smtp,
 )
-from dirsync.relay.errors import Unmappable
+from dirsync.relay.errors import AmbiguousAddress, Unmappable
 from dirsync.relay.hub import HubEntry, HubLookup
+from dirsync.relay.paths import check_mailbox, is_mailbox
 from dirsync.relay.routing import Router
 from dirsync.x400 import (
     MappingTables,
@@ -101,10 +107,22 @@ class Translator:
 
     # -- the SMTP front --------------------------------------------------
     def accept(self, address: str, *, authenticated: bool = False, _depth: int = 0) -> Acceptance:
-        """Decide a RCPT TO: only routable or hub-known recipients, never an open relay."""
+        """Decide a recipient at any door (the SMTP front, the pickup): only
+        routable or hub-known recipients, never an open relay.
+
+        An address several hub entries claim, none of them clearly the hub's
+        own, is a temporary failure (``451 4.3.0``), logged by the hub lookup.
+        """
+        try:
+            return self._accept(address, authenticated=authenticated, _depth=_depth)
+        except AmbiguousAddress:
+            return Acceptance(False, f"451 4.3.0 <{address}>: several hub entries claim this "
+                                     "address; try again later")
+
+    def _accept(self, address: str, *, authenticated: bool, _depth: int) -> Acceptance:
         ok = Acceptance(True, "250 2.1.5 Recipient OK")
         try:
-            _, domain = split_smtp(address)
+            _, domain = split_smtp(check_mailbox(address))
         except AddressSyntaxError:
             return Acceptance(False, f"501 5.1.3 <{address}>: bad recipient address syntax")
         if is_imcea(address) and self.is_local(domain):
@@ -115,8 +133,8 @@ class Translator:
             if typed.is_smtp:
                 if _depth >= MAX_NESTING:
                     return Acceptance(False, f"553 5.1.3 <{address}>: nested too deep")
-                return self.accept(typed.value, authenticated=authenticated, _depth=_depth + 1)
-            if self.hub.by_address(typed, targets=False) is not None \
+                return self._accept(typed.value, authenticated=authenticated, _depth=_depth + 1)
+            if self.hub.by_address(typed, targets=True) is not None \
                     or self.router.best(typed, authenticated=authenticated) is not None:
                 return ok
             return Acceptance(False, f"550 5.7.1 <{address}>: no address space for "
@@ -149,9 +167,21 @@ class Translator:
 
         ``arrived_as`` is the foreign address the message was addressed to
         when it came in encapsulated or through the pickup; it is never a
-        candidate, so a reply to a hub user's proxy is not sent back where it
-        came from.
+        candidate of an entry without a target address, so a reply to a hub
+        user's proxy is not sent back where it came from. An entry with a
+        target address (a contact) goes to its target however it was
+        addressed: that is where its mailbox is.
+
+        An address several hub entries claim gives a resolution whose error
+        has status 4.3.0: the recipient waits (see :func:`~.hub.choose_entry`).
         """
+        try:
+            return self._resolve(address, arrived_as=arrived_as, _depth=_depth)
+        except AmbiguousAddress as exc:
+            return Resolution(address, error=Unmappable(str(exc), exc.status))
+
+    def _resolve(self, address: str, *, arrived_as: TypedAddress | None,
+                 _depth: int) -> Resolution:
         try:
             _, domain = split_smtp(address)
         except AddressSyntaxError as exc:
@@ -162,10 +192,14 @@ class Translator:
             except Unmappable as exc:
                 return Resolution(address, error=exc)
             if typed.is_smtp and _depth < MAX_NESTING:
-                return self.resolve(typed.value, arrived_as=arrived_as, _depth=_depth + 1)
-            entry = self.hub.by_address(typed, targets=False)
+                return self._resolve(typed.value, arrived_as=arrived_as, _depth=_depth + 1)
+            entry = self.hub.by_address(typed, targets=True)
             if entry is not None:
-                return Resolution(address, self._candidates(entry, address, typed), entry, "hub")
+                if entry.target is not None and not _valid(entry.target):
+                    return Resolution(address, (), entry, "hub", Unmappable(
+                        f"{address}: target address {entry.target} is malformed", "5.1.3"))
+                return Resolution(address, self._candidates(entry, address, typed), entry,
+                                  "hub")
             return Resolution(address, (typed,), None, "imcea")
         entry = self.hub.by_smtp(address)
         if entry is not None:
@@ -179,6 +213,7 @@ class Translator:
                     exclude: TypedAddress | None) -> tuple[TypedAddress, ...]:
         if entry.target is not None:
             found = [entry.target]
+            exclude = None
         else:
             found = [p.address for p in entry.proxies
                      if p.primary and p.address.type != SMTP and p.address.type in self.router.types]
@@ -205,7 +240,7 @@ class Translator:
                 raise Unmappable(f"sender {sender!r}: {exc}", "5.1.7") from None
             if typed.type == out_type:
                 return typed
-        entry = self.hub.by_smtp(sender)
+        entry = self.hub.by_smtp(sender)  # AmbiguousAddress: the attempt waits
         if entry is not None:
             primary = entry.primary(out_type)
             if primary is not None:
@@ -228,18 +263,31 @@ class Translator:
 
     # -- inbound from the X.400 side -------------------------------------
     def originator_to_smtp(self, address: TypedAddress) -> str:
-        """An inbound originator as SMTP: hub, else RFC 2156 tables, else IMCEA."""
-        entry = self.hub.by_address(address, targets=True)
-        if entry is not None and entry.smtp_address():
-            return entry.smtp_address() or ""
+        """An inbound originator as SMTP: hub, else RFC 2156 tables, else IMCEA.
+
+        Only a valid mailbox comes back (:func:`~.paths.check_mailbox`): a
+        hub value or a table mapping that is not one gives way to the IMCEA
+        form, which always is. An originator several hub entries claim is
+        not looked up further: the IMCEA form names it without choosing.
+        """
+        try:
+            entry = self.hub.by_address(address, targets=True)
+        except AmbiguousAddress:
+            entry = None
+        own = entry.smtp_address() if entry is not None else None
+        if own and is_mailbox(own):
+            return own
         if address.type == X400:
             mapped = x400_to_rfc822(parse_or_address(address.value), self.tables)
-            if mapped is not None:
+            if mapped is not None and is_mailbox(mapped):
                 return mapped
         return encode_imcea(address.type, address.canonical(), self.imcea_domain)
 
     def recipient_to_smtp(self, address: TypedAddress) -> str | None:
-        """An inbound recipient as SMTP: a hub recipient's proxy, else RFC 2156; or None."""
+        """An inbound recipient as SMTP: a hub recipient's proxy, else RFC 2156; or None.
+
+        Raises :class:`AmbiguousAddress` when several hub entries claim it.
+        """
         entry = self.hub.by_address(address, targets=False)
         if entry is not None and entry.smtp_address():
             return entry.smtp_address()

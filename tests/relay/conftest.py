@@ -14,7 +14,7 @@ import pytest
 
 from dirsync.testing.slapd import SlapdServer
 
-from .helpers import CAROL_X400, TED_X400, Hub, RelayEnv, Sink
+from .helpers import CAROL_X400, TED_X400, Hub, RelayEnv, ServeProcess, Sink
 
 
 @pytest.fixture
@@ -59,3 +59,20 @@ def relay_env(tmp_path: Path, slapd: SlapdServer, base: str,
     env = RelayEnv(tmp_path, slapd, base)
     yield env
     env.stop()
+
+
+@pytest.fixture
+def serve(relay_env: RelayEnv) -> Iterator[Callable[[], ServeProcess]]:
+    """Start ``dirsync relay serve`` on the test's config, as a real process."""
+    started: list[ServeProcess] = []
+
+    def start() -> ServeProcess:
+        relay_env.write()
+        proc = ServeProcess(relay_env.config_path, relay_env.port).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc is not None:
+            proc.kill()

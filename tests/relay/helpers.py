@@ -11,15 +11,19 @@ import asyncio
 import email
 import email.policy
 import os
+import signal
 import smtplib
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -90,6 +94,7 @@ class SinkHandler:
     tempfail: set[str] = field(default_factory=set)
     folder: Path | None = None  # write each message here, fsynced
     messages: list[Received] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # MAIL/RCPT arguments as received
     tls_sessions: list[bool] = field(default_factory=list)  # per message: over TLS?
     cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -132,6 +137,23 @@ class DsnController(Controller):
         return DsnSMTP(self.handler, **self.SMTP_kwargs)
 
 
+class RecordingSMTP(SMTP):
+    """Stock aiosmtpd that also keeps the argument of each MAIL and RCPT as it came."""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.event_handler.lines.append(f"MAIL {arg}")
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.event_handler.lines.append(f"RCPT {arg}")
+        await super().smtp_RCPT(arg)
+
+
+class RecordingController(Controller):
+    def factory(self) -> SMTP:
+        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class Sink:
     """A next hop: an aiosmtpd server on a loopback port, started on demand."""
 
@@ -144,7 +166,7 @@ class Sink:
         self.controller: Controller | None = None
 
     def start(self) -> Sink:
-        cls = DsnController if self.dsn else Controller
+        cls = DsnController if self.dsn else RecordingController
         extra = {"tls_context": self.tls_context} if self.tls_context else {}
         self.controller = cls(self.handler, hostname="127.0.0.1", port=self.port,
                               server_hostname="sink.test", **extra)
@@ -169,6 +191,114 @@ class Sink:
 
 
 
+# -- clients -------------------------------------------------------------------
+
+class RawClient:
+    """An SMTP client on a plain socket: sends exactly the bytes it is given."""
+
+    def __init__(self, port: int, timeout: float = WAIT) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.banner = self.reply()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; unread: {self.buf!r}")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def reply(self) -> tuple[int, str]:
+        """One (possibly multi-line) reply: its code and its last line's text."""
+        while True:
+            line = self._line()
+            if line[3:4] != b"-":
+                return int(line[:3]), line[4:].decode("utf-8", "replace")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, line: bytes | str) -> tuple[int, str]:
+        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
+        self.send(raw + b"\r\n")
+        return self.reply()
+
+    def pending(self, wait: float = 0.3) -> bytes:
+        """Whatever the server sent unasked (after ``wait`` seconds)."""
+        self.sock.settimeout(wait)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            chunk = b""
+        finally:
+            self.sock.settimeout(WAIT)
+        return self.buf + chunk
+
+
+def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """The independent SMTP client swaks against the relay on ``port``."""
+    return subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--helo", "client.test",
+                           "--timeout", str(int(WAIT)), *args],
+                          capture_output=True, text=True, timeout=WAIT * 2, check=False)
+
+
+# -- ``dirsync relay serve`` as a process -----------------------------------------
+
+class ServeProcess:
+    """``python -m dirsync -c CONFIG relay serve`` in the background; stderr to a file."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config = config
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_path = config.parent / f"serve-{port}.stderr"
+
+    def start(self) -> ServeProcess:
+        self._err = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in kill()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dirsync", "-c", str(self.config), "relay", "serve"],
+            stdout=subprocess.DEVNULL, stderr=self._err)
+        deadline = time.monotonic() + WAIT
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"relay exited with {self.proc.returncode}: "
+                                     f"{self.stderr}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    banner = sock.recv(256)
+                    if banner.startswith(b"220"):
+                        assert b"dirsync relay" in banner, f"another server on the port: {banner!r}"
+                        return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "relay did not start listening"
+            time.sleep(0.05)
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+        code = self.proc.wait(timeout=WAIT)
+        self._err.close()
+        self.proc = None
+        return code
+
+
 # -- the hub -------------------------------------------------------------------
 
 class Hub:
@@ -179,7 +309,9 @@ class Hub:
         self.base = base
 
     def add(self, cn: str, *, mail: str | None = None, proxies: tuple[str, ...] = (),
-            target: str | None = None) -> str:
+            target: str | None = None, source: str | None = None) -> str:
+        """Add a recipient; ``source`` sets dirsync's ownership marker (an
+        entry dirsync imported from that connection)."""
         dn = f"cn={cn},{self.base}"
         attrs: list[tuple[str, list[bytes]]] = [
             ("objectClass", [b"inetOrgPerson", b"dirsyncObject"]),
@@ -193,6 +325,8 @@ class Hub:
             attrs.append(("proxyAddresses", [p.encode() for p in proxies]))
         if target:
             attrs.append(("targetAddress", [target.encode()]))
+        if source:
+            attrs.append(("dirsyncSource", [source.encode()]))
         conn = self.slapd.connect()
         try:
             conn.add_s(dn, attrs)
@@ -334,4 +468,8 @@ def contoso_relay(env: RelayEnv, sinks: Callable[..., Sink], **extra: Any) -> di
         ],
     })
     env.relay.update(extra)
+    # free_port() only promises a port free at the moment: the relay's was
+    # picked before the hops started listening, and one of them may hold it now.
+    while env.port in {sink.port for sink in hops.values()}:
+        env.port = free_port()
     return hops

@@ -162,3 +162,13 @@ def test_bad_durations(bad: object) -> None:
                                         ("1g", 1 << 30), ("512", 512)])
 def test_sizes(text: object, size: int) -> None:
     assert parse_size(text) == size
+
+
+def test_postmaster_and_hostname_must_be_addresses(tmp_path: Path) -> None:
+    relay = {**MINIMAL, "postmaster": "postmaster, x@y.example",
+             "hostname": "relay example"}
+    with pytest.raises(ConfigError) as info:
+        load_relay_config(write(tmp_path, relay))
+    problems = info.value.problems
+    assert any(p.startswith("relay.postmaster: must be an address") for p in problems)
+    assert any(p.startswith("relay.hostname: must be a host name") for p in problems)

@@ -136,3 +136,10 @@ def test_hash_password(monkeypatch: pytest.MonkeyPatch,
     assert hashed.startswith("pbkdf2-sha256$")
     assert verify_password("s3cret", hashed)
     assert not verify_password("other", hashed)
+
+
+def test_json_after_the_address(route: Callable[..., tuple[int, str, str]]) -> None:
+    before = route("--json", "relay", "route", "bob@example.org")
+    after = route("relay", "route", "bob@example.org", "--json")
+    assert after == before and after[0] == 0
+    assert json.loads(after[1])["hop_address"] == "IMCEAMS-MICROSOFT_PO2_BOB@msgw.example.net"

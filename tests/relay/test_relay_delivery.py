@@ -239,10 +239,12 @@ def test_one_unmappable_recipient_gets_a_report_the_others_go_on(
 
 def test_unmappable_sender_fails_every_recipient(relay_env: RelayEnv,
                                                  hops: dict[str, Sink]) -> None:
+    relay_env.relay["routes"].append({"address_space": "SMTP:*.partner.example",
+                                      "hop": "internet"})
     relay_env.start()
     # An Internet sender too long for a domain-defined attribute (128): it
     # has no X.400 form, so nobody on the X.400 side could ever reply.
-    sender = "x" * 120 + "@partner.example"
+    sender = "x" * 64 + "@" + "y" * 60 + ".partner.example"
     zed = "IMCEAX400-c=US+3Ba=+20+3Bp=Contoso+3Bo=SiteB+3Bs=Zed+3B@example.org"
     relay_env.send(sender, ["carol@example.org", zed], message(), rcpt_options=["NOTIFY=FAILURE"])
     [report] = hops["internet"].wait()

@@ -2,71 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import smtplib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .helpers import WAIT, Hub, RelayEnv, Sink, contoso_relay, message
-
-
-class ServeProcess:
-    """``python -m dirsync -c CONFIG relay serve`` in the background."""
-
-    def __init__(self, config: Path, port: int) -> None:
-        self.config = config
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ServeProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dirsync", "-c", str(self.config), "relay", "serve"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + WAIT
-        while True:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise AssertionError(f"relay exited with {self.proc.returncode}: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    if sock.recv(64).startswith(b"220"):
-                        return self
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "relay did not start listening"
-            time.sleep(0.05)
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-        code = self.proc.wait(timeout=WAIT)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
-        return code
-
-
-@pytest.fixture
-def serve(relay_env: RelayEnv) -> Iterator[Callable[[], ServeProcess]]:
-    started: list[ServeProcess] = []
-
-    def start() -> ServeProcess:
-        relay_env.write()
-        proc = ServeProcess(relay_env.config_path, relay_env.port).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.proc is not None:
-            proc.kill()
+from .helpers import WAIT, Hub, RelayEnv, ServeProcess, Sink, contoso_relay, message
 
 
 def queued(env: RelayEnv) -> list[Path]:
