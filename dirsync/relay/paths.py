@@ -11,9 +11,12 @@ to an address other than the one it checked, so nothing here repairs:
   anywhere, inside a quoted string too;
 * a path is ``<`` [source route ``:``] mailbox ``>``: no missing bracket, no
   space outside quotes, nothing but `` SP parameters`` after the ``>``;
-* a mailbox has a local part (dot-string or quoted string, at most 64
-  octets) and a domain (LDH labels or an address literal, at most 255
-  octets); the whole path is at most 256 octets;
+* a mailbox has a local part (dot-string or quoted string) and a domain
+  (LDH labels or an address literal, at most 255 octets); the whole path is
+  at most 256 octets. The local part has no limit of its own below that:
+  RFC 5321 section 4.5.3.1.1 names 64 octets, but encapsulated foreign
+  addresses (IMCEA, RFC 2156 forms), which this relay itself writes, are
+  often longer, and section 4.5.3.1 asks not to refuse what can be handled;
 * the only mailbox without a domain is ``postmaster`` (RCPT only);
 * UTF-8 (RFC 6531) is read only where the caller allows it (the SMTPUTF8
   parameter); bytes that are not UTF-8 are refused.
@@ -29,7 +32,6 @@ import re
 
 from dirsync.relay.addresses import AddressSyntaxError
 
-MAX_LOCAL = 64
 MAX_DOMAIN = 255
 MAX_PATH = 256
 
@@ -91,9 +93,7 @@ def _literal_ok(literal: str) -> bool:
 def _check(match: re.Match[str] | None, text: str) -> str:
     if match is None:
         raise PathSyntaxError(f"{text!r} is not a valid mailbox")
-    local, domain = match.group("local"), match.group("domain")
-    if len(local.encode()) > MAX_LOCAL:
-        raise PathSyntaxError(f"{text!r}: the local part is longer than {MAX_LOCAL} octets")
+    domain = match.group("domain")
     if len(domain.encode()) > MAX_DOMAIN:
         raise PathSyntaxError(f"{text!r}: the domain is longer than {MAX_DOMAIN} octets")
     if domain.startswith("[") and not _literal_ok(domain):

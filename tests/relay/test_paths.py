@@ -27,6 +27,10 @@ from dirsync.relay.paths import (
     ("<ted@[192.0.2.1]>", "ted@[192.0.2.1]", ""),
     ("<ted@[IPv6:2001:db8::1]>", "ted@[IPv6:2001:db8::1]", ""),
     ("<>", "", ""),
+    # An IMCEA-encapsulated X.400 address: longer than RFC 5321's 64-octet
+    # local part, and written by the relay itself for such senders.
+    ("<IMCEAX400-c=FR+3Ba=ATLAS+3Bp=Fabrikam+3Bo=Paris+3Bs=Dupont+3Bg=Jean+3B@gw.example>",
+     "IMCEAX400-c=FR+3Ba=ATLAS+3Bp=Fabrikam+3Bo=Paris+3Bs=Dupont+3Bg=Jean+3B@gw.example", ""),
 ])
 def test_valid_paths(arg: str, mailbox: str, rest: str) -> None:
     assert split_path(arg, utf8=False, null=True) == (mailbox, rest)
@@ -58,7 +62,7 @@ def test_valid_paths(arg: str, mailbox: str, rest: str) -> None:
     '<"unterminated@example.org>',
     "<dave@[192.0.2.999]>",
     "<dave@[IPv6:zz::1]>",
-    "<" + "x" * 65 + "@example.org>",                          # local part over 64
+    "<" + "x" * 250 + "@example.org>",                         # path over 256
     "<x@" + ".".join(["a" * 63] * 4) + ">",                    # domain over 255
     "<x@" + "a" * 64 + ".example>",                            # label over 63
     "<postmaster>",                                            # only for RCPT
