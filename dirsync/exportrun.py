@@ -47,6 +47,7 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.engine import (
+    INTERRUPTED,
     RUNNERS,
     RunResult,
     SyncOptions,
@@ -56,6 +57,7 @@ from dirsync.engine import (
 )
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
 from dirsync.errors import ConfigError, DirectoryError, EntryError
+from dirsync.interrupt import stop_requested
 from dirsync.exportmap import (
     HUB_GROUP,
     KIND_LIST,
@@ -83,6 +85,7 @@ from dirsync.plan import (
 )
 from dirsync.proxygen import Assigner, AssignmentStore, writeback_change, writeback_policy
 from dirsync.report import Problem, Report, ReportItem
+from dirsync.runlog import log_problems
 from dirsync.schema import matcher
 from dirsync.state import StateRow, StateStore, now
 from dirsync.templates import TemplateError
@@ -240,6 +243,8 @@ class ExportRun:
         self.write_change_files(planned=stop is not None or self.options.dry_run)
         if stop is not None:
             status = "stopped"
+        elif message is INTERRUPTED:
+            status = "interrupted"
         elif interrupted or self.counts.error or self.counts.conflict:
             status = "errors"
         else:
@@ -251,6 +256,7 @@ class ExportRun:
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
         ended = now()
+        log_problems(self.name, self.run_id, self.direction, self.problems)
         containers = "; ".join(self.connection.export_containers)
         files = self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
@@ -761,6 +767,9 @@ class ExportRun:
             for phase in PHASES:
                 if self.phases[phase]:
                     self.apply_phase(self.phases[phase], file_foreign)
+                if stop_requested.is_set():
+                    stopped = INTERRUPTED
+                    break
         except DirectoryError as exc:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
@@ -778,7 +787,8 @@ class ExportRun:
             for item in self.items:
                 if item.counted and item.error is None and item.done < item.changes:
                     self.counts.bump(item.action, -1)
-                    self.counts.error += 1
+                    if stopped is not INTERRUPTED:
+                        self.counts.error += 1
         return stopped
 
     def apply_hub(self) -> None:
@@ -808,6 +818,8 @@ class ExportRun:
 
         def changes() -> Iterator[Change]:
             for index, anchor, change, state_kind, digest in records:
+                if stop_requested.is_set():
+                    return
                 if self.items[index].error is not None:
                     continue
                 sent.append((index, anchor, state_kind, digest))

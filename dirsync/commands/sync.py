@@ -15,13 +15,19 @@ from dirsync.config import load_config
 from dirsync.engine import RunResult, SyncOptions, run
 from dirsync.progress import Progress, Silent
 from dirsync.report import FILES, printable
-from dirsync.state import StateStore
+from dirsync.interrupt import exit_status as interrupt_status
+from dirsync.interrupt import stop_requested, stopping_on_signals
+from dirsync.runlife import reap
+from dirsync.state import RunRecord, StateStore
 
 #: At most this many lines of a text report are printed; the file has them all.
 TEXT_LINES = 1000
 
 
 def _exit_status(results: list[RunResult]) -> int:
+    if stop_requested.is_set():
+        # Ctrl-C or SIGTERM: the shell's convention, 130 or 143.
+        return interrupt_status()
     if any(r.status == "stopped" for r in results):
         return 3
     if any(r.status != "ok" for r in results):
@@ -51,6 +57,7 @@ def _run(ctx: Any, names: tuple[str, ...], report_format: str,
     progress = Silent() if ctx.json else Progress()
     show = _printer(ctx, report_format)
     on_result = show
+    on_died = None
     if metrics_file is not None:
         from dirsync.metrics import Metrics
 
@@ -66,7 +73,15 @@ def _run(ctx: Any, names: tuple[str, ...], report_format: str,
                            counts=result.counts.as_dict(), duration=duration)
             metrics.write(Path(metrics_file))
 
-    results = run(config, names, SyncOptions(progress=progress, **options), on_result=on_result)
+        def on_died(record: RunRecord) -> None:
+            metrics.record(connection=record.connection, direction=record.direction,
+                           status="died", mode=record.mode, counts=record.counts,
+                           duration=0.0)
+            metrics.write(Path(metrics_file))
+
+    with stopping_on_signals():
+        results = run(config, names, SyncOptions(progress=progress, **options),
+                      on_result=on_result, on_died=on_died)
     return _exit_status(results)
 
 
@@ -144,6 +159,8 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
         return 0
     with StateStore(config.state) as state:
         for connection in names:
+            # A run shown as going whose process is gone ends here as "died".
+            reap(state, config.state.parent, connection)
             runs = state.runs(connection, limit)
             if ctx.json:
                 for record in runs:

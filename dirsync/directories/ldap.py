@@ -153,6 +153,10 @@ class LDAPDirectory(DirectoryBase):
             conn.protocol_version = 3
             conn.set_option(ldap.OPT_REFERRALS, 0)
             conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.timeout)
+            # A signal (Ctrl-C: dirsync.interrupt) must not fail the wait for a
+            # result with "Can't contact LDAP server: Interrupted system call":
+            # libldap waits on, and the stop is seen once the result is in.
+            conn.set_option(ldap.OPT_RESTART, ldap.OPT_ON)
             if self.server_url.startswith("ldaps") or self.tls.starttls:
                 conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT,
                                 ldap.OPT_X_TLS_DEMAND if self.tls.verify
