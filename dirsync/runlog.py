@@ -38,7 +38,8 @@ def log_run_end(result: Any) -> None:
         "mode": result.mode, "dry_run": result.dry_run, "counts": counts,
         "started": result.started, "ended": result.ended,
         "report": str(result.report) if result.report else None,
-        "message": result.message}})
+        # "message" is the event's own text: the run's message is its reason.
+        **({"reason": result.message} if result.message else {})}})
 
 
 def log_problems(connection: str, run: int, direction: str, problems: Iterable[Any]) -> None:
