@@ -20,6 +20,7 @@ from dirsync.engine import container_adds
 from dirsync.errors import ConfigError, DirsyncError
 from dirsync.exportcheck import check_export
 from dirsync.mapping import Mapping, load_mapping
+from dirsync.wording import plural
 
 #: The attribute types an LDAP hub must know (schemas/dirsync.schema).
 DIRSYNC_ATTRIBUTES = ("dirsyncAnchor", "dirsyncSource", "proxyAddresses", "targetAddress")
@@ -118,7 +119,7 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
                                         else ""))
         elif directory.kind == "csv":
             rows = sum(1 for _ in opened.read())
-            result.passed.append(f"{where}: {directory.path}: {rows} rows, columns "
+            result.passed.append(f"{where}: {directory.path}: {plural(rows, 'row')}, columns "
                                  f"{', '.join(opened.header)}")
             for rejected in opened.rejected:
                 result.notes.append(f"{where}: {directory.path}:{rejected.line}: "
@@ -128,7 +129,7 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
             assert directory.path is not None
             if directory.path.exists():
                 count = sum(1 for _ in opened.read())
-                result.passed.append(f"{where}: {directory.path}: {count} entries")
+                result.passed.append(f"{where}: {directory.path}: {plural(count, 'entry')}")
             else:
                 result.notes.append(f"{where}: {directory.path} does not exist yet; the "
                                     "first sync creates it")

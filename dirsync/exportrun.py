@@ -89,6 +89,7 @@ from dirsync.runlog import log_problems
 from dirsync.schema import matcher
 from dirsync.state import StateRow, StateStore, now
 from dirsync.templates import TemplateError
+from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
 
@@ -229,8 +230,8 @@ class ExportRun:
                            allow_deletes=self.options.allow_deletes)
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
-            stop = (f"{self.foreign.path} has {self.unreadable_rows} row(s) that cannot be "
-                    "read, and writing the file back would drop them; nothing was changed "
+            stop = (f"{self.foreign.path} has {plural(self.unreadable_rows, 'row')} that "
+                    "cannot be read, and writing the file back would drop them; nothing was changed "
                     "(fix or remove them first)")
         message = None
         interrupted = False

@@ -19,6 +19,7 @@ from dirsync.interrupt import exit_status as interrupt_status
 from dirsync.interrupt import stop_requested, stopping_on_signals
 from dirsync.runlife import reap
 from dirsync.state import RunRecord, StateStore
+from dirsync.wording import plural
 
 #: At most this many lines of a text report are printed; the file has them all.
 TEXT_LINES = 1000
@@ -109,7 +110,7 @@ def check(ctx: Any) -> int:
             click.echo(f"note     {line}")
         for line in result.problems:
             click.echo(f"problem  {line}")
-        click.echo(f"{len(result.problems)} problem(s)" if result.problems else
+        click.echo(plural(len(result.problems), "problem") if result.problems else
                    "everything checked is in order")
     return 0 if result.ok else 2
 
@@ -167,7 +168,7 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
                     click.echo(json.dumps(record.as_dict(), ensure_ascii=False))
                 continue
             held = state.count(connection)
-            click.echo(f"{connection}: {held} entries in the state"
+            click.echo(f"{connection}: {plural(held, 'entry')} in the state"
                        + ("" if runs else ", no runs yet"))
             for record in runs:
                 duration = f"{record.duration:.2f}s" if record.duration is not None else "-"

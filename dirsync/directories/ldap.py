@@ -24,6 +24,7 @@ from dirsync.changes import Change, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
 from dirsync.entry import Entry, normalize_dn, parent_dn
 from dirsync.ldifio import LDIFWriter
+from dirsync.wording import plural
 from dirsync.errors import (
     DirectoryError,
     EntryError,
@@ -500,5 +501,5 @@ class Pipeline:
             except ldap.LDAPError as exc:  # pragma: no cover - logged, nothing else to do
                 log.error("could not take back %s after the failed record: %s", change.dn,
                           _message(exc))
-        log.info("took back %d adds sent ahead of the failed record",
-                 len(self.applied_after_failure))
+        log.info("took back %s sent ahead of the failed record",
+                 plural(len(self.applied_after_failure), "add"))
