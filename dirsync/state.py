@@ -305,6 +305,13 @@ class StateStore:
             "ORDER BY id", (connection,)).fetchall()
         return [_run_record(r) for r in rows]
 
+    def last_counts(self, connection: str, direction: str) -> dict[str, int]:
+        """The counts of the connection's last sync (not a plan) that ended ``ok``."""
+        found = self.db.execute(
+            "SELECT counts FROM runs WHERE connection=? AND direction=? AND dry_run=0 "
+            "AND outcome='ok' ORDER BY id DESC LIMIT 1", (connection, direction)).fetchone()
+        return json.loads(found[0]) if found and found[0] else {}
+
     def end_dead_run(self, run_id: int, message: str) -> bool:
         """Mark a run whose process is gone as ``died``; False if it had ended meanwhile."""
         with self.transaction():
