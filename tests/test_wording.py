@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from dirsync.cli import main
 from dirsync.directories.csvfile import CSVDirectory
+from dirsync.entry import display_dn
 from dirsync.errors import InputError
+from dirsync.state import StateStore
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import gal_row, hub_config, search, write_csv
 from dirsync.wording import plural
 
 
@@ -42,3 +47,41 @@ def test_exported_1_entry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                       "cn: B\nsn: B\n")
     assert main(["export", str(source), "-o", str(tmp_path / "out.ldif")]) == 0
     assert capsys.readouterr().err.strip() == "exported 2 entries"
+
+
+def test_a_dn_reads_the_same_in_every_run(slapd: SlapdServer, base: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """slapd hands DNs back as ``O'Neil\\2C Pat``; dirsync shows ``O'Neil\\, Pat`` always."""
+    container = f"ou=Import,{base}"
+    rows = [gal_row("poneil", **{"Display Name": "O'Neil, Pat"}), gal_row("ann")]
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    expected = f"cn=O'Neil\\, Pat,{container}"
+    seen: list[str] = []
+    for change in ({}, {"Title": "Manager"}, {"Title": "Boss"}):
+        rows[0].update(change)
+        write_csv(source, rows)
+        capsys.readouterr()
+        assert main(["-c", str(config), "--json", "sync", *(["--full"] if change.get(
+            "Title") == "Boss" else [])]) == 0
+        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        report = json.loads((Path(line["report"]) / "report.json").read_text())
+        seen += [e["dn"] for e in report["entries"] if "Neil" in e["dn"]]
+        ldif = (Path(line["report"]) / "changes.ldif").read_text()
+        assert "2C" not in ldif
+    assert seen == [expected] * 3
+    # The server itself keeps its own (hex) form: the one shown is dirsync's.
+    assert any("\\2C" in dn for dn in search(slapd, container, "(cn=O'Neil*)"))
+    with StateStore(config.parent / "var" / "state.sqlite") as state:
+        assert state.entries("gal")["poneil"].dn == expected
+
+
+def test_display_dn() -> None:
+    assert display_dn("cn=O'Neil\\2C Pat,dc=example,dc=org") == \
+        "cn=O'Neil\\, Pat,dc=example,dc=org"
+    assert display_dn("cn=O'Neil\\, Pat,dc=example,dc=org") == \
+        "cn=O'Neil\\, Pat,dc=example,dc=org"
+    assert display_dn("cn=Jos\\C3\\A9 Doe,dc=x") == "cn=José Doe,dc=x"
+    assert display_dn("CN=Plain Name,DC=x") == "CN=Plain Name,DC=x"
+    assert display_dn("cn=a\\2Bb+sn=c,dc=x") == "cn=a\\+b+sn=c,dc=x"
+    assert display_dn("not a dn\\") == "not a dn\\"

@@ -22,7 +22,7 @@ import ldapurl
 
 from dirsync.changes import Change, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
-from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.entry import Entry, display_dn, normalize_dn, parent_dn
 from dirsync.ldifio import LDIFWriter
 from dirsync.wording import plural
 from dirsync.errors import (
@@ -241,7 +241,7 @@ class LDAPDirectory(DirectoryBase):
                         break
                     for dn, attributes in data:
                         if dn is not None:  # skip search references
-                            yield from_server(dn, attributes)
+                            yield from_server(display_dn(dn), attributes)
                 cookie = next((c.cookie for c in ctrls if c.controlType == page.controlType),
                               b"")
                 if not cookie:
@@ -334,7 +334,7 @@ class LDAPDirectory(DirectoryBase):
             return None
         except ldap.LDAPError as exc:
             raise directory_error(exc, self.server_url) from exc
-        return Entry(found[0][0], found[0][1]) if found else None
+        return Entry(display_dn(found[0][0]), found[0][1]) if found else None
 
     def exists(self, dn: str) -> bool:
         return self.get(dn, ["1.1"]) is not None
