@@ -80,9 +80,9 @@ from dirsync.plan import (
 )
 from dirsync.progress import Progress, Silent
 from dirsync.report import Problem, Report, ReportItem
-from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.runlife import reap
 from dirsync.runlog import log_problems
+from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import RunRecord, StateRow, StateStore, now
 from dirsync.templates import SourceView, TemplateError
 

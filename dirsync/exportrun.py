@@ -57,7 +57,6 @@ from dirsync.engine import (
 )
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
 from dirsync.errors import ConfigError, DirectoryError, EntryError
-from dirsync.interrupt import stop_requested
 from dirsync.exportmap import (
     HUB_GROUP,
     KIND_LIST,
@@ -65,6 +64,7 @@ from dirsync.exportmap import (
     ExportMapping,
     proxy_of,
 )
+from dirsync.interrupt import stop_requested
 from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.ldifio import LDIFWriter
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping

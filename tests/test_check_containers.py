@@ -33,8 +33,8 @@ def test_a_first_time_config_checks_clean_and_sync_creates_the_containers(
     status, result = check(config, capsys)
     assert status == 0 and result["problems"] == [], result
     notes = [n for n in result["notes"] if "import container" in n]
-    assert notes == [f"connections[0] (gal): the import container {container} does not exist "
-                     f"yet; the first sync creates ou=Contacts,{base}, {container}"]
+    assert notes == [(f"connections[0] (gal): the import container {container} does not "
+                      f"exist yet; the first sync creates ou=Contacts,{base}, {container}")]
     assert search(slapd, f"ou=Contacts,{base}") == {}        # check created nothing
     assert main(["-c", str(config), "sync"]) == 0
     assert len(anchors(slapd, container)) == 3

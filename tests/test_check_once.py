@@ -48,12 +48,12 @@ import_container = "ou=Import,dc=example,dc=org"
 
 
 @pytest.mark.parametrize(("title", "problem"), [
-    ("{{ Titel }}", "person.attributes.title: unknown source attribute 'Titel' (the columns "
-                    "of {csv} are: "),
-    ("{{ Title ", "person.attributes.title: template syntax error: unexpected end of "
-                  "template"),
-    ("{{ Title | nosuchfilter }}", "person.attributes.title: template syntax error: No "
-                                   "filter named 'nosuchfilter'."),
+    ("{{ Titel }}", ("person.attributes.title: unknown source attribute 'Titel' (the columns "
+                     "of {csv} are: ")),
+    ("{{ Title ", ("person.attributes.title: template syntax error: unexpected end of "
+                   "template")),
+    ("{{ Title | nosuchfilter }}", ("person.attributes.title: template syntax error: No "
+                                    "filter named 'nosuchfilter'.")),
 ])
 def test_a_mapping_problem_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         title: str, problem: str) -> None:

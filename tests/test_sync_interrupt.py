@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,7 @@ def ended(process: subprocess.Popen[str]) -> tuple[int, str, float]:
     return process.returncode, err, time.monotonic() - started
 
 
-def status_lines(config: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+def status_lines(config: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     capsys.readouterr()
     assert main(["-c", str(config), "--json", "status", "gal"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]

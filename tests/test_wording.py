@@ -74,6 +74,12 @@ def test_a_dn_reads_the_same_in_every_run(slapd: SlapdServer, base: str, tmp_pat
     assert any("\\2C" in dn for dn in search(slapd, container, "(cn=O'Neil*)"))
     with StateStore(config.parent / "var" / "state.sqlite") as state:
         assert state.entries("gal")["poneil"].dn == expected
+    # dirsync export writes it so too, by the compiled reader and by the Python one.
+    for sort in ([], ["--sort"]):
+        out = tmp_path / "hub.ldif"
+        assert main(["-c", str(config), "export", "hub", "--base", container, "-o", str(out),
+                     *sort]) == 0
+        assert f"dn: {expected}\n" in out.read_text() and "2C" not in out.read_text()
 
 
 def test_display_dn() -> None:

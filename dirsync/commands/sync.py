@@ -13,10 +13,10 @@ import click
 from dirsync.checks import run_checks
 from dirsync.config import load_config
 from dirsync.engine import RunResult, SyncOptions, run
-from dirsync.progress import Progress, Silent
-from dirsync.report import FILES, printable
 from dirsync.interrupt import exit_status as interrupt_status
 from dirsync.interrupt import stop_requested, stopping_on_signals
+from dirsync.progress import Progress, Silent
+from dirsync.report import FILES, printable
 from dirsync.runlife import reap
 from dirsync.state import RunRecord, StateStore
 from dirsync.wording import plural

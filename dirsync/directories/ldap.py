@@ -23,8 +23,6 @@ import ldapurl
 from dirsync.changes import Change, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
 from dirsync.entry import Entry, display_dn, normalize_dn, parent_dn
-from dirsync.ldifio import LDIFWriter
-from dirsync.wording import plural
 from dirsync.errors import (
     DirectoryError,
     EntryError,
@@ -32,6 +30,8 @@ from dirsync.errors import (
     TransientDirectoryError,
     UsageError,
 )
+from dirsync.ldifio import LDIFWriter
+from dirsync.wording import plural
 
 try:  # the compiled LDIF reader; optional (see setup.py)
     from dirsync import _ldifstream
