@@ -139,7 +139,11 @@ def plan(ctx: Any, names: tuple[str, ...], full: bool, allow_deletes: int | None
 @click.pass_obj
 def sync(ctx: Any, names: tuple[str, ...], dry_run: bool, full: bool,
          allow_deletes: int | None, report_format: str, metrics_file: str | None) -> int:
-    """Bring the hub in step with the foreign directories (all, or those named)."""
+    """Bring the hub in step with the foreign directories (all, or those named).
+
+    Ctrl-C (or SIGTERM) lets the changes in flight finish, records them and
+    ends the run as interrupted (exit 130 or 143); a second one stops at once.
+    """
     return _run(ctx, names, report_format, metrics_file=metrics_file, dry_run=dry_run,
                 full=full, allow_deletes=allow_deletes)
 
