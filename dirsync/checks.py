@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig, DirectoryConfig, check_config
+from dirsync.containercheck import check_container
 from dirsync.directories import ReadOptions
-from dirsync.engine import container_adds
 from dirsync.errors import ConfigError, DirsyncError
 from dirsync.exportcheck import check_export
 from dirsync.mapping import Mapping, load_mapping
@@ -140,25 +140,6 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
     return opened
 
 
-def _check_container(directory: Any, container: str, base: str | None, key: str, where: str,
-                     what: str, run: str, result: CheckResult) -> None:
-    """A container exists, or the first run makes it (as the run itself decides)."""
-    try:
-        missing = container_adds(directory, container, base, key)
-    except ConfigError as exc:
-        result.problems.extend(exc.problems)
-        return
-    except DirsyncError as exc:
-        result.problems.append(f"{where}: {exc}")
-        return
-    if not missing:
-        result.passed.append(f"{where}: {what} {container} exists")
-        return
-    made = ", ".join(change.dn for change in missing)
-    result.notes.append(f"{where}: the {what} {container} does not exist yet; the first "
-                        f"{run} creates {made}")
-
-
 def _check_connection(config: Config, connection: ConnectionConfig, mapping: Mapping | None,
                       opened: dict[str, Any], result: CheckResult) -> None:
     where = f"{connection.key_path} ({connection.name})"
@@ -180,7 +161,7 @@ def _check_connection(config: Config, connection: ConnectionConfig, mapping: Map
             else:
                 result.passed.append(f"{where}: the hub has the dirsync schema")
     if hub is not None and connection.import_container:
-        _check_container(hub, connection.import_container,
+        check_container(hub, connection.import_container,
                          config.directories[connection.hub].base,
                          f"{connection.key_path}.import_container", where, "import container",
                          "sync", result)

@@ -2,7 +2,8 @@
 
 A container sync creates (an ou=, o= or dc= chain under the hub's base) is
 a note; one sync cannot create is a problem, with the same words sync
-fails with; on an LDAP hub as on an LDIF one.
+fails with; on an LDAP hub as on an LDIF one, and for the foreign container
+of an export the same.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from dirsync.cli import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_rows, hub_config, search, write_csv
+from dirsync.testing.twoway import FIXTURES, ldap_directory, load_ldif, write_config
 
 
 def check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, list[str]]]:
@@ -84,3 +86,36 @@ import_container = "ou=Import,ou=Contacts,dc=example,dc=org"
     assert status == 0 and result["problems"] == [], result
     assert any("the first sync creates ou=Contacts,dc=example,dc=org, "
                "ou=Import,ou=Contacts,dc=example,dc=org" in n for n in result["notes"])
+
+
+@pytest.mark.parametrize("kind", ["ou", "cn"])
+def test_the_foreign_container_of_an_export_likewise(
+        slapd: SlapdServer, base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        kind: str) -> None:
+    load_ldif(slapd, FIXTURES / "hub-people.ldif", base)
+    slapd.add_ou(f"ou=Partner,{base}")
+    container = f"ou=Contoso,{kind}=New,ou=Partner,{base}"
+    table = {"name": "partner", "foreign": "foreign", "hub": "hub", "direction": "export",
+             "export_containers": [f"ou=People,{base}"], "mapping": "generic-ldap",
+             "foreign_container": container}
+    config = write_config(tmp_path, {"hub": ldap_directory(slapd, tmp_path, base),
+                                     "foreign": ldap_directory(slapd, tmp_path,
+                                                               f"ou=Partner,{base}")},
+                          [table])
+    status, result = check(config, capsys)
+    capsys.readouterr()
+    synced = main(["-c", str(config), "sync"])
+    err = capsys.readouterr().err
+    if kind == "ou":
+        assert status == 0 and result["problems"] == [], result
+        assert (f"connections[0] (partner): the foreign container {container} does not exist "
+                f"yet; the first export creates ou=New,ou=Partner,{base}, {container}"
+                ) in result["notes"]
+        assert synced == 0, err
+        assert search(slapd, container, "(dirsyncSource=partner)")
+    else:
+        expected = (f"connections[0].foreign_container: cn=New,ou=Partner,{base} does not "
+                    "exist and dirsync creates only ou=, o= and dc= containers; create it "
+                    "first")
+        assert status == 2 and result["problems"] == [expected], result
+        assert synced == 2 and expected in err
