@@ -80,7 +80,7 @@ from dirsync.plan import (
 )
 from dirsync.progress import Progress, Silent
 from dirsync.report import Problem, Report, ReportItem
-from dirsync.runlife import reap
+from dirsync.runlife import AppliedSoFar, reap
 from dirsync.runlog import log_problems
 from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import RunRecord, StateRow, StateStore, now
@@ -354,6 +354,7 @@ class ImportRun:
         self.failed: dict[int, EntryError] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
+        self.so_far: AppliedSoFar | None = None   # made when applying starts
 
     # -- entry point -----------------------------------------------------
     def __call__(self) -> RunResult:
@@ -1051,6 +1052,8 @@ class ImportRun:
         the changes in flight finish and are recorded.
         """
         sent: deque[tuple[int, str | None, tuple[Any, ...], str]] = deque()
+        if self.so_far is None:
+            self.so_far = AppliedSoFar(self.state, self.run_id)
 
         def changes() -> Iterator[Change]:
             for item, anchor, change, state, action in records:
@@ -1076,6 +1079,8 @@ class ImportRun:
                 continue
             self.done[item] = self.done.get(item, 0) + 1
             self.report.ldif(result.change)
+            if action and self.done[item] == self.item_changes.get(item):
+                self.so_far.applied(action)
             if item in self.inflight and self.done[item] >= self.item_changes[item]:
                 self.report.item(self.report_item(self.inflight.pop(item)))
             if anchor is None or state[0] == "none":

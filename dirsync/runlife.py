@@ -11,6 +11,7 @@ the connection, and ``dirsync status``, end such rows as ``died``.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from dirsync.locks import nobody_runs
@@ -19,7 +20,8 @@ from dirsync.state import RunRecord, StateStore
 log = logging.getLogger("dirsync.run")
 
 DIED = ("its process ended before the run did (killed, or the machine "
-        "stopped); the next run picks up what it left")
+        "stopped); its counts are the changes the hub had confirmed a moment before; "
+        "the next run picks up what it left")
 
 
 def reap(state: StateStore, state_dir: Path, connection: str, *,
@@ -44,3 +46,25 @@ def reap(state: StateStore, state_dir: Path, connection: str, *,
                         "direction": record.direction, "action": "run",
                         "result": "died", "started": record.started}})
     return reaped
+
+
+class AppliedSoFar:
+    """The changes the hub confirmed, by kind, written to the run's row now and then.
+
+    A run's counts are recorded when it ends; one that dies never ends, and
+    its row would say "no changes" after thousands. Every ``interval``
+    seconds of applying, the counts so far go to the row (one UPDATE).
+    """
+
+    def __init__(self, state: StateStore, run_id: int, interval: float = 1.0) -> None:
+        self.state = state
+        self.run_id = run_id
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self._due = time.monotonic() + interval
+
+    def applied(self, action: str) -> None:
+        self.counts[action] = self.counts.get(action, 0) + 1
+        if time.monotonic() >= self._due:
+            self.state.set_run_counts(self.run_id, self.counts)
+            self._due = time.monotonic() + self.interval

@@ -305,6 +305,11 @@ class StateStore:
             "ORDER BY id", (connection,)).fetchall()
         return [_run_record(r) for r in rows]
 
+    def set_run_counts(self, run_id: int, counts: dict[str, int]) -> None:
+        """The counts so far of a run still going (a run that dies keeps them)."""
+        self.db.execute("UPDATE runs SET counts=? WHERE id=? AND outcome IS NULL",
+                        (json.dumps(counts), run_id))
+
     def last_counts(self, connection: str, direction: str) -> dict[str, int]:
         """The counts of the connection's last sync (not a plan) that ended ``ok``."""
         found = self.db.execute(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from dirsync.cli import main
+from dirsync.state import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_row, gal_rows, hub_config, search, write_csv
 
@@ -61,6 +62,16 @@ def status_lines(config: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[
     capsys.readouterr()
     assert main(["-c", str(config), "--json", "status", "gal"]) == 0
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def running_counts(config: Path) -> dict[str, int]:
+    """The counts so far of the connection's run that is going, read from the state."""
+    path = config.parent / "var" / "state.sqlite"
+    if not path.exists():
+        return {}
+    with StateStore(path) as state:
+        going = state.unfinished_runs("gal")
+    return going[-1].counts if going else {}
 
 
 def converges(slapd: SlapdServer, container: str, rows: list[dict[str, str]], config: Path,
@@ -147,7 +158,9 @@ def test_kill_9_shows_as_died_in_status_and_in_the_metrics(
         capsys: pytest.CaptureFixture[str]) -> None:
     config, _, container = setup
     process = start_sync(config)
-    wait_until(process, lambda: owned(slapd, container) >= 300)
+    # The running run's row holds the adds confirmed so far (written every second).
+    wait_until(process, lambda: running_counts(config).get("add", 0) >= 1)
+    seen = running_counts(config)["add"]
     process.kill()
     status, _, _ = ended(process)
     assert status == -signal.SIGKILL
@@ -155,8 +168,11 @@ def test_kill_9_shows_as_died_in_status_and_in_the_metrics(
     assert main(["-c", str(config), "status", "gal"]) == 0
     text = capsys.readouterr().out
     assert " died " in text and " running " not in text, text
+    assert "no changes" not in text
     last = status_lines(config, capsys)[0]
     assert last["status"] == "died" and last["ended"] is None
+    # What the hub had confirmed a moment before: never more than the hub holds.
+    assert seen <= last["counts"]["add"] <= owned(slapd, container)
 
     # A run killed again, and this time the next sync finds it (no status between).
     process = start_sync(config)
