@@ -199,6 +199,13 @@ def test_a_run_that_is_alive_is_not_taken_for_dead(
         wait_until(process, lambda: owned(slapd, container) >= 100)
         last = status_lines(config, capsys)[0]
         assert last["status"] == "running"
+        # Nor does a second sync (or a plan) run the connection meanwhile.
+        for command in ("sync", "plan"):
+            capsys.readouterr()
+            assert main(["-c", str(config), command]) == 1
+            assert "connection 'gal' is being run by another process" in \
+                capsys.readouterr().err
+        assert status_lines(config, capsys)[0]["status"] == "running"
     finally:
         process.send_signal(signal.SIGTERM)
         ended(process)
