@@ -9,12 +9,16 @@ docs/scheduling.md runs exactly that command line.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, write_csv
@@ -105,3 +109,23 @@ def test_the_documented_units_log_json_to_the_journal() -> None:
         assert "-v" not in command
         assert service["StandardError"] == "journal"
         assert service["Environment"] == "DIRSYNC_CONFIG=/etc/dirsync/dirsync.toml"
+
+
+def test_systemd_accepts_the_documented_units(tmp_path: Path) -> None:
+    """``systemd-analyze verify`` on the units as docs/scheduling.md shows them."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing in CI")
+        pytest.skip("systemd-analyze is not installed")
+    installed = Path(sys.executable).parent / "dirsync"    # the console script
+    assert installed.exists()
+    names = ("dirsync.service", "dirsync-once.service", "dirsync-once.timer")
+    for name in names:
+        text = unit(name).replace("/usr/local/bin/dirsync", str(installed))
+        (tmp_path / name).write_text(text + "\n")
+    done = subprocess.run([analyze, "verify", *(str(tmp_path / n) for n in names)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    said = [line for line in (done.stdout + done.stderr).splitlines()
+            if str(tmp_path) in line or any(n in line for n in names)]
+    assert done.returncode == 0 and said == [], done.stdout + done.stderr
