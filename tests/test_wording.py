@@ -9,6 +9,7 @@ import pytest
 
 from dirsync.cli import main
 from dirsync.directories.csvfile import CSVDirectory
+from dirsync.directories.ldiffile import LDIFDirectory
 from dirsync.entry import display_dn
 from dirsync.errors import InputError
 from dirsync.state import StateStore
@@ -80,6 +81,15 @@ def test_a_dn_reads_the_same_in_every_run(slapd: SlapdServer, base: str, tmp_pat
         assert main(["-c", str(config), "export", "hub", "--base", container, "-o", str(out),
                      *sort]) == 0
         assert f"dn: {expected}\n" in out.read_text() and "2C" not in out.read_text()
+
+
+def test_an_ldif_directory_shows_dns_so_too(tmp_path: Path) -> None:
+    path = tmp_path / "hub.ldif"
+    path.write_text("dn: dc=example,dc=org\nobjectClass: domain\ndc: example\n\n"
+                    "dn: cn=O'Neil\\2C Pat,dc=example,dc=org\nobjectClass: person\n"
+                    "cn: O'Neil, Pat\nsn: O\n")
+    dns = [entry.dn for entry in LDIFDirectory(path, create=False).read()]
+    assert dns == ["dc=example,dc=org", "cn=O'Neil\\, Pat,dc=example,dc=org"]
 
 
 def test_display_dn() -> None:
