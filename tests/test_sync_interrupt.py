@@ -23,6 +23,7 @@ from dirsync.cli import main
 from dirsync.state import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_row, gal_rows, hub_config, search, write_csv
+from dirsync.testing.twoway import ldap_directory, write_config
 
 #: A source whose first sync takes several seconds on a loaded machine.
 ROWS = 4000
@@ -209,3 +210,49 @@ def test_a_run_that_is_alive_is_not_taken_for_dead(
     finally:
         process.send_signal(signal.SIGTERM)
         ended(process)
+
+
+EXPORT_ROWS = 3000
+
+
+def test_ctrl_c_during_an_export_to_an_ldap_partner(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    people, partner = f"ou=People,{base}", f"ou=Partner,{base}"
+    slapd.add_ou(people)
+    slapd.add_ou(partner)
+    conn = slapd.connect()
+    try:
+        for i in range(EXPORT_ROWS):
+            uid = f"p{i:05d}"
+            conn.add_s(f"uid={uid},{people}", [
+                ("objectClass", [b"inetOrgPerson"]), ("uid", [uid.encode()]),
+                ("cn", [f"Person {uid}".encode()]), ("sn", [uid.encode()]),
+                ("mail", [f"{uid}@contoso.example".encode()])])
+    finally:
+        conn.unbind_s()
+    hub = ldap_directory(slapd, tmp_path, base)
+    foreign = {**ldap_directory(slapd, tmp_path, partner), "window": 4}
+    container = f"ou=Contoso,{partner}"
+    config = write_config(tmp_path, {"hub": hub, "foreign": foreign}, [{
+        "name": "gal", "foreign": "foreign", "hub": "hub", "direction": "export",
+        "export_containers": [people], "mapping": "generic-ldap",
+        "foreign_container": container}])
+    process = start_sync(config)
+    wait_until(process, lambda: owned(slapd, partner) >= 300)
+    process.send_signal(signal.SIGINT)
+    status, err, took = ended(process)
+    assert status == 130, err
+    assert took < END_BOUND
+    held = owned(slapd, partner)
+    assert held < EXPORT_ROWS
+    last = status_lines(config, capsys)[0]
+    assert last["direction"] == "export" and last["status"] == "interrupted", last
+    assert last["counts"]["add"] == held and last["counts"]["error"] == 0
+    capsys.readouterr()
+    assert main(["-c", str(config), "--json", "sync"]) == 0
+    assert owned(slapd, partner) == EXPORT_ROWS
+    capsys.readouterr()
+    assert main(["-c", str(config), "--json", "sync"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["counts"]["add"] == 0 and line["counts"]["unchanged"] == EXPORT_ROWS
