@@ -239,6 +239,42 @@ is_binary(Known *known, const char *name, size_t len)
     return binary;
 }
 
+/* -- DNs in dirsync's one display form ------------------------------------ */
+
+/* slapd returns specials hex-escaped (`O'Neil\2C Pat`); dirsync shows and
+ * writes them backslash-escaped (`O'Neil\, Pat`, dirsync.entry.display_dn).
+ * A DN with neither a backslash nor a quote is already in that form: only
+ * the rare others are handed to Python. Returns a new bytes object, or NULL
+ * with a Python exception set. */
+static PyObject *
+display_dn(const char *dn, size_t len)
+{
+    static PyObject *convert = NULL;
+    if (convert == NULL) {
+        PyObject *module = PyImport_ImportModule("dirsync.entry");
+        if (module == NULL) {
+            return NULL;
+        }
+        convert = PyObject_GetAttrString(module, "display_dn");
+        Py_DECREF(module);
+        if (convert == NULL) {
+            return NULL;
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(dn, (Py_ssize_t)len, "surrogateescape");
+    if (text == NULL) {
+        return NULL;
+    }
+    PyObject *shown = PyObject_CallOneArg(convert, text);
+    Py_DECREF(text);
+    if (shown == NULL) {
+        return NULL;
+    }
+    PyObject *encoded = PyUnicode_AsEncodedString(shown, "utf-8", "surrogateescape");
+    Py_DECREF(shown);
+    return encoded;
+}
+
 /* -- one entry ------------------------------------------------------------ */
 
 /* The DN, then each attribute with its values, in one pass over the message
@@ -258,7 +294,20 @@ put_entry(Buffer *out, LDAP *ld, LDAPMessage *msg, size_t cols, Known *known)
         return -1;
     }
     const unsigned char *dn = (const unsigned char *)name.bv_val;
-    if (put_line(out, "dn", 2, dn, name.bv_len, unsafe(dn, name.bv_len), cols) < 0) {
+    size_t dn_len = name.bv_len;
+    PyObject *shown = NULL;
+    if (memchr(dn, '\\', dn_len) != NULL || memchr(dn, '"', dn_len) != NULL) {
+        shown = display_dn(name.bv_val, name.bv_len);
+        if (shown == NULL) {
+            ber_free(ber, 0);
+            return -1;
+        }
+        dn = (const unsigned char *)PyBytes_AS_STRING(shown);
+        dn_len = (size_t)PyBytes_GET_SIZE(shown);
+    }
+    int put = put_line(out, "dn", 2, dn, dn_len, unsafe(dn, dn_len), cols);
+    Py_XDECREF(shown);
+    if (put < 0) {
         ber_free(ber, 0);
         PyErr_NoMemory();
         return -1;

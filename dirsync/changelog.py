@@ -17,8 +17,9 @@ changes_log = logging.getLogger("dirsync.changes")
 def log_result(connection: str, run: int, direction: str, result: Any) -> None:
     """The event for one :class:`~dirsync.directories.base.ApplyResult`."""
     failed = result.error is not None
-    changes_log.info(
-        "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
+    # A failed change is a warning: it is logged at the default level.
+    changes_log.log(
+        logging.WARNING if failed else logging.INFO, "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
         f"failed: {result.error}" if failed else "applied",
         extra={"fields": {
             "connection": connection, "run": run, "direction": direction,

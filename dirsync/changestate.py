@@ -178,6 +178,10 @@ class ChangeDetection:
 
         run: Any = self
         run.counts.unchanged = self.tracking.held()
+        # The rows skipped when this file was read are skipped still: say so
+        # as the run that read it did (the file cursor moves only on a clean run).
+        run.counts.skipped = int(run.state.last_counts(run.name, run.direction)
+                                 .get("skipped", 0))
         ended = now()
         files = run.report.finish(
             run={"connection": run.name, "direction": run.direction, "mode": self.mode,

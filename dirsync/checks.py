@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig, DirectoryConfig, check_config
+from dirsync.containercheck import check_container
 from dirsync.directories import ReadOptions
-from dirsync.entry import parent_dn
 from dirsync.errors import ConfigError, DirsyncError
 from dirsync.exportcheck import check_export
 from dirsync.mapping import Mapping, load_mapping
+from dirsync.wording import plural
 
 #: The attribute types an LDAP hub must know (schemas/dirsync.schema).
 DIRSYNC_ATTRIBUTES = ("dirsyncAnchor", "dirsyncSource", "proxyAddresses", "targetAddress")
@@ -118,7 +119,7 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
                                         else ""))
         elif directory.kind == "csv":
             rows = sum(1 for _ in opened.read())
-            result.passed.append(f"{where}: {directory.path}: {rows} rows, columns "
+            result.passed.append(f"{where}: {directory.path}: {plural(rows, 'row')}, columns "
                                  f"{', '.join(opened.header)}")
             for rejected in opened.rejected:
                 result.notes.append(f"{where}: {directory.path}:{rejected.line}: "
@@ -128,7 +129,7 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
             assert directory.path is not None
             if directory.path.exists():
                 count = sum(1 for _ in opened.read())
-                result.passed.append(f"{where}: {directory.path}: {count} entries")
+                result.passed.append(f"{where}: {directory.path}: {plural(count, 'entry')}")
             else:
                 result.notes.append(f"{where}: {directory.path} does not exist yet; the "
                                     "first sync creates it")
@@ -160,18 +161,10 @@ def _check_connection(config: Config, connection: ConnectionConfig, mapping: Map
             else:
                 result.passed.append(f"{where}: the hub has the dirsync schema")
     if hub is not None and connection.import_container:
-        container = connection.import_container
-        try:
-            if hub.exists(container):
-                result.passed.append(f"{where}: import container {container} exists")
-            elif hub.kind == "ldap" and not hub.exists(parent_dn(container)):
-                result.problems.append(f"{connection.key_path}.import_container: neither "
-                                       f"{container} nor its parent exists in the hub")
-            else:
-                result.notes.append(f"{where}: the import container {container} does not "
-                                    "exist yet; the first sync creates it")
-        except DirsyncError as exc:
-            result.problems.append(f"{where}: {exc}")
+        check_container(hub, connection.import_container,
+                         config.directories[connection.hub].base,
+                         f"{connection.key_path}.import_container", where, "import container",
+                         "sync", result)
     if connection.direction in ("export", "both"):
         check_export(config, connection, mapping, hub, foreign, result)
     if mapping is None or foreign is None:

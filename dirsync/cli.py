@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ class _JsonFormatter(logging.Formatter):
         import json
 
         event: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # ISO 8601 with milliseconds and the offset: 2026-12-06T14:36:18.123+00:00
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -63,6 +66,8 @@ def _setup_logging(fmt: str, verbose: int) -> None:
     root = logging.getLogger("dirsync")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    # The end of each run (dirsync.runlog) is logged at the default level too.
+    logging.getLogger("dirsync.run").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _json_after(ctx: click.Context, param: click.Parameter, value: bool) -> None:

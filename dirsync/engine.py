@@ -45,6 +45,7 @@ from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn
 from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
 from dirsync.exportmap import exported_by
 from dirsync.interrupt import stop_requested
+from dirsync.locks import ConnectionLock
 from dirsync.mapping import (
     ANCHOR_ATTR,
     KIND_LIST,
@@ -79,8 +80,10 @@ from dirsync.plan import (
 )
 from dirsync.progress import Progress, Silent
 from dirsync.report import Problem, Report, ReportItem
+from dirsync.runlife import AppliedSoFar, reap
+from dirsync.runlog import log_problems
 from dirsync.spool import Spool, change_from_record, change_record
-from dirsync.state import StateRow, StateStore, now
+from dirsync.state import RunRecord, StateRow, StateStore, now
 from dirsync.templates import SourceView, TemplateError
 
 log = logging.getLogger("dirsync.engine")
@@ -88,6 +91,9 @@ log = logging.getLogger("dirsync.engine")
 #: Bump when the same mapping and source would give other hub entries, so
 #: that every connection's next run is a full one.
 ENGINE_VERSION = 2
+
+#: The message of a run stopped by SIGINT or SIGTERM (status ``interrupted``).
+INTERRUPTED = "interrupted on request; the rest is applied by the next run"
 
 #: Hub entries read per search when a run compares re-mapped entries.
 FETCH_CHUNK = 200
@@ -117,7 +123,7 @@ class RunResult:
     direction: str
     mode: str
     dry_run: bool
-    status: str                      # ok | errors | stopped
+    status: str                      # ok | errors | stopped | interrupted
     counts: Counts
     report: Path | None
     files: dict[str, Path]
@@ -128,7 +134,7 @@ class RunResult:
 
     @property
     def exit_status(self) -> int:
-        return {"ok": 0, "errors": 1, "stopped": 3}.get(self.status, 1)
+        return {"ok": 0, "errors": 1, "stopped": 3, "interrupted": 130}.get(self.status, 1)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -184,24 +190,42 @@ def load_runners() -> None:
 
 
 def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None = None,
-        on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Run the named connections (all when none) in each of their directions."""
+        on_result: Callable[[RunResult], None] | None = None,
+        on_died: Callable[[RunRecord], None] | None = None) -> list[RunResult]:
+    """Run the named connections (all when none) in each of their directions.
+
+    Each connection runs under its lock (:mod:`dirsync.locks`); its runs that
+    a dead process left going are ended as ``died`` first (``on_died``). A
+    stop on request (:mod:`dirsync.interrupt`) ends the run in flight as
+    ``interrupted`` and starts no other.
+    """
     opts = options or SyncOptions()
     load_runners()
     connections = config.select(list(names))
     results: list[RunResult] = []
     with StateStore(config.state) as state:
         for connection in connections:
-            for direction in directions(connection):
-                runner = RUNNERS.get(direction)
-                if runner is None:
-                    log.warning("%s: the %s direction is not available in this version; "
-                                "skipped", connection.name, direction)
-                    continue
-                result = runner(config, connection, state, opts)
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
+            if stop_requested.is_set():
+                break
+            # A plan changes nothing: plans may overlap each other, not a sync.
+            with ConnectionLock(config.state.parent, connection.name, shared=opts.dry_run):
+                if not opts.dry_run:
+                    for record in reap(state, config.state.parent, connection.name,
+                                       holding=True):
+                        if on_died is not None:
+                            on_died(record)
+                for direction in directions(connection):
+                    if stop_requested.is_set():
+                        break
+                    runner = RUNNERS.get(direction)
+                    if runner is None:
+                        log.warning("%s: the %s direction is not available in this version; "
+                                    "skipped", connection.name, direction)
+                        continue
+                    result = runner(config, connection, state, opts)
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
     return results
 
 
@@ -330,6 +354,7 @@ class ImportRun:
         self.failed: dict[int, EntryError] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
+        self.so_far: AppliedSoFar | None = None   # made when applying starts
 
     # -- entry point -----------------------------------------------------
     def __call__(self) -> RunResult:
@@ -373,6 +398,10 @@ class ImportRun:
         else:
             self.timed("source read", self.read_source)
         interrupted = message is not None
+        if not interrupted and stop_requested.is_set():
+            # Stopped while reading: a partial read must not plan deletes.
+            interrupted = True
+            message = "interrupted while reading the source; nothing was changed"
         if not interrupted:
             self.timed("plan", self.plan)
             stop = safety_stop(deletes=len(self.deletes), held=self.held_count(),
@@ -390,6 +419,8 @@ class ImportRun:
                 interrupted = message is not None
         if stop is not None:
             status = "stopped"
+        elif interrupted and stop_requested.is_set():
+            status = "interrupted"
         elif interrupted or self.counts.error or self.counts.conflict:
             status = "errors"
         else:
@@ -397,6 +428,7 @@ class ImportRun:
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
         ended = now()
+        log_problems(self.name, self.run_id, self.direction, self.problems)
         files = self.timed("report", lambda: self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
                  "dry_run": self.options.dry_run, "status": status, "run": self.run_id,
@@ -529,6 +561,8 @@ class ImportRun:
     def read_source(self) -> None:
         self.begin_read()
         for entry in self.source_entries_iter():
+            if stop_requested.is_set():
+                return   # the run ends here (see _run); no plan on a partial read
             target = self.consider(entry)
             if target is not None:
                 self.keep_target(target)
@@ -675,8 +709,8 @@ class ImportRun:
             self.count_unfinished()
             return f"stopped early, the rest is applied by the next run: {exc}"
         if stop_requested.is_set():
-            self.count_unfinished()
-            return "stopped on request; the rest is applied by the next run"
+            self.count_unfinished(as_errors=False)
+            return INTERRUPTED
         self.end_read()
         return None
 
@@ -980,13 +1014,13 @@ class ImportRun:
                                             for item, anchor, record, state, action in spool),
                                            deferred)
                     if stop_requested.is_set():
-                        stopped = "stopped on request; the rest is applied by the next run"
+                        stopped = INTERRUPTED
                         break
         except DirectoryError as exc:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
         if stopped is not None:
-            self.count_unfinished()
+            self.count_unfinished(as_errors=stopped is not INTERRUPTED)
         return stopped
 
     @contextmanager
@@ -1018,6 +1052,8 @@ class ImportRun:
         the changes in flight finish and are recorded.
         """
         sent: deque[tuple[int, str | None, tuple[Any, ...], str]] = deque()
+        if self.so_far is None:
+            self.so_far = AppliedSoFar(self.state, self.run_id)
 
         def changes() -> Iterator[Change]:
             for item, anchor, change, state, action in records:
@@ -1043,6 +1079,8 @@ class ImportRun:
                 continue
             self.done[item] = self.done.get(item, 0) + 1
             self.report.ldif(result.change)
+            if action and self.done[item] == self.item_changes.get(item):
+                self.so_far.applied(action)
             if item in self.inflight and self.done[item] >= self.item_changes[item]:
                 self.report.item(self.report_item(self.inflight.pop(item)))
             if anchor is None or state[0] == "none":
@@ -1053,15 +1091,21 @@ class ImportRun:
             else:
                 self.record_state(anchor, state)
 
-    def count_unfinished(self) -> None:
-        """After an interrupted apply: entries not (fully) applied count as errors."""
+    def count_unfinished(self, as_errors: bool = True) -> None:
+        """After a stopped apply: entries not (fully) applied leave the counts.
+
+        A server that went away makes them errors; a stop on request leaves
+        them out (the counts say what was applied, the report marks them
+        not applied).
+        """
         for record in itertools.chain(self.items, self.inflight.values()):
             item, kind, _, action = record[0], record[1], record[2], record[3]
             if kind == "container" or item in self.failed:
                 continue
             if self.done.get(item, 0) < self.item_changes.get(item, 0):
                 self.counts.bump(action, -1)
-                self.counts.error += 1
+                if as_errors:
+                    self.counts.error += 1
 
     def record_state(self, anchor: str, state: tuple[Any, ...]) -> None:
         if state[0] == "drop":

@@ -146,6 +146,28 @@ def normalize_dn(dn: str) -> str:
         [sorted((t.lower(), v.casefold(), f) for t, v, f in rdn) for rdn in parts])
 
 
+def display_dn(dn: str) -> str:
+    """The one string form dirsync shows and records a DN in: RFC 4514 with
+    special characters escaped by a backslash (``O'Neil\\, Pat``), as
+    :func:`make_rdn` writes them; case and order kept.
+
+    slapd returns the hex form (``O'Neil\\2C Pat``), which would make the
+    same entry read differently in a run that created it and in the next.
+    A DN without an escape or a quote is returned as it is.
+    """
+    if "\\" not in dn and '"' not in dn:
+        return dn     # the common case, on the path of every entry read
+    return _escaped_form(dn)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _escaped_form(dn: str) -> str:
+    try:
+        return str(ldap.dn.dn2str(ldap.dn.str2dn(dn)))
+    except ldap.DECODING_ERROR:
+        return dn
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def parent_dn(dn: str) -> str:
     if _PLAIN_DN.fullmatch(dn):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
+from dirsync.containercheck import check_container
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.errors import DirsyncError
 from dirsync.ldapfilter import FilterError, compile_filter
@@ -83,14 +84,8 @@ def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping 
                                f"foreign directory {connection.foreign!r} has no base, so "
                                "say where exported entries go")
         return
-    try:
-        if foreign.exists(target):
-            result.passed.append(f"{where}: foreign container {target} exists")
-        else:
-            result.notes.append(f"{where}: the foreign container {target} does not exist "
-                                "yet; the first export creates it")
-    except DirsyncError as exc:
-        result.problems.append(f"{where}: {exc}")
+    check_container(foreign, target, base, f"{connection.key_path}.foreign_container", where,
+                    "foreign container", "export", result)
     if foreign.kind == "ldap":
         try:
             known = foreign.attribute_types()

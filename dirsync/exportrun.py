@@ -47,6 +47,7 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.engine import (
+    INTERRUPTED,
     RUNNERS,
     RunResult,
     SyncOptions,
@@ -64,6 +65,7 @@ from dirsync.exportmap import (
     proxy_of,
 )
 from dirsync.exportnames import NumberedNames, qualifier_text
+from dirsync.interrupt import stop_requested
 from dirsync.ldapfilter import FilterError, compile_filter
 from dirsync.ldifio import LDIFWriter
 from dirsync.mapping import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
@@ -84,9 +86,11 @@ from dirsync.plan import (
 )
 from dirsync.proxygen import Assigner, AssignmentStore, writeback_change, writeback_policy
 from dirsync.report import Problem, Report, ReportItem
+from dirsync.runlog import log_problems
 from dirsync.schema import matcher
 from dirsync.state import StateRow, StateStore, now
 from dirsync.templates import TemplateError
+from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
 
@@ -232,8 +236,8 @@ class ExportRun:
                            allow_deletes=self.options.allow_deletes)
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
-            stop = (f"{self.foreign.path} has {self.unreadable_rows} row(s) that cannot be "
-                    "read, and writing the file back would drop them; nothing was changed "
+            stop = (f"{self.foreign.path} has {plural(self.unreadable_rows, 'row')} that "
+                    "cannot be read, and writing the file back would drop them; nothing was changed "
                     "(fix or remove them first)")
         message = None
         interrupted = False
@@ -246,6 +250,8 @@ class ExportRun:
         self.write_change_files(planned=stop is not None or self.options.dry_run)
         if stop is not None:
             status = "stopped"
+        elif message is INTERRUPTED:
+            status = "interrupted"
         elif interrupted or self.counts.error or self.counts.conflict:
             status = "errors"
         else:
@@ -257,6 +263,7 @@ class ExportRun:
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
         ended = now()
+        log_problems(self.name, self.run_id, self.direction, self.problems)
         containers = "; ".join(self.connection.export_containers)
         files = self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
@@ -790,6 +797,9 @@ class ExportRun:
             for phase in PHASES:
                 if self.phases[phase]:
                     self.apply_phase(self.phases[phase], file_foreign)
+                if stop_requested.is_set():
+                    stopped = INTERRUPTED
+                    break
         except DirectoryError as exc:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
@@ -807,7 +817,8 @@ class ExportRun:
             for item in self.items:
                 if item.counted and item.error is None and item.done < item.changes:
                     self.counts.bump(item.action, -1)
-                    self.counts.error += 1
+                    if stopped is not INTERRUPTED:
+                        self.counts.error += 1
         return stopped
 
     def apply_hub(self) -> None:
@@ -837,6 +848,8 @@ class ExportRun:
 
         def changes() -> Iterator[Change]:
             for index, anchor, change, state_kind, digest in records:
+                if stop_requested.is_set():
+                    return
                 if self.items[index].error is not None:
                     continue
                 sent.append((index, anchor, state_kind, digest))

@@ -225,12 +225,14 @@ class Mapping:
         columns, a server's attribute types); ``what`` says what it is.
         """
         names = {k.lower() for k in known}
-        problems = []
+        problems: list[str] = []
         for name, keys in sorted(self.source_names().items()):
             if name.lower() not in names:
-                for key in keys:
-                    problems.append(f"{self.where(key)}: unknown source attribute {name!r} "
-                                    f"({what})")
+                # Each person type shares the [person] templates: say each key once.
+                for key in dict.fromkeys(keys):
+                    problem = f"{self.where(key)}: unknown source attribute {name!r} ({what})"
+                    if problem not in problems:
+                        problems.append(problem)
         return problems
 
     def select(self, recipients: str, lists: str) -> Selected:
@@ -377,7 +379,9 @@ class _Loader:
     def problem(self, key: str, message: str, line: int | None = None) -> None:
         line = line or self.line(key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        self.problems.append(f"{where}: {key}: {message}")
+        problem = f"{where}: {key}: {message}"
+        if problem not in self.problems:   # the [person] part is read once per person type
+            self.problems.append(problem)
 
     def table(self, data: dict[str, Any], key: str, allowed: set[str] | None = None,
               required: bool = False) -> dict[str, Any]:

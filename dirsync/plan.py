@@ -19,6 +19,7 @@ from dirsync.config import Threshold
 from dirsync.entry import Entry, dn_depth, join_dn, make_rdn, normalize_dn
 from dirsync.mapping import ANCHOR_ATTR, MARKER_CLASS, SOURCE_ATTR
 from dirsync.schema import matcher
+from dirsync.wording import plural
 
 COUNT_NAMES = ("add", "modify", "rename", "delete", "unchanged", "skipped", "conflict", "error")
 
@@ -381,12 +382,19 @@ def safety_stop(*, deletes: int, held: int, threshold: Threshold, source_entries
     threshold. ``allow_deletes`` approves up to that many deletes.
     """
     approved = allow_deletes is not None and deletes <= allow_deletes
+    approve = (f"to let this run delete {'it' if deletes == 1 else 'them'}, run it again "
+               f"with --allow-deletes {deletes}")
     if source_entries == 0 and held > 0 and not approved:
-        return (f"the source is empty while the hub holds {held} entries of this connection; "
-                f"nothing was changed (approve with --allow-deletes {deletes})")
+        return (f"the source is empty while the hub holds {plural(held, 'entry')} of this "
+                f"connection; nothing was changed ({approve})")
     limit = threshold.limit(held)
     if deletes > limit and not approved:
-        return (f"{deletes} deletes exceed the delete threshold of {threshold} "
-                f"({limit} of {held} entries); nothing was changed "
-                f"(approve with --allow-deletes {deletes})")
+        if threshold.percent is not None:
+            allows = (f"delete_threshold = \"{threshold}\" allows at most {limit} in one run "
+                      f"({threshold} of the {plural(held, 'entry')} the hub holds for this "
+                      "connection)")
+        else:
+            allows = f"delete_threshold = {threshold} allows at most {limit} in one run"
+        return (f"this run would delete {plural(deletes, 'entry')}, but {allows}; nothing was "
+                f"changed ({approve}, or raise delete_threshold)")
     return None

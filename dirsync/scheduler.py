@@ -9,21 +9,21 @@ connection in the state folder keeps a second ``dirsync schedule`` (or a
 time. A failed run is logged and tried again at the next tick.
 
 SIGTERM or SIGINT sets :data:`dirsync.interrupt.stop_requested`: the engine
-finishes the change in flight, records it, and the process exits 0.
+finishes the changes in flight, records them, ends the run as
+``interrupted``, and the process exits 0; a second signal ends it at once.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -31,7 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dirsync.errors import ConfigError
-from dirsync.interrupt import stop_requested
+from dirsync.interrupt import stop_requested, stopping_on_signals
 from dirsync.locks import ConnectionLock, LockBusy
 from dirsync.metrics import Metrics
 
@@ -125,8 +125,15 @@ class Scheduler:
             self.metrics.write(self.metrics_file)
 
     def run_once(self) -> int:
-        """``--once``: every connection one time, in config order."""
-        results = [self.run_connection(name) for name in self.triggers]
+        """``--once``: every connection one time, in config order.
+
+        SIGTERM or SIGINT ends the run in flight as interrupted, starts no
+        other, and exits 0 (as the long-running form does).
+        """
+        with stopping_on_signals():
+            results = [self.run_connection(name) for name in self.triggers]
+            if stop_requested.is_set():
+                return 0
         return 0 if all(results) else 1
 
     def serve(self, ready: Callable[[], None] | None = None,
@@ -144,21 +151,13 @@ class Scheduler:
             scheduler.add_job(self.run_connection, trigger, args=[name], id=name, name=name,
                               **first)
         done = until or threading.Event()
-
-        def stop(signum: int, _frame: Any) -> None:
-            log.info("signal %d: finishing the change in flight, then stopping", signum)
-            stop_requested.set()
-            done.set()
-
-        previous = ({sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-                    if handle_signals else {})
-        scheduler.start()
-        if ready:
-            ready()
-        try:
-            done.wait()
-        finally:
-            scheduler.shutdown(wait=True)  # the run in flight ends at its next change
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        signals: AbstractContextManager[None] = stopping_on_signals(then=done.set) if handle_signals else nullcontext()
+        with signals:
+            scheduler.start()
+            if ready:
+                ready()
+            try:
+                done.wait()
+            finally:
+                scheduler.shutdown(wait=True)  # the run in flight ends at its next change
         return 0

@@ -113,6 +113,15 @@ class RunRecord:
                 "report": self.report, "message": self.message}
 
 
+_RUN_COLUMNS = ("id, connection, direction, mode, dry_run, started, ended, outcome, counts, "
+                "report, message")
+
+
+def _run_record(r: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7],
+                     json.loads(r[8]) if r[8] else {}, r[9], r[10])
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -289,18 +298,43 @@ class StateStore:
                 "UPDATE runs SET ended=?, outcome=?, counts=?, report=?, message=? WHERE id=?",
                 (now(), outcome, json.dumps(counts), report, message, run_id))
 
+    def unfinished_runs(self, connection: str) -> list[RunRecord]:
+        """The connection's runs the history shows as still going, oldest first."""
+        rows = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE connection=? AND outcome IS NULL "
+            "ORDER BY id", (connection,)).fetchall()
+        return [_run_record(r) for r in rows]
+
+    def set_run_counts(self, run_id: int, counts: dict[str, int]) -> None:
+        """The counts so far of a run still going (a run that dies keeps them)."""
+        self.db.execute("UPDATE runs SET counts=? WHERE id=? AND outcome IS NULL",
+                        (json.dumps(counts), run_id))
+
+    def last_counts(self, connection: str, direction: str) -> dict[str, int]:
+        """The counts of the connection's last sync (not a plan) that ended ``ok``."""
+        found = self.db.execute(
+            "SELECT counts FROM runs WHERE connection=? AND direction=? AND dry_run=0 "
+            "AND outcome='ok' ORDER BY id DESC LIMIT 1", (connection, direction)).fetchone()
+        return json.loads(found[0]) if found and found[0] else {}
+
+    def end_dead_run(self, run_id: int, message: str) -> bool:
+        """Mark a run whose process is gone as ``died``; False if it had ended meanwhile."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE runs SET outcome='died', message=? WHERE id=? AND outcome IS NULL",
+                (message, run_id))
+        return cursor.rowcount > 0
+
     def runs(self, connection: str | None = None, limit: int = 10) -> list[RunRecord]:
         """The newest runs first."""
-        query = ("SELECT id, connection, direction, mode, dry_run, started, ended, outcome, "
-                 "counts, report, message FROM runs")
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
         params: tuple[Any, ...] = ()
         if connection is not None:
             query += " WHERE connection=?"
             params = (connection,)
         query += " ORDER BY id DESC LIMIT ?"
         rows = self.db.execute(query, (*params, limit)).fetchall()
-        return [RunRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7],
-                          json.loads(r[8]) if r[8] else {}, r[9], r[10]) for r in rows]
+        return [_run_record(r) for r in rows]
 
     def connections(self) -> list[str]:
         rows = self.db.execute("SELECT DISTINCT connection FROM runs ORDER BY connection")

@@ -214,6 +214,25 @@ def test_safety_stop(deletes: int, held: int, threshold: Threshold, source: int,
         assert f"--allow-deletes {deletes}" in found
 
 
+def test_the_safety_stop_says_what_the_threshold_is_and_how_to_allow_the_deletes() -> None:
+    """Not "3 deletes exceed the delete threshold of 2 (2 of 35 entries)"."""
+    assert safety_stop(deletes=3, held=35, threshold=Threshold(2), source_entries=32,
+                       allow_deletes=None) == (
+        "this run would delete 3 entries, but delete_threshold = 2 allows at most 2 in one "
+        "run; nothing was changed (to let this run delete them, run it again with "
+        "--allow-deletes 3, or raise delete_threshold)")
+    assert safety_stop(deletes=1, held=35, threshold=Threshold(None, 2.0), source_entries=34,
+                       allow_deletes=None) == (
+        'this run would delete 1 entry, but delete_threshold = "2%" allows at most 0 in one '
+        "run (2% of the 35 entries the hub holds for this connection); nothing was changed "
+        "(to let this run delete it, run it again with --allow-deletes 1, or raise "
+        "delete_threshold)")
+    assert safety_stop(deletes=1, held=1, threshold=Threshold(500), source_entries=0,
+                       allow_deletes=None) == (
+        "the source is empty while the hub holds 1 entry of this connection; nothing was "
+        "changed (to let this run delete it, run it again with --allow-deletes 1)")
+
+
 def test_hashes() -> None:
     a = Entry("x", {"cn": [b"A"], "Mail": [b"1", b"2"]})
     b = Entry("x", {"mail": [b"1", b"2"], "CN": [b"A"]})

@@ -113,7 +113,7 @@ def test_sigterm_in_a_run_leaves_consistent_state(slapd: SlapdServer, base: str,
         status, err = stop(process)
     assert status == 0, err
     stopped = runs(config, "a")[-1]
-    assert stopped.outcome == "errors" and "stopped on request" in (stopped.message or "")
+    assert stopped.outcome == "interrupted" and "interrupted on request" in (stopped.message or "")
     held = anchors(slapd, container, "a")
     assert 200 <= len(held) < SLOW_ROWS
     with StateStore(config.parent / "var" / "state.sqlite") as state:

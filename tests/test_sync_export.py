@@ -320,7 +320,9 @@ def test_too_many_deletes_stop_the_export_and_change_nothing(
     assert main(["-c", str(config), "--json", "sync"]) == 3
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["direction"] == "export" and line["status"] == "stopped"
-    assert "3 deletes exceed the delete threshold of 2" in line["message"]
+    assert ("this run would delete 3 entries, but delete_threshold = 2 allows at most 2 in "
+            "one run; nothing was changed (to let this run delete them, run it again with "
+            "--allow-deletes 3, or raise delete_threshold)") in line["message"]
     assert csv_path.read_bytes() == before
     assert main(["-c", str(config), "--json", "sync", "--allow-deletes", "3"]) == 0
     assert len(read_csv(csv_path)) == len(NATIVE) + 23
@@ -402,7 +404,7 @@ def test_a_foreign_file_with_unreadable_rows_is_not_written_back(hub: Hub) -> No
     csv_path.write_text(text + "MICROSOFT/PO1/BROKEN,user,only four fields\n", encoding="utf-8")
     before = csv_path.read_bytes()
     results = sync(config)
-    assert results[0].status == "stopped" and "1 row(s) that cannot be read" in \
+    assert results[0].status == "stopped" and "1 row that cannot be read" in \
         str(results[0].message)
     assert csv_path.read_bytes() == before           # the broken row is still there
     csv_path.write_text(text, encoding="utf-8")

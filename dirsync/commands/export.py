@@ -12,6 +12,7 @@ from dirsync.commands.common import directory_options, open_from_options
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.memory import write_atomically
 from dirsync.exporter import export as export_entries
+from dirsync.wording import plural
 
 
 @click.command("export")
@@ -47,7 +48,7 @@ def export(ctx: click.Context, directory: str, output: str | None, base: str | N
             count = _run(source, sys.stdout, read_opts, sort)
     finally:
         source.close()
-    click.echo(f"exported {count} entries", err=True)
+    click.echo(f"exported {plural(count, 'entry')}", err=True)
     return 0
 
 

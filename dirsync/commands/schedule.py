@@ -11,7 +11,9 @@ import click
 from dirsync.config import load_config
 from dirsync.engine import RunResult, SyncOptions, run
 from dirsync.errors import ConfigError
+from dirsync.runlog import log_run_end
 from dirsync.scheduler import RunOutcome, Scheduler
+from dirsync.state import RunRecord
 
 log = logging.getLogger("dirsync.schedule")
 
@@ -27,7 +29,8 @@ log = logging.getLogger("dirsync.schedule")
 def schedule(ctx: click.Context, once: bool, metrics_file: str | None,
              metrics_port: int | None) -> int:
     """Run each connection on its `schedule` (cron, or an interval such as 15m)
-    until SIGTERM or SIGINT, which let the change in flight finish (exit 0).
+    until SIGTERM or SIGINT, which let the changes in flight finish and end
+    the run as interrupted (exit 0); a second signal stops at once.
 
     Never two runs of one connection at once, also across processes; ticks
     missed while a run was going are coalesced into one run; a failed run is
@@ -46,16 +49,16 @@ def schedule(ctx: click.Context, once: bool, metrics_file: str | None,
 
     def run_one(name: str) -> list[RunOutcome]:
         def show(result: RunResult) -> None:
-            line = result.as_json()
             if as_json:
-                click.echo(json.dumps(line, ensure_ascii=False))
-            log.info("%s %s: %s (%s)", result.connection, result.direction, result.status,
-                     result.counts.as_dict(), extra={"fields": {
-                         "connection": result.connection, "run": result.run_id,
-                         "action": "run", "result": result.status}})
+                click.echo(json.dumps(result.as_json(), ensure_ascii=False))
+            log_run_end(result)
 
-        results = run(config, [name], SyncOptions(), on_result=show)
-        return [RunOutcome(r.status, r.mode, r.counts.as_dict(), r.direction) for r in results]
+        died: list[RunRecord] = []
+        results = run(config, [name], SyncOptions(), on_result=show, on_died=died.append)
+        # A run a dead process left going counts in the metrics as died.
+        return [*(RunOutcome("died", r.mode, r.counts, r.direction) for r in died),
+                *(RunOutcome(r.status, r.mode, r.counts.as_dict(), r.direction)
+                  for r in results)]
 
     scheduler = Scheduler(schedules, run_one, config.state.parent,
                           metrics_file=Path(metrics_file) if metrics_file else None,

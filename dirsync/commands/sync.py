@@ -13,15 +13,22 @@ import click
 from dirsync.checks import run_checks
 from dirsync.config import load_config
 from dirsync.engine import RunResult, SyncOptions, run
+from dirsync.interrupt import exit_status as interrupt_status
+from dirsync.interrupt import stop_requested, stopping_on_signals
 from dirsync.progress import Progress, Silent
 from dirsync.report import FILES, printable
-from dirsync.state import StateStore
+from dirsync.runlife import reap
+from dirsync.state import RunRecord, StateStore
+from dirsync.wording import plural
 
 #: At most this many lines of a text report are printed; the file has them all.
 TEXT_LINES = 1000
 
 
 def _exit_status(results: list[RunResult]) -> int:
+    if stop_requested.is_set():
+        # Ctrl-C or SIGTERM: the shell's convention, 130 or 143.
+        return interrupt_status()
     if any(r.status == "stopped" for r in results):
         return 3
     if any(r.status != "ok" for r in results):
@@ -51,6 +58,7 @@ def _run(ctx: Any, names: tuple[str, ...], report_format: str,
     progress = Silent() if ctx.json else Progress()
     show = _printer(ctx, report_format)
     on_result = show
+    on_died = None
     if metrics_file is not None:
         from dirsync.metrics import Metrics
 
@@ -66,7 +74,15 @@ def _run(ctx: Any, names: tuple[str, ...], report_format: str,
                            counts=result.counts.as_dict(), duration=duration)
             metrics.write(Path(metrics_file))
 
-    results = run(config, names, SyncOptions(progress=progress, **options), on_result=on_result)
+        def on_died(record: RunRecord) -> None:
+            metrics.record(connection=record.connection, direction=record.direction,
+                           status="died", mode=record.mode, counts=record.counts,
+                           duration=0.0)
+            metrics.write(Path(metrics_file))
+
+    with stopping_on_signals():
+        results = run(config, names, SyncOptions(progress=progress, **options),
+                      on_result=on_result, on_died=on_died)
     return _exit_status(results)
 
 
@@ -94,7 +110,7 @@ def check(ctx: Any) -> int:
             click.echo(f"note     {line}")
         for line in result.problems:
             click.echo(f"problem  {line}")
-        click.echo(f"{len(result.problems)} problem(s)" if result.problems else
+        click.echo(plural(len(result.problems), "problem") if result.problems else
                    "everything checked is in order")
     return 0 if result.ok else 2
 
@@ -123,7 +139,11 @@ def plan(ctx: Any, names: tuple[str, ...], full: bool, allow_deletes: int | None
 @click.pass_obj
 def sync(ctx: Any, names: tuple[str, ...], dry_run: bool, full: bool,
          allow_deletes: int | None, report_format: str, metrics_file: str | None) -> int:
-    """Bring the hub in step with the foreign directories (all, or those named)."""
+    """Bring the hub in step with the foreign directories (all, or those named).
+
+    Ctrl-C (or SIGTERM) lets the changes in flight finish, records them and
+    ends the run as interrupted (exit 130 or 143); a second one stops at once.
+    """
     return _run(ctx, names, report_format, metrics_file=metrics_file, dry_run=dry_run,
                 full=full, allow_deletes=allow_deletes)
 
@@ -144,13 +164,15 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
         return 0
     with StateStore(config.state) as state:
         for connection in names:
+            # A run shown as going whose process is gone ends here as "died".
+            reap(state, config.state.parent, connection)
             runs = state.runs(connection, limit)
             if ctx.json:
                 for record in runs:
                     click.echo(json.dumps(record.as_dict(), ensure_ascii=False))
                 continue
             held = state.count(connection)
-            click.echo(f"{connection}: {held} entries in the state"
+            click.echo(f"{connection}: {plural(held, 'entry')} in the state"
                        + ("" if runs else ", no runs yet"))
             for record in runs:
                 duration = f"{record.duration:.2f}s" if record.duration is not None else "-"

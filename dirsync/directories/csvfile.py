@@ -10,6 +10,7 @@ not CSV at all is an :class:`InputError`.
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,22 @@ class CSVLayout:
     columns: list[str] | None = None  # for files without a header row
     multi_value_separator: str | None = None  # e.g. ";" splits a cell into values
     multi_valued: list[str] = field(default_factory=list)  # columns that are split
+
+
+def undecodable_at(path: Path, encoding: str) -> tuple[int | None, int, int | None]:
+    """(line, column, byte) of the first byte of ``path`` not in ``encoding``.
+
+    Lines are counted as the CSV reader counts them (each newline ends
+    one); the column counts bytes from 1. (None, 0, None) if none is found.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return number, exc.start + 1, raw[exc.start] if exc.start < len(raw) else None
+    return None, 0, None
 
 
 class CSVDirectory(StoreBacked, DirectoryBase):
@@ -154,8 +171,19 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                              line=reader.line_num) from exc
         except UnicodeDecodeError as exc:
-            raise InputError(f"not {self.layout.encoding} text: {exc.reason}",
-                             path=str(self.path), line=reader.line_num + 1) from exc
+            raise self._decode_error(exc) from exc
+
+    def _decode_error(self, exc: UnicodeDecodeError) -> InputError:
+        """Where the byte that is not in the file's encoding is, found in the file itself.
+
+        The text layer decodes the file ahead of the CSV reader, in blocks of
+        several kilobytes, so the reader's line count is not where it is.
+        """
+        line, column, byte = undecodable_at(self.path, self.layout.encoding)
+        where = f"byte 0x{byte:02x} at column {column}: " if byte is not None else ""
+        return InputError(f"not {self.layout.encoding} text: {where}{exc.reason} (give the "
+                          "file's encoding with encoding = \"...\", e.g. \"cp1252\")",
+                          path=str(self.path), line=line)
 
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
         """The entries. Until something is applied, rows stream from the file
@@ -188,8 +216,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                                  line=reader.line_num) from exc
             except UnicodeDecodeError as exc:
-                raise InputError(f"not {self.layout.encoding} text: {exc.reason}",
-                                 path=str(self.path), line=reader.line_num + 1) from exc
+                raise self._decode_error(exc) from exc
         return records if self.layout.columns else max(0, records - 1)
 
     def _stream(self) -> Iterator[Entry]:

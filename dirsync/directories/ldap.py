@@ -29,9 +29,10 @@ from dirsync.directories.ldapresults import (
     is_connection_error,
 )
 from dirsync.directories.ldapresults import message as _message
-from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.entry import Entry, display_dn, normalize_dn, parent_dn
 from dirsync.errors import ConnectionLost, EntryError, TransientDirectoryError, UsageError
 from dirsync.ldifio import LDIFWriter
+from dirsync.wording import plural
 
 try:  # the compiled LDIF reader; optional (see setup.py)
     from dirsync import _ldifstream
@@ -105,6 +106,10 @@ class LDAPDirectory(DirectoryBase):
             conn.protocol_version = 3
             conn.set_option(ldap.OPT_REFERRALS, 0)
             conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.timeout)
+            # A signal (Ctrl-C: dirsync.interrupt) must not fail the wait for a
+            # result with "Can't contact LDAP server: Interrupted system call":
+            # libldap waits on, and the stop is seen once the result is in.
+            conn.set_option(ldap.OPT_RESTART, ldap.OPT_ON)
             if self.server_url.startswith("ldaps") or self.tls.starttls:
                 conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT,
                                 ldap.OPT_X_TLS_DEMAND if self.tls.verify
@@ -188,7 +193,7 @@ class LDAPDirectory(DirectoryBase):
                         break
                     for dn, attributes in data:
                         if dn is not None:  # skip search references
-                            yield from_server(dn, attributes)
+                            yield from_server(display_dn(dn), attributes)
                 cookie = next((c.cookie for c in ctrls if c.controlType == page.controlType),
                               b"")
                 if not cookie:
@@ -281,7 +286,7 @@ class LDAPDirectory(DirectoryBase):
             return None
         except ldap.LDAPError as exc:
             raise directory_error(exc, self.server_url) from exc
-        return Entry(found[0][0], found[0][1]) if found else None
+        return Entry(display_dn(found[0][0]), found[0][1]) if found else None
 
     def exists(self, dn: str) -> bool:
         return self.get(dn, ["1.1"]) is not None
@@ -473,5 +478,5 @@ class Pipeline:
             except ldap.LDAPError as exc:  # pragma: no cover - logged, nothing else to do
                 log.error("could not take back %s after the failed record: %s", change.dn,
                           _message(exc))
-        log.info("took back %d adds sent ahead of the failed record",
-                 len(self.applied_after_failure))
+        log.info("took back %s sent ahead of the failed record",
+                 plural(len(self.applied_after_failure), "add"))

@@ -14,7 +14,7 @@ from pathlib import Path
 from dirsync.changes import add_change
 from dirsync.directories.base import DirectoryBase, ReadOptions
 from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
-from dirsync.entry import Entry, dn_depth
+from dirsync.entry import Entry, display_dn, dn_depth
 from dirsync.errors import InputError
 from dirsync.ldifio import LDIFReader, LDIFWriter
 
@@ -44,6 +44,9 @@ class LDIFDirectory(StoreBacked, DirectoryBase):
             raise InputError("no such file", path=str(self.path))
         with LDIFReader(self.path) as reader:
             for record in reader:
+                if isinstance(record, Entry):
+                    # As dirsync shows DNs (an LDAP directory's too): O'Neil\, Pat.
+                    record.dn = display_dn(record.dn)
                 change = add_change(record) if isinstance(record, Entry) else record
                 for result in store.apply([change], stop_on_error=True):
                     if result.error is not None:

@@ -34,7 +34,7 @@ import ldap.syncrepl
 
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.ldap import _SCOPES, LDAPDirectory, directory_error
-from dirsync.entry import Entry
+from dirsync.entry import Entry, display_dn
 from dirsync.errors import FatalDirectoryError
 
 log = logging.getLogger("dirsync.syncrepl")
@@ -69,7 +69,7 @@ class _Consumer(ldap.ldapobject.LDAPObject, ldap.syncrepl.SyncreplConsumer):  # 
         self.cookie = cookie
 
     def syncrepl_entry(self, dn: str, attrs: dict[str, list[bytes]], uuid: str) -> None:
-        self.pending.append((uuid, Entry.from_server(dn, attrs)))
+        self.pending.append((uuid, Entry.from_server(display_dn(dn), attrs)))
 
     def syncrepl_delete(self, uuids: list[str]) -> None:
         self.deleted.update(uuids)
