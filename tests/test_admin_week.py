@@ -433,10 +433,16 @@ def test_mail_to_an_imported_x400_contact_lands_in_the_gateway_queue(relay: Week
     assert msg["X400-Recipients"].strip() == JEAN_SLASH
     assert "kabercrombie" in msg["X400-Originator"].lower()
     # The tracking log says where it went (docs/relay.md, "Message tracking").
-    tracking = [json.loads(line) for line in
-                (week.folder / "var" / "relay" / "tracking.jsonl").read_text().splitlines()]
-    assert any(e["event"] == "delivered" and e["hop"] == "x400" and e["recipient"] == JEAN_IMCEA
-               for e in tracking), tracking
+    # Its line is written once the queue file is in place, so it may come a
+    # moment after the file.
+    log = week.folder / "var" / "relay" / "tracking.jsonl"
+
+    def delivered() -> bool:
+        tracking = [json.loads(line) for line in log.read_text().splitlines()]
+        return any(e["event"] == "delivered" and e["hop"] == "x400"
+                   and e["recipient"] == JEAN_IMCEA for e in tracking)
+
+    wait_until(delivered, "the delivery in the tracking log")
 
 
 def test_mail_to_an_imported_ms_mail_contact_reaches_its_gateway(relay: Week) -> None:
