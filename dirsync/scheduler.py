@@ -90,7 +90,8 @@ class Scheduler:
         self.metrics_port = metrics_port
 
     def run_connection(self, name: str) -> bool:
-        """One run under the connection's lock; False if skipped or failed."""
+        """One run under the connection's lock; False if skipped, failed, had
+        failed entries or was stopped by a safety limit."""
         if stop_requested.is_set():
             return False
         lock = ConnectionLock(self.state_dir, name)
@@ -118,7 +119,9 @@ class Scheduler:
                                 status=outcome.status, mode=outcome.mode,
                                 counts=outcome.counts, duration=time.monotonic() - started)
         self._write_metrics()
-        return True
+        # As `dirsync sync` exits 1 for a run with failed entries or a safety
+        # stop, so does `--once`: a timer's unit then shows as failed.
+        return all(outcome.status == "ok" for outcome in outcomes)
 
     def _write_metrics(self) -> None:
         if self.metrics_file is not None:

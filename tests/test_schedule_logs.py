@@ -47,7 +47,7 @@ def test_a_run_with_an_erroring_entry_is_in_the_log_without_v(
     source = write_csv(tmp_path / "gal.csv", rows)
     config = hub_config(tmp_path, slapd, f"ou=Import,{base}", source)
     status, events = run_once(config)
-    assert status == 0           # the run ran; one entry failed (that is not a failed run)
+    assert status == 1           # the run ran, but one entry failed: as `sync` exits
 
     failed = [e for e in events if e.get("result") == "failed"]
     assert len(failed) == 1, events
