@@ -21,6 +21,8 @@ ldapsearch's ``-E dirSync`` sends it, not as a five-byte positive number.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, univ
@@ -56,6 +58,30 @@ class DirSyncResponse(univ.Sequence):
     )
 
 
+class _MinimalIntegerEncoder(encoder.IntegerEncoder):  # type: ignore[misc]
+    """Two's complement in the fewest octets (X.690 8.3.2).
+
+    pyasn1 (0.6) gives -2**31 five octets, ``ff 80 00 00 00``, which X.690
+    forbids (a first octet of all ones followed by a set high bit); AD may
+    refuse it, so the flags are encoded here.
+    """
+
+    def encodeValue(self, value: Any, asn1Spec: Any, encodeFun: Any,  # noqa: N802,N803
+                    **options: Any) -> tuple[Any, bool, bool]:
+        number = int(value)
+        if number == 0:
+            return (0,), False, False
+        size = (number + (number < 0)).bit_length() // 8 + 1
+        return number.to_bytes(size, "big", signed=True), False, True
+
+
+_TAG_MAP = dict(encoder.TAG_MAP)
+_TAG_MAP[univ.Integer.tagSet] = _MinimalIntegerEncoder()
+_TYPE_MAP = dict(encoder.TYPE_MAP)
+_TYPE_MAP[univ.Integer.typeId] = _MinimalIntegerEncoder()
+_encode = encoder.Encoder(_TAG_MAP, _TYPE_MAP)
+
+
 class DirSyncDecodeError(ValueError):
     """A DirSync response value that is not what MS-ADTS describes."""
 
@@ -72,7 +98,7 @@ def encode_request(flags: int, max_bytes: int, cookie: bytes) -> bytes:
     value["flags"] = signed32(flags)
     value["maxBytes"] = max_bytes
     value["cookie"] = cookie
-    return bytes(encoder.encode(value))
+    return bytes(_encode(value))
 
 
 def decode_response(data: bytes) -> tuple[bool, bytes]:

@@ -112,11 +112,7 @@ def _follow(dn: str, name: str, step: Range, values: list[bytes], fetch: Fetch,
             raise RangeError(f"{dn}: the server stopped answering for {step.attr!r} at "
                              f"value {low} (the object changed or went away while it was "
                              "read)")
-        next_name, next_values = found
-        nxt = parse_range(next_name)
-        if nxt is None:
-            raise RangeError(f"{dn}: asked for {step.attr};range={low}-*, got "
-                             f"{next_name!r}")
+        next_name, nxt, next_values = found
         check_step(next_name, nxt, next_values, low)
         if not nxt.final and not next_values:
             raise RangeError(f"{dn}: an empty range of {step.attr!r} that is not the last")
@@ -128,11 +124,11 @@ def _follow(dn: str, name: str, step: Range, values: list[bytes], fetch: Fetch,
 
 
 def _ranged_value(answer: dict[str, list[bytes]],
-                  attr: str) -> tuple[str, list[bytes]] | None:
+                  attr: str) -> tuple[str, Range, list[bytes]] | None:
     """The ranged attribute ``attr`` in a follow-up answer."""
     lower = attr.lower()
     for name, values in answer.items():
         step = parse_range(name)
         if step is not None and step.attr.lower() == lower:
-            return name, values
+            return name, step, values
     return None

@@ -1,0 +1,58 @@
+"""One Samba AD DC for the whole session (its ports are fixed); one OU per test."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dirsync.directories import ADDirectory, TLSOptions
+from dirsync.testing.samba import SambaDC, SambaMissing, find_samba
+
+_timings: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def samba_dc() -> Iterator[SambaDC]:
+    if find_samba() is None:
+        if os.environ.get("CI"):
+            pytest.fail("Samba's AD DC is missing in CI: the test command must install it")
+        pytest.skip("Samba's AD DC is not installed")
+    started = time.monotonic()
+    try:
+        dc = SambaDC().start()
+    except SambaMissing as exc:  # pragma: no cover - guarded above
+        pytest.fail(str(exc))
+    _timings.update(dc.timings, total=time.monotonic() - started)
+    yield dc
+    dc.destroy()
+
+
+@pytest.fixture
+def ad_ou(samba_dc: SambaDC) -> str:
+    """A fresh OU below the domain root, unique to this test."""
+    return samba_dc.add_ou()
+
+
+@pytest.fixture
+def ad_directory(samba_dc: SambaDC, ad_ou: str) -> Iterator[ADDirectory]:
+    """The ``ad`` kind on this test's OU, bound as the Administrator over verified ldaps."""
+    directory = open_ad(samba_dc, ad_ou)
+    yield directory
+    directory.close()
+
+
+def open_ad(dc: SambaDC, base: str, **options: Any) -> ADDirectory:
+    options.setdefault("bind_dn", dc.admin_upn)
+    options.setdefault("password", dc.admin_password)
+    options.setdefault("tls", TLSOptions(ca_file=str(dc.ca_file)))
+    return ADDirectory(dc.url, base=base, timeout=10.0, **options)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _timings:
+        parts = ", ".join(f"{k} {v:.1f}s" for k, v in _timings.items())
+        terminalreporter.write_line(f"Samba AD DC set-up: {parts}")
