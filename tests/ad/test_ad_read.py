@@ -1,0 +1,103 @@
+"""Full reads of the ``ad`` kind against a real Samba AD DC."""
+
+from __future__ import annotations
+
+import uuid
+
+import ldap
+
+from dirsync.directories import ADDirectory, ReadOptions
+from dirsync.testing.samba import SambaDC
+from tests.ad.conftest import open_ad
+
+
+def by_cn(directory: ADDirectory) -> dict[str, object]:
+    return {entry.first("cn"): entry for entry in directory.read()}
+
+
+def test_reads_mail_enabled_users_contacts_and_groups_with_guid_anchors(
+        samba_dc: SambaDC, ad_ou: str, ad_directory: ADDirectory) -> None:
+    alice = samba_dc.add_user(ad_ou, "Alice Smith", mail="alice@corp.example",
+                              proxies=["SMTP:alice@corp.example", "smtp:asmith@corp.example"],
+                              givenName="Alice", sn="Smith", displayName="Alice Smith")
+    proxy_only = samba_dc.add_user(ad_ou, "Pat Proxy", proxies=["SMTP:pat@corp.example"])
+    carl = samba_dc.add_contact(ad_ou, "Carl Contact", mail="carl@partner.example")
+    sales = samba_dc.add_group(ad_ou, "Sales", members=[alice, carl], mail="sales@corp.example")
+    samba_dc.add_user(ad_ou, "No Mail")
+    samba_dc.add_group(ad_ou, "Plain Group", members=[alice])
+
+    entries = by_cn(ad_directory)
+
+    assert set(entries) == {"Alice Smith", "Pat Proxy", "Carl Contact", "Sales"}
+    for dn in (alice, proxy_only, carl, sales):
+        cn = ldap.dn.str2dn(dn)[0][0][1]
+        entry = entries[cn]
+        assert entry.dn == dn  # type: ignore[attr-defined]
+        guid = entry.first("objectGUID")  # type: ignore[attr-defined]
+        assert guid == samba_dc.guid(dn)
+        assert str(uuid.UUID(guid)) == guid  # canonical lower-case 8-4-4-4-12
+    alice_entry = entries["Alice Smith"]
+    assert sorted(alice_entry.texts("proxyAddresses")) == [  # type: ignore[attr-defined]
+        "SMTP:alice@corp.example", "smtp:asmith@corp.example"]
+    assert alice_entry.first("objectSid").startswith("S-1-5-21-")  # type: ignore[attr-defined]
+    assert sorted(entries["Sales"].texts("member")) == sorted([alice, carl])  # type: ignore[attr-defined]
+
+
+def test_disabled_and_hidden_entries_are_not_recipients(samba_dc: SambaDC, ad_ou: str) -> None:
+    samba_dc.add_user(ad_ou, "Enabled User", mail="on@corp.example")
+    samba_dc.add_user(ad_ou, "Disabled User", mail="off@corp.example", disabled=True)
+    # Samba's schema has no msExchHideFromAddressLists: the configurable rule hides.
+    samba_dc.add_user(ad_ou, "Hidden User", mail="hidden@corp.example",
+                      description="hide-from-gal")
+    samba_dc.add_contact(ad_ou, "Hidden Contact", mail="hc@partner.example",
+                         description="hide-from-gal")
+    directory = open_ad(samba_dc, ad_ou, hidden_filter="(description=hide-from-gal)")
+    try:
+        assert set(by_cn(directory)) == {"Enabled User"}
+        assert directory.left_out == {"a disabled user": 1, "hidden from address lists": 2}
+    finally:
+        directory.close()
+
+
+def test_a_user_disabled_later_is_left_out_of_the_next_read(
+        samba_dc: SambaDC, ad_ou: str, ad_directory: ADDirectory) -> None:
+    user = samba_dc.add_user(ad_ou, "Soon Gone", mail="soon@corp.example")
+    assert set(by_cn(ad_directory)) == {"Soon Gone"}
+    samba_dc.set_enabled(user, False)
+    assert set(by_cn(ad_directory)) == set()
+    samba_dc.set_enabled(user, True)
+    assert set(by_cn(ad_directory)) == {"Soon Gone"}
+
+
+def test_search_references_of_the_domain_root_are_skipped(samba_dc: SambaDC,
+                                                          ad_ou: str) -> None:
+    # A subtree search of the naming context also returns references to
+    # CN=Configuration and the DNS zones: python-ldap yields them as (None, [url]).
+    samba_dc.add_user(ad_ou, "Root Reader", mail="root-reader@corp.example")
+    directory = open_ad(samba_dc, samba_dc.base_dn)
+    try:
+        entries = list(directory.read(ReadOptions(filter="(mail=root-reader@corp.example)")))
+        assert [e.first("cn") for e in entries] == ["Root Reader"]
+        # The reference really is there, for a plain search of the same base.
+        conn = samba_dc.connect()
+        found = conn.search_s(samba_dc.base_dn, ldap.SCOPE_SUBTREE,
+                              "(mail=root-reader@corp.example)", ["1.1"])
+        conn.unbind_s()
+        assert any(dn is None for dn, _ in found)
+    finally:
+        directory.close()
+
+
+def test_the_naming_context_is_found_from_the_base(samba_dc: SambaDC,
+                                                   ad_directory: ADDirectory) -> None:
+    assert ad_directory.naming_context() == samba_dc.base_dn
+
+
+def test_a_bind_by_dn_works_as_well_as_by_upn(samba_dc: SambaDC, ad_ou: str) -> None:
+    samba_dc.add_user(ad_ou, "By DN", mail="bydn@corp.example")
+    admin_dn = f"CN=Administrator,CN=Users,{samba_dc.base_dn}"
+    directory = open_ad(samba_dc, ad_ou, bind_dn=admin_dn)
+    try:
+        assert set(by_cn(directory)) == {"By DN"}
+    finally:
+        directory.close()
