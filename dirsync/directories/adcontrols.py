@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import ldap.controls
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, univ
-
-import ldap.controls
 
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
 
@@ -66,7 +65,7 @@ class _MinimalIntegerEncoder(encoder.IntegerEncoder):  # type: ignore[misc]
     refuse it, so the flags are encoded here.
     """
 
-    def encodeValue(self, value: Any, asn1Spec: Any, encodeFun: Any,  # noqa: N802,N803
+    def encodeValue(self, value: Any, asn1Spec: Any, encodeFun: Any,
                     **options: Any) -> tuple[Any, bool, bool]:
         number = int(value)
         if number == 0:
@@ -133,8 +132,8 @@ class DirSyncControl(ldap.controls.RequestControl, ldap.controls.ResponseControl
         self.cookie = cookie
         self.more_results = False
 
-    def encodeControlValue(self) -> bytes:  # noqa: N802 - python-ldap's name
+    def encodeControlValue(self) -> bytes:
         return encode_request(self.flags, self.max_bytes, self.cookie)
 
-    def decodeControlValue(self, encodedControlValue: bytes) -> None:  # noqa: N802,N803
+    def decodeControlValue(self, encodedControlValue: bytes) -> None:
         self.more_results, self.cookie = decode_response(encodedControlValue)

@@ -163,6 +163,7 @@ class DirSyncRead:
         self.max_bytes = max_bytes
         self.cookie: bytes | None = None
         self.rejected: list[EntryError] = []
+        self.filter = DIRSYNC_FILTER
 
     def __iter__(self) -> Iterator[ADChange]:
         directory = self.directory
@@ -174,7 +175,7 @@ class DirSyncRead:
         conn = directory._connect()
         try:
             for _ in range(MAX_ROUNDS):
-                msgid = conn.search_ext(nc, ldap.SCOPE_SUBTREE, DIRSYNC_FILTER, self.attrs,
+                msgid = conn.search_ext(nc, ldap.SCOPE_SUBTREE, self.filter, self.attrs,
                                         serverctrls=[control])
                 while True:
                     kind, data, _, ctrls = conn.result3(msgid, 0, directory.timeout,
@@ -228,6 +229,18 @@ class DirSyncRead:
         if isinstance(exc, ldap.UNAVAILABLE_CRITICAL_EXTENSION):
             return FatalDirectoryError(f"{url}: the server does not support DirSync: {text}")
         return directory_error(exc, url)
+
+
+def can_read_changes(directory: ADDirectory) -> None:
+    """Raise :class:`MissingDirSyncRight` (or another error) unless DirSync is allowed.
+
+    A DirSync search that matches nothing (the nil GUID): the server checks
+    the right before it searches, so the probe costs no read of the domain.
+    """
+    read = DirSyncRead(directory, None, attrs=["objectGUID"])
+    read.filter = "(objectGUID=" + "\\00" * 16 + ")"
+    for _ in read:
+        pass
 
 
 def read_dirsync(directory: ADDirectory, cookie: bytes | None, **options: object) -> DirSyncRead:

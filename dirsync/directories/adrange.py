@@ -69,10 +69,9 @@ def check_step(name: str, step: Range, values: list[bytes], expected_low: int) -
     if step.low != expected_low:
         raise RangeError(f"attribute {name!r}: the server answered from value {step.low}, "
                          f"asked from {expected_low}")
-    if step.high is not None:
-        if len(values) != step.high - step.low + 1:
-            raise RangeError(f"attribute {name!r}: {len(values)} values for a range of "
-                             f"{step.high - step.low + 1}")
+    if step.high is not None and len(values) != step.high - step.low + 1:
+        raise RangeError(f"attribute {name!r}: {len(values)} values for a range of "
+                         f"{step.high - step.low + 1}")
 
 
 def complete_ranges(dn: str, attrs: dict[str, list[bytes]], fetch: Fetch,

@@ -158,7 +158,7 @@ class SambaDC:
              f"--realm={self.realm}", f"--domain={self.domain}",
              f"--adminpass={self.admin_password}", f"--targetdir={self.workdir}",
              *self._options()],
-            capture_output=True, text=True, env=self._env())
+            check=False, capture_output=True, text=True, env=self._env())
         if result.returncode != 0:
             raise RuntimeError("samba-tool domain provision failed:\n"
                                + (result.stderr or result.stdout)[-4000:])
@@ -179,11 +179,10 @@ class SambaDC:
                                    "are fixed, so only one DC can run at a time")
         self.provision()
         started = time.monotonic()
-        log = open(self.workdir / "samba.out", "ab")
-        self._proc = subprocess.Popen(
-            [self.samba, "-i", "-M", "single", "-s", str(self.smb_conf)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self._env())
-        log.close()
+        with open(self.workdir / "samba.out", "ab") as log:
+            self._proc = subprocess.Popen(
+                [self.samba, "-i", "-M", "single", "-s", str(self.smb_conf)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self._env())
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
@@ -221,7 +220,7 @@ class SambaDC:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> SambaDC:
+    def __enter__(self) -> SambaDC:  # noqa: PYI034 - as SlapdServer
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -352,6 +351,6 @@ class SambaDC:
             [self.samba_tool, "dsacl", "set", f"--car={GET_CHANGES}", "--action=allow",
              f"--objectdn={self.base_dn}", f"--trusteedn={trustee_dn}",
              "-H", f"tdb://{self.workdir / 'private' / 'sam.ldb'}", "-s", str(self.smb_conf)],
-            capture_output=True, text=True, env=self._env())
+            check=False, capture_output=True, text=True, env=self._env())
         if result.returncode != 0:
             raise RuntimeError(f"samba-tool dsacl set failed:\n{result.stderr[-2000:]}")

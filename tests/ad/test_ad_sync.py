@@ -30,6 +30,21 @@ def ad_config(tmp_path: Path, slapd: SlapdServer, dc: SambaDC, ou: str, containe
     return config
 
 
+def test_check_says_when_the_account_lacks_the_dirsync_right(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    password = "Svc-Check!pass1"
+    svc = samba_dc.add_user(ad_ou, "svc-check", password=password)
+    config = ad_config(tmp_path, slapd, samba_dc, ad_ou, f"ou=Corp AD,{base}")
+    (tmp_path / "ad.pw").write_text(password + "\n")
+    config.write_text(config.read_text().replace(f'bind_dn = "{samba_dc.admin_upn}"',
+                                                 f'bind_dn = "{svc}"'))
+    capsys.readouterr()
+    assert main(["-c", str(config), "check"]) == 0
+    said = capsys.readouterr()
+    assert "lacks the \"Replicating Directory Changes\" right" in said.out + said.err
+
+
 def sync(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, int]:
     capsys.readouterr()
     assert main(["-c", str(config), "--json", "sync"]) == 0, capsys.readouterr().err
@@ -54,6 +69,11 @@ def test_sync_imports_ad_recipients_into_the_hub(samba_dc: SambaDC, ad_ou: str,
     guids = {dn: samba_dc.guid(dn) for dn in (alice, bob, carl, sales)}
     container = f"ou=Corp AD,{base}"
     config = ad_config(tmp_path, slapd, samba_dc, ad_ou, container)
+    capsys.readouterr()
+    assert main(["-c", str(config), "check"]) == 0
+    said = capsys.readouterr()
+    assert f"{samba_dc.admin_upn} may read changes with DirSync" in said.out + said.err
+    assert "no Exchange attributes" in said.out + said.err
 
     counts = sync(config, capsys)
     assert counts["add"] == 4
