@@ -85,8 +85,15 @@ def test_each_change_is_seen_exactly_once(samba_dc: SambaDC, ad_ou: str,
     assert members.removed == {}
 
     # The same changes do not come back.
-    after, _ = changes_since(ad_directory, cookie, ad_ou)
+    after, cookie = changes_since(ad_directory, cookie, ad_ou)
     assert after == {}
+
+    # A re-enable, seen once too.
+    samba_dc.set_enabled(erin, True)
+    enabled, cookie = changes_since(ad_directory, cookie, ad_ou)
+    assert list(enabled) == [guids[erin]]
+    assert int(enabled[guids[erin]].attrs.first("userAccountControl") or 0) & 0x2 == 0
+    assert changes_since(ad_directory, cookie, ad_ou)[0] == {}
 
 
 def test_a_move_out_of_the_base_is_out_of_scope(samba_dc: SambaDC, ad_ou: str,
