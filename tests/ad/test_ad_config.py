@@ -92,3 +92,18 @@ def test_hidden_filter_belongs_to_the_ad_kind_only(tmp_path: Path) -> None:
                     'url = "ldap://x"\nhidden_filter = "(a=b)"\n')
     _, problems = check_config(path)
     assert "directories.other.hidden_filter: does not apply to a ldap directory" in problems
+
+
+def test_the_example_config_is_valid_once_its_secrets_are_there(tmp_path: Path) -> None:
+    import shutil
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "ad-galsync" / "dirsync.toml"
+    shutil.copy(example, tmp_path)
+    # What an administrator adds beside it: the CA and the hub's password.
+    (tmp_path / "corp-ca.pem").write_text("")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "hub.pw").write_text("x\n")
+    config, problems = check_config(tmp_path / "dirsync.toml")
+    assert problems == []
+    assert config is not None and config.directories["ad"].kind == "ad"
+    assert config.connections[0].mapping_path.name == "ad.toml"
