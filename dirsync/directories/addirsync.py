@@ -28,6 +28,7 @@ describes AD):
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from dirsync.directories.adcontrols import (
     ANCESTORS_FIRST_ORDER,
     DIRSYNC_OID,
     INCREMENTAL_VALUES,
+    MAX_COOKIE,
     DirSyncControl,
     DirSyncDecodeError,
 )
@@ -229,6 +231,22 @@ class DirSyncRead:
         if isinstance(exc, ldap.UNAVAILABLE_CRITICAL_EXTENSION):
             return FatalDirectoryError(f"{url}: the server does not support DirSync: {text}")
         return directory_error(exc, url)
+
+
+def cookie_text(cookie: bytes) -> str:
+    """A cookie as the state store keeps cursors: text (base64)."""
+    return base64.b64encode(cookie).decode("ascii")
+
+
+def cookie_bytes(text: str) -> bytes:
+    """A stored cursor back as a cookie; a damaged one calls for a full run."""
+    try:
+        cookie = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise DirSyncCookieRefused(f"the stored DirSync cookie is damaged: {exc}") from exc
+    if not cookie or len(cookie) > MAX_COOKIE:
+        raise DirSyncCookieRefused(f"the stored DirSync cookie has {len(cookie)} bytes")
+    return cookie
 
 
 def can_read_changes(directory: ADDirectory) -> None:

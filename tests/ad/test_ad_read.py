@@ -7,6 +7,7 @@ import uuid
 import ldap
 
 from dirsync.directories import ADDirectory, ReadOptions
+from dirsync.entry import Entry
 from dirsync.testing.samba import SambaDC
 from tests.ad.conftest import open_ad
 
@@ -101,3 +102,21 @@ def test_a_bind_by_dn_works_as_well_as_by_upn(samba_dc: SambaDC, ad_ou: str) -> 
         assert set(by_cn(directory)) == {"By DN"}
     finally:
         directory.close()
+
+
+def test_follow_up_range_reads_against_the_dc(samba_dc: SambaDC, ad_ou: str,
+                                              ad_directory: ADDirectory) -> None:
+    # Samba answers every value at once unless asked for a range, but it
+    # serves ranged requests as AD does: a first answer of ``member;range=0-4``
+    # (as AD's 0-1499) is read to its end by the follow-up reads of the kind.
+    members = [samba_dc.add_contact(ad_ou, f"Member {i:02d}", mail=f"m{i}@partner.example")
+               for i in range(12)]
+    group = samba_dc.add_group(ad_ou, "Ranged", members=members, mail="ranged@corp.example")
+    conn = samba_dc.connect()
+    dn, attrs = conn.search_s(group, ldap.SCOPE_BASE, "(objectClass=*)",
+                              ["cn", "member;range=0-4"])[0]
+    conn.unbind_s()
+    assert list(attrs) == ["cn", "member;range=0-4"] and len(attrs["member;range=0-4"]) == 5
+    whole = ad_directory.complete(Entry(dn, attrs))
+    assert sorted(whole.texts("member")) == sorted(members)
+    assert whole.names() == ["cn", "member"]
