@@ -18,6 +18,7 @@ only the host name, so the harness gives Samba a CA and a certificate for
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import shutil
@@ -30,7 +31,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import ldap
 import ldap.modlist
@@ -42,6 +43,12 @@ UF_ACCOUNTDISABLE = 0x2
 UF_NORMAL_ACCOUNT = 0x200
 #: The control access right "Replicating Directory Changes" (DS-Replication-Get-Changes).
 GET_CHANGES = "get-changes"
+
+#: Held (flock) by the test session whose DC runs: the ports are the
+#: machine's, so a second session waits for the first to stop its DC.
+LOCK_PATH = Path(tempfile.gettempdir()) / "dirsync-samba-dc.lock"
+#: The prefix of every DC's folder, where a leftover DC is found by its PID file.
+FOLDER_PREFIX = "dsad"
 
 PACKAGES = ("samba", "samba-ad-dc", "samba-ad-provision", "samba-dsdb-modules", "winbind")
 _ids = itertools.count(1)
@@ -69,6 +76,43 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def stop_leftover_dcs() -> None:
+    """Stop the DCs this harness started in sessions that were killed.
+
+    Found by the PID file in a DC folder; a process is stopped only when it
+    runs ``samba`` in that folder (the harness starts it there; its command
+    line cannot tell, as Samba rewrites its process title), since a PID may
+    have been reused.
+    """
+    for pid_file in Path("/tmp").glob(f"{FOLDER_PREFIX}*/samba.pid"):
+        folder = pid_file.parent
+        try:
+            pid = int(pid_file.read_text().split()[0])
+            exe = os.readlink(f"/proc/{pid}/exe")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except (OSError, ValueError, IndexError):
+            continue
+        if Path(exe).name != "samba" or Path(cwd) != folder:
+            continue
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _running(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """A live process (a zombie, whose parent has gone, has no executable)."""
+    try:
+        os.readlink(f"/proc/{pid}/exe")
+        return True
+    except OSError:
+        return False
+
+
 def unicode_pwd(password: str) -> bytes:
     """An AD password as ``unicodePwd`` takes it (MS-ADTS 3.1.1.3.1.5.1): quoted, UTF-16-LE."""
     return f'"{password}"'.encode("utf-16-le")
@@ -86,11 +130,14 @@ class SambaDC:
     domain: str = "DIRSYNC"
     host_name: str = "dc1"
     admin_password: str = "Dirsync-Adm1n!"
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dsad",
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX,
                                                                         dir="/tmp")))
+    #: Seconds to wait for another session's DC to stop.
+    lock_timeout: float = 900.0
     timings: dict[str, float] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _tls: TLSMaterial | None = field(default=None, init=False, repr=False)
+    _lock: IO[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         found = find_samba()
@@ -171,18 +218,53 @@ class SambaDC:
         return env
 
     # -- life cycle ------------------------------------------------------
-    def start(self, timeout: float = 60.0) -> SambaDC:
+    def _take_ports(self) -> None:
+        """Wait for the machine's one DC slot; clear a DC left by a killed session."""
+        started = time.monotonic()
+        self._lock = open(LOCK_PATH, "ab")  # noqa: SIM115 - held until stop()
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started > self.lock_timeout:
+                    self._release()
+                    raise RuntimeError(f"another test session has held the Samba DC for "
+                                       f"{self.lock_timeout:.0f}s ({LOCK_PATH})") from None
+                time.sleep(0.5)
+        self.timings["wait"] = time.monotonic() - started
+        if port_open(389) or port_open(636):
+            # The lock is free, so whoever holds the ports is not a running
+            # session: a DC of this harness whose session was killed, or a stranger.
+            stop_leftover_dcs()
         for port in (389, 636):
             if port_open(port):
-                raise RuntimeError(f"port {port} of 127.0.0.1 is taken: another LDAP server "
-                                   "(another Samba DC?) runs on this machine; Samba's ports "
-                                   "are fixed, so only one DC can run at a time")
+                self._release()
+                raise RuntimeError(f"port {port} of 127.0.0.1 is taken by another LDAP "
+                                   "server; Samba's ports are fixed, so the DC cannot start")
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing drops the flock
+            self._lock = None
+
+    def start(self, timeout: float = 60.0) -> SambaDC:
+        self._take_ports()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
         self.provision()
         started = time.monotonic()
         with open(self.workdir / "samba.out", "ab") as log:
             self._proc = subprocess.Popen(
                 [self.samba, "-i", "-M", "single", "-s", str(self.smb_conf)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self._env())
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self._env(),
+                cwd=self.workdir)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
@@ -198,23 +280,22 @@ class SambaDC:
                     raise RuntimeError(f"samba did not answer on {self.url} in {timeout}s")
                 time.sleep(0.1)
         self.timings["start"] = time.monotonic() - started
-        return self
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            os.kill(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
-        self._proc = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                os.kill(self._proc.pid, signal.SIGTERM)
+                try:
+                    self._proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.kill(self._proc.pid, signal.SIGKILL)
+                    self._proc.wait()
+            self._proc = None
+        self._release()
 
     def destroy(self) -> None:
         self.stop()
