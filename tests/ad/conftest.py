@@ -1,4 +1,8 @@
-"""One Samba AD DC for the whole session (its ports are fixed); one OU per test."""
+"""One Samba AD DC for the session's AD tests (its ports are fixed); one OU per test.
+
+Package-scoped: the DC stops once the last test here has run, which frees
+the machine's LDAP ports (and the harness's lock) for another session.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from dirsync.testing.samba import SambaDC, SambaMissing, find_samba
 _timings: dict[str, float] = {}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def samba_dc() -> Iterator[SambaDC]:
     if find_samba() is None:
         if os.environ.get("CI"):

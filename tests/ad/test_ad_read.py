@@ -120,3 +120,26 @@ def test_follow_up_range_reads_against_the_dc(samba_dc: SambaDC, ad_ou: str,
     whole = ad_directory.complete(Entry(dn, attrs))
     assert sorted(whole.texts("member")) == sorted(members)
     assert whole.names() == ["cn", "member"]
+
+
+def test_changed_objects_are_read_whole_by_guid(samba_dc: SambaDC, ad_ou: str,
+                                                ad_directory: ADDirectory) -> None:
+    elsewhere = samba_dc.add_ou()
+    kept = samba_dc.add_user(ad_ou, "Kept", mail="kept@corp.example", title="Buyer")
+    disabled = samba_dc.add_user(ad_ou, "Turned Off", mail="off@corp.example")
+    moved = samba_dc.add_contact(ad_ou, "Moved Away", mail="moved@partner.example")
+    deleted = samba_dc.add_contact(ad_ou, "Deleted", mail="deleted@partner.example")
+    guids = [samba_dc.guid(dn) for dn in (kept, disabled, moved, deleted)]
+    samba_dc.set_enabled(disabled, False)
+    samba_dc.rename(moved, "CN=Moved Away", elsewhere)
+    samba_dc.delete(deleted)
+    unknown = "00000000-0000-4000-8000-000000000001"
+
+    result = dict(ad_directory.read_guids([g.upper() for g in guids] + [unknown], batch=2))
+
+    assert list(result) == [*guids, unknown]
+    whole = result[guids[0]]
+    assert whole is not None and whole.dn == kept
+    assert whole.first("title") == "Buyer" and whole.first("mail") == "kept@corp.example"
+    assert [result[g] for g in guids[1:]] == [None, None, None]
+    assert result[unknown] is None
