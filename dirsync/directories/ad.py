@@ -36,8 +36,14 @@ import ldap
 from dirsync.directories.adrange import complete_ranges
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions
-from dirsync.entry import Entry
-from dirsync.errors import DirectoryError, FatalDirectoryError, TransientDirectoryError, UsageError
+from dirsync.entry import Entry, is_under
+from dirsync.errors import (
+    DirectoryError,
+    EntryError,
+    FatalDirectoryError,
+    TransientDirectoryError,
+    UsageError,
+)
 from dirsync.ldapfilter import FilterError, Predicate, compile_filter
 
 UF_ACCOUNTDISABLE = 0x2
@@ -287,8 +293,6 @@ class ADDirectory(LDAPDirectory):
         """The naming context that holds ``base`` (DirSync searches start there)."""
         dse = self.root_dse()
         contexts = [v.decode() for v in dse.get("namingContexts", [])]
-        from dirsync.entry import is_under
-
         holding = [nc for nc in contexts if self.base and is_under(self.base, nc)]
         if holding:
             return max(holding, key=len)
@@ -310,11 +314,13 @@ class ADDirectory(LDAPDirectory):
                              scope=opts.scope, filter=filt, attrs=attrs)
         self.left_out = {}
         for entry in super().read(search):
+            if search.base and not is_under(entry.dn, search.base):
+                # Only a misbehaving server answers from elsewhere: not ours to take.
+                self.rejected.append(EntryError(entry.dn, f"not below {search.base}"))
+                continue
             try:
                 entry = self.complete(normalize(entry))
             except ValueError as exc:
-                from dirsync.errors import EntryError
-
                 self.rejected.append(EntryError(entry.dn, f"malformed identifier: {exc}"))
                 continue
             reason = self.rule.why_not(entry)
