@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-from dirsync.directories import ADDirectory, TLSOptions
+from dirsync.directories import ADDirectory
 from dirsync.testing.samba import SambaDC, SambaMissing, find_samba
+
+from .helpers import open_ad
 
 _timings: dict[str, float] = {}
 
@@ -47,13 +49,6 @@ def ad_directory(samba_dc: SambaDC, ad_ou: str) -> Iterator[ADDirectory]:
     directory = open_ad(samba_dc, ad_ou)
     yield directory
     directory.close()
-
-
-def open_ad(dc: SambaDC, base: str, **options: Any) -> ADDirectory:
-    options.setdefault("bind_dn", dc.admin_upn)
-    options.setdefault("password", dc.admin_password)
-    options.setdefault("tls", TLSOptions(ca_file=str(dc.ca_file)))
-    return ADDirectory(dc.url, base=base, timeout=10.0, **options)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -15,7 +15,8 @@ from dirsync.directories.addirsync import (
 from dirsync.directories.syncrepl import RefreshRequired
 from dirsync.errors import FatalDirectoryError
 from dirsync.testing.samba import SambaDC
-from tests.ad.conftest import open_ad
+
+from .helpers import open_ad
 
 
 def changes_since(directory: ADDirectory, cookie: bytes | None,

@@ -17,7 +17,8 @@ from dirsync.errors import FatalDirectoryError, TransientDirectoryError, UsageEr
 from dirsync.testing.samba import SambaDC
 from dirsync.testing.slapd import free_port
 from dirsync.testing.tlscerts import make_tls_material
-from tests.ad.conftest import open_ad
+
+from .helpers import open_ad
 
 
 def config(tmp_path: Path, dc: SambaDC, base: str, *, url: str | None = None,

@@ -9,7 +9,8 @@ import ldap
 from dirsync.directories import ADDirectory, ReadOptions
 from dirsync.entry import Entry
 from dirsync.testing.samba import SambaDC
-from tests.ad.conftest import open_ad
+
+from .helpers import open_ad
 
 
 def by_cn(directory: ADDirectory) -> dict[str, object]:
