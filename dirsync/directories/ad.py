@@ -231,7 +231,7 @@ class ADDirectory(LDAPDirectory):
         if isinstance(exc, ldap.INVALID_CREDENTIALS):
             code = next((c for c in _BIND_DATA if f"data {c}" in text.lower()), None)
             reason = _BIND_DATA[code] if code else (text or "invalid credentials")
-            error = FatalDirectoryError(f"{self.server_url}: the bind as {self.bind_dn!r} "
+            error = FatalDirectoryError(f"{self.server_url}: the bind as {self.bind_dn or '(anonymous)'!r} "
                                         f"was refused: {reason}" + (f" (AD data {code})"
                                                                     if code else ""))
             error.hint = "check bind_dn and the password (password_env or password_file)"
@@ -313,6 +313,10 @@ class ADDirectory(LDAPDirectory):
         search = ReadOptions(base=opts.base if opts.base is not None else self.effective_base(),
                              scope=opts.scope, filter=filt, attrs=attrs)
         self.left_out = {}
+        if search.base and not self.exists(search.base):
+            # An empty read would read as "every recipient is gone".
+            raise FatalDirectoryError(f"{self.server_url}: the base {search.base} does not "
+                                      "exist (renamed or deleted in AD?)")
         for entry in super().read(search):
             if search.base and not is_under(entry.dn, search.base):
                 # Only a misbehaving server answers from elsewhere: not ours to take.

@@ -98,7 +98,11 @@ class ADChange:
 
     @property
     def renamed(self) -> bool:
-        """A rename or a move: the new name or parent came with the change."""
+        """A rename or a move: the new name or parent came with the change.
+
+        Meaningful in an incremental read; a read without a cookie brings
+        every object with its name.
+        """
         return not self.deleted and ("name" in self.attrs or "parentGUID" in self.attrs)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 import ldap
+import pytest
 
 from dirsync.directories import ADDirectory, ReadOptions
 from dirsync.entry import Entry
+from dirsync.errors import FatalDirectoryError
 from dirsync.testing.samba import SambaDC
 
 from .helpers import open_ad
@@ -144,3 +146,13 @@ def test_changed_objects_are_read_whole_by_guid(samba_dc: SambaDC, ad_ou: str,
     assert whole.first("title") == "Buyer" and whole.first("mail") == "kept@corp.example"
     assert [result[g] for g in guids[1:]] == [None, None, None]
     assert result[unknown] is None
+
+
+def test_a_base_that_is_gone_stops_the_read(samba_dc: SambaDC, ad_ou: str) -> None:
+    # Reading nothing would look like every recipient deleted.
+    directory = open_ad(samba_dc, f"OU=Gone,{ad_ou}")
+    try:
+        with pytest.raises(FatalDirectoryError, match="OU=Gone,.* does not exist"):
+            list(directory.read())
+    finally:
+        directory.close()
