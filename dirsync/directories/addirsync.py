@@ -106,6 +106,39 @@ class ADChange:
         return not self.deleted and ("name" in self.attrs or "parentGUID" in self.attrs)
 
 
+def merge_change(known: Entry, change: ADChange) -> Entry:
+    """``known`` (the whole object as last read) with ``change`` applied.
+
+    An attribute in the change replaces the known one (one without values
+    was cleared); member values added or removed under the incremental-values
+    flag are added or removed; the DN is the change's. Values compare as
+    DirSync sends them: member DNs by their text, case-insensitively.
+    For an incremental run that keeps whole objects; the other way is
+    :meth:`ADDirectory.read_guids`, which reads them again.
+    """
+    merged = known.copy()
+    merged.dn = change.dn
+    for name, values in change.attrs.attrs.items():
+        if name.lower() != "instancetype":  # DirSync's own, not the object's
+            merged.set(name, values)  # no values: cleared
+    if "name" in change.attrs and not change.deleted:
+        # DirSync never returns the naming attribute (cn): it follows the new RDN.
+        try:
+            rdn_attr, rdn_value, _ = ldap.dn.str2dn(change.dn)[0][0]
+            merged.set(rdn_attr, [rdn_value.encode()])
+        except (ldap.DECODING_ERROR, IndexError):
+            pass
+    for name, values in change.added.items():
+        have = {v.lower() for v in merged.get(name)}
+        new = [v for v in values if v.lower() not in have]
+        if new:
+            merged.add(name, new)
+    for name, values in change.removed.items():
+        drop = {v.lower() for v in values}
+        merged.set(name, [v for v in merged.get(name) if v.lower() not in drop])
+    return merged
+
+
 def is_deleted_dn(dn: str) -> bool:
     """``CN=x\\0ADEL:<guid>,CN=Deleted Objects,...``: AD's tombstone name."""
     try:

@@ -88,3 +88,26 @@ def test_cookies_round_trip_as_text_and_damage_calls_for_a_full_run() -> None:
     for damaged in ("not base64!", "", "A" * 200_000):
         with pytest.raises(DirSyncCookieRefused):
             cookie_bytes(damaged)
+
+
+def test_merge_change_applies_a_partial_change_to_the_whole_object() -> None:
+    from dirsync.directories.addirsync import merge_change
+    from dirsync.entry import Entry
+
+    known = Entry(f"CN=Team,{BASE}", {
+        "objectGUID": [GUID.encode()], "cn": [b"Team"], "mail": [b"team@corp.example"],
+        "title": [b"Old"], "member": [b"CN=A,OU=Staff,DC=dirsync,DC=test",
+                                      b"CN=B,OU=Staff,DC=dirsync,DC=test"]})
+    change = parse_change(f"CN=Team 2,{BASE}", {
+        "objectGUID": [RAW], "instanceType": [b"4"], "name": [b"Team 2"], "title": [],
+        "mail": [b"team2@corp.example"],
+        "member;range=1-1": [b"CN=C,OU=Staff,DC=dirsync,DC=test",
+                             b"cn=a,ou=staff,dc=dirsync,dc=test"],   # already there
+        "member;range=0-0": [b"CN=B,OU=Staff,DC=dirsync,DC=test"]}, BASE)
+    merged = merge_change(known, change)
+    assert merged.dn == f"CN=Team 2,{BASE}"
+    assert merged.first("mail") == "team2@corp.example" and merged.first("name") == "Team 2"
+    assert "title" not in merged and "instanceType" not in merged
+    assert merged.texts("member") == ["CN=A,OU=Staff,DC=dirsync,DC=test",
+                                      "CN=C,OU=Staff,DC=dirsync,DC=test"]
+    assert known.first("title") == "Old"  # the known object is left as it was
