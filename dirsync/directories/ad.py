@@ -35,7 +35,7 @@ import ldap
 
 from dirsync.directories.adrange import complete_ranges
 from dirsync.directories.base import ReadOptions
-from dirsync.directories.ldap import LDAPDirectory, TLSOptions
+from dirsync.directories.ldap import LDAPDirectory, TLSOptions, directory_error
 from dirsync.entry import Entry, is_under
 from dirsync.errors import (
     DirectoryError,
@@ -231,9 +231,9 @@ class ADDirectory(LDAPDirectory):
         if isinstance(exc, ldap.INVALID_CREDENTIALS):
             code = next((c for c in _BIND_DATA if f"data {c}" in text.lower()), None)
             reason = _BIND_DATA[code] if code else (text or "invalid credentials")
-            error = FatalDirectoryError(f"{self.server_url}: the bind as {self.bind_dn or '(anonymous)'!r} "
-                                        f"was refused: {reason}" + (f" (AD data {code})"
-                                                                    if code else ""))
+            who = self.bind_dn or "(anonymous)"
+            error = FatalDirectoryError(f"{self.server_url}: the bind as {who!r} was refused: "
+                                        f"{reason}" + (f" (AD data {code})" if code else ""))
             error.hint = "check bind_dn and the password (password_env or password_file)"
             return error
         if isinstance(exc, (ldap.STRONG_AUTH_REQUIRED, ldap.CONFIDENTIALITY_REQUIRED)):
@@ -241,8 +241,6 @@ class ADDirectory(LDAPDirectory):
                                        "bind: use ldaps:// or starttls = true")
         if isinstance(exc, (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT)):
             return self._diagnose(host, port, exc)
-        from dirsync.directories.ldap import directory_error
-
         return directory_error(exc, self.server_url)
 
     def _diagnose(self, host: str, port: int, exc: ldap.LDAPError) -> DirectoryError:
@@ -255,8 +253,9 @@ class ADDirectory(LDAPDirectory):
                                  f"{reason}")
         with raw:
             if not self.server_url.startswith("ldaps"):
-                error = FatalDirectoryError(f"{self.server_url}: StartTLS failed: "
-                                            f"{exc.args[0].get('desc') if exc.args else exc}")
+                desc = exc.args[0].get("desc") if exc.args and isinstance(exc.args[0], dict) \
+                    else exc
+                error = FatalDirectoryError(f"{self.server_url}: StartTLS failed: {desc}")
                 error.hint = "the DC's certificate may not verify: give ca_file"
                 return error
             context = ssl.create_default_context(cafile=self.tls.ca_file)
