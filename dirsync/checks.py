@@ -109,7 +109,7 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
                                [f"{where}: {exc}"])
         return None
     try:
-        if directory.kind == "ldap":
+        if directory.kind in ("ldap", "ad"):
             if opened.base and not opened.exists(opened.base):
                 result.problems.append(f"{where}.base: {opened.base} does not exist on "
                                        f"{directory.url}")
@@ -117,6 +117,8 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
                 result.passed.append(f"{where}: reached {directory.url}"
                                      + (f" as {directory.bind_dn}" if directory.bind_dn
                                         else ""))
+                if directory.kind == "ad":
+                    check_ad(opened, where, result)
         elif directory.kind == "csv":
             rows = sum(1 for _ in opened.read())
             result.passed.append(f"{where}: {directory.path}: {plural(rows, 'row')}, columns "
@@ -138,6 +140,25 @@ def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
         _close_quietly(opened)
         return None
     return opened
+
+
+def check_ad(directory: Any, where: str, result: CheckResult) -> None:
+    """What an ``ad`` directory allows: DirSync, and the Exchange attributes."""
+    from dirsync.directories.ad import HIDE_ATTRIBUTE
+    from dirsync.directories.addirsync import can_read_changes
+
+    try:
+        can_read_changes(directory)
+        result.passed.append(f"{where}: {directory.bind_dn} may read changes with DirSync")
+    except DirsyncError as exc:
+        result.notes.append(f"{where}: {exc} (runs read AD in full until it may)")
+    known = directory.attribute_types() or set()
+    if HIDE_ATTRIBUTE.lower() in known:
+        result.passed.append(f"{where}: the schema has the Exchange attributes; entries with "
+                             f"{HIDE_ATTRIBUTE} = TRUE are not imported")
+    else:
+        result.notes.append(f"{where}: the schema has no Exchange attributes "
+                            f"({HIDE_ATTRIBUTE}): only hidden_filter hides entries")
 
 
 def _check_connection(config: Config, connection: ConnectionConfig, mapping: Mapping | None,

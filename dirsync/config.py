@@ -31,7 +31,7 @@ DEFAULT_REPORTS = "var/reports"
 #: stops at 500 deletes, and so does dirsync unless the connection says otherwise.
 DEFAULT_DELETE_THRESHOLD = 500
 
-KINDS = ("ldap", "ldif", "csv")
+KINDS = ("ldap", "ldif", "csv", "ad")
 HUB_KINDS = ("ldap", "ldif")
 DIRECTIONS = ("import", "export", "both")
 RECIPIENT_TYPES = ("contact", "disabled-user", "enabled-user")
@@ -43,6 +43,8 @@ WRITEBACK_MODES = ("marked", "all", "none")
 OTHER_SECTIONS = ("relay",)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: A userPrincipalName (``svc-dirsync@corp.example``), which AD takes as a bind name.
+_UPN = re.compile(r"^[^@\s=,]+@[A-Za-z0-9][A-Za-z0-9.-]*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$", re.IGNORECASE)
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -93,6 +95,9 @@ class DirectoryConfig:
     columns: list[str] | None = None
     multi_value_separator: str | None = None
     multi_valued: list[str] = field(default_factory=list)
+    # ad: an LDAP filter for entries hidden from address lists (besides
+    # msExchHideFromAddressLists where the schema has it)
+    hidden_filter: str | None = None
 
     @property
     def key_path(self) -> str:
@@ -117,6 +122,7 @@ class DirectoryConfig:
     def open(self) -> Any:
         """The directory this table describes (see :mod:`dirsync.directories`)."""
         from dirsync.directories import (
+            ADDirectory,
             CSVDirectory,
             CSVLayout,
             LDAPDirectory,
@@ -124,10 +130,15 @@ class DirectoryConfig:
             TLSOptions,
         )
 
-        if self.kind == "ldap":
+        if self.kind in ("ldap", "ad"):
             assert self.url is not None
             tls = TLSOptions(ca_file=str(self.ca_file) if self.ca_file else None,
                              verify=self.tls_verify, starttls=self.starttls)
+            if self.kind == "ad":
+                return ADDirectory(self.url, name=self.name, base=self.base,
+                                   bind_dn=self.bind_dn, password=self.password(), tls=tls,
+                                   page_size=self.page_size, window=self.window,
+                                   timeout=self.timeout, hidden_filter=self.hidden_filter)
             return LDAPDirectory(self.url, name=self.name, base=self.base, bind_dn=self.bind_dn,
                                  password=self.password(), tls=tls, page_size=self.page_size,
                                  window=self.window, timeout=self.timeout)
@@ -292,21 +303,25 @@ def bundled_mappings() -> list[str]:
     return sorted(p.stem for p in BUNDLED_MAPPINGS.glob("*.toml"))
 
 
+#: The kinds reached over LDAP, which share the connection keys.
+_LDAP_KINDS = ("ldap", "ad")
+
 _DIRECTORY_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[str, ...]]] = {
     # key: (type, kinds it applies to)
     "kind": (str, KINDS),
-    "url": (str, ("ldap",)),
+    "url": (str, _LDAP_KINDS),
     "path": (str, ("ldif", "csv")),
-    "base": (str, ("ldap", "ldif")),
-    "bind_dn": (str, ("ldap",)),
-    "password_file": (str, ("ldap",)),
-    "password_env": (str, ("ldap",)),
-    "ca_file": (str, ("ldap",)),
-    "tls_verify": (bool, ("ldap",)),
-    "starttls": (bool, ("ldap",)),
-    "page_size": (int, ("ldap",)),
-    "window": (int, ("ldap",)),
-    "timeout": ((int, float), ("ldap",)),
+    "base": (str, ("ldap", "ldif", "ad")),
+    "bind_dn": (str, _LDAP_KINDS),
+    "password_file": (str, _LDAP_KINDS),
+    "password_env": (str, _LDAP_KINDS),
+    "ca_file": (str, _LDAP_KINDS),
+    "tls_verify": (bool, _LDAP_KINDS),
+    "starttls": (bool, _LDAP_KINDS),
+    "page_size": (int, _LDAP_KINDS),
+    "window": (int, _LDAP_KINDS),
+    "timeout": ((int, float), _LDAP_KINDS),
+    "hidden_filter": (str, ("ad",)),
     "key": (str, ("csv",)),
     "delimiter": (str, ("csv",)),
     "encoding": (str, ("csv",)),
@@ -437,7 +452,7 @@ class _Checker:
             if value is not None:
                 values[key] = value
         directory = DirectoryConfig(name=name, kind=kind)
-        if kind == "ldap":
+        if kind in _LDAP_KINDS:
             url = values.get("url")
             if url is None:
                 if "url" not in table:
@@ -445,6 +460,8 @@ class _Checker:
             elif not url.lower().startswith(("ldap://", "ldaps://", "ldapi://")):
                 self.problem(f"{where}.url", f"{url!r} is not an ldap://, ldaps:// or "
                              "ldapi:// URL")
+            elif kind == "ad":
+                self.ad_transport(url, values, where)
             directory.url = url
             if "password_file" in values and "password_env" in values:
                 self.problem(f"{where}.password_env", "give password_file or password_env, "
@@ -462,8 +479,13 @@ class _Checker:
             if ("password_file" in values or "password_env" in values) \
                     and "bind_dn" not in values:
                 self.problem(f"{where}.bind_dn", "a password needs a bind_dn")
-            if "bind_dn" in values and self.dn(values["bind_dn"], f"{where}.bind_dn"):
-                directory.bind_dn = values["bind_dn"]
+            if "bind_dn" in values:
+                if kind == "ad" and _UPN.match(values["bind_dn"]):
+                    directory.bind_dn = values["bind_dn"]  # AD binds with a UPN too
+                elif self.dn(values["bind_dn"], f"{where}.bind_dn"):
+                    directory.bind_dn = values["bind_dn"]
+            if "hidden_filter" in values:
+                self.ad_hidden_filter(directory, values["hidden_filter"], where)
             if "ca_file" in values:
                 directory.ca_file = self.path(values["ca_file"])
                 if not directory.ca_file.is_file():
@@ -496,6 +518,26 @@ class _Checker:
         if kind == "csv":
             self.csv_layout(directory, values, where)
         return directory
+
+    def ad_transport(self, url: str, values: dict[str, Any], where: str) -> None:
+        """AD refuses simple binds in clear: ldaps://, or ldap:// with StartTLS."""
+        lowered = url.lower()
+        if lowered.startswith("ldapi://"):
+            self.problem(f"{where}.url", "an ad directory is reached by ldaps:// or ldap://")
+        elif lowered.startswith("ldap://") and not values.get("starttls", False):
+            self.problem(f"{where}.starttls", "Active Directory refuses simple binds without "
+                         "TLS: use an ldaps:// URL or set starttls = true")
+
+    def ad_hidden_filter(self, directory: DirectoryConfig, value: str, where: str) -> None:
+        from dirsync.ldapfilter import FilterError, compile_filter
+
+        try:
+            compile_filter(value)
+        except FilterError as exc:
+            self.problem(f"{where}.hidden_filter", f"{value!r} is not a filter dirsync can "
+                         f"evaluate: {exc}")
+            return
+        directory.hidden_filter = value
 
     def csv_layout(self, directory: DirectoryConfig, values: dict[str, Any], where: str) -> None:
         for key in ("columns", "multi_valued"):

@@ -73,7 +73,7 @@ def export(directory: Directory, out: IO[str], options: ReadOptions, *,
         if written is not None:
             return int(written)
     entries: Iterable[Entry] = directory.read(options)
-    if directory.kind != "ldap":
+    if directory.kind not in ("ldap", "ad"):  # a server applies the list itself
         entries = (select_attributes(e, options.attrs) for e in entries)
     if sort:
         entries = (canonical(e) for e in sorted_entries(entries))

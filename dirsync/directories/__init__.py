@@ -1,4 +1,4 @@
-"""Directory kinds (ldap, ldif, csv) behind one interface, and how to open one.
+"""Directory kinds (ldap, ad, ldif, csv) behind one interface, and how to open one.
 
 A DIRECTORY argument on the command line is a directory name from the
 config, an ``ldap://``, ``ldaps://`` or ``ldapi://`` URL (RFC 4516), or a
@@ -11,13 +11,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dirsync.directories.ad import ADDirectory
 from dirsync.directories.base import ApplyResult, Directory, ReadOptions
 from dirsync.directories.csvfile import CSVDirectory, CSVLayout
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions
 from dirsync.directories.ldiffile import LDIFDirectory
 from dirsync.errors import UsageError
 
-__all__ = ["ApplyResult", "CSVDirectory", "CSVLayout", "Credentials", "Directory",
+__all__ = ["ADDirectory", "ApplyResult", "CSVDirectory", "CSVLayout", "Credentials", "Directory",
            "LDAPDirectory", "LDIFDirectory", "ReadOptions", "TLSOptions", "open_directory"]
 
 URL_SCHEMES = ("ldap://", "ldaps://", "ldapi://")

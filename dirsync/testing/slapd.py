@@ -24,6 +24,7 @@ from pathlib import Path
 import ldap
 
 from dirsync.bundled import bundled_dir
+from dirsync.testing.tlscerts import make_tls_material
 
 SLAPD_CANDIDATES = ("/usr/sbin/slapd", "/usr/local/libexec/slapd", "/usr/libexec/slapd")
 MODULE_PATHS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap")
@@ -131,21 +132,11 @@ class SlapdServer:
 
     # -- config ----------------------------------------------------------
     def _write_tls_material(self) -> list[str]:
-        ca_key, ca = self.workdir / "ca.key", self.ca_file
-        key, csr, cert = (self.workdir / n for n in ("server.key", "server.csr", "server.pem"))
-        ext = self.workdir / "san.cnf"
-        ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True)
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=dirsync test CA", "-keyout", str(ca_key), "-out", str(ca))
-        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", str(key), "-out", str(csr))
-        run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))
+        tls = make_tls_material(self.workdir)
         return [
-            f"TLSCACertificateFile {ca}",
-            f"TLSCertificateFile {cert}",
-            f"TLSCertificateKeyFile {key}",
+            f"TLSCACertificateFile {tls.ca_file}",
+            f"TLSCertificateFile {tls.cert_file}",
+            f"TLSCertificateKeyFile {tls.key_file}",
         ]
 
     def config_text(self) -> str:
