@@ -274,7 +274,7 @@ def check_schedule(value: str) -> None:
     One definition: the scheduler's own parser, imported here only when a
     connection has a schedule (it loads APScheduler).
     """
-    from dirsync.scheduler import parse_schedule
+    from dirsync.schedule.scheduler import parse_schedule
 
     parse_schedule(value)
 
@@ -529,7 +529,7 @@ class _Checker:
                          "TLS: use an ldaps:// URL or set starttls = true")
 
     def ad_hidden_filter(self, directory: DirectoryConfig, value: str, where: str) -> None:
-        from dirsync.ldapfilter import FilterError, compile_filter
+        from dirsync.directories.ldapfilter import FilterError, compile_filter
 
         try:
             compile_filter(value)

@@ -32,9 +32,9 @@ import ldap
 import ldap.controls
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn
-from dirsync.ldifio import read_ldif
+from dirsync.ldif.io import read_ldif
 from dirsync.schema import OPERATIONAL, matcher
 from dirsync.testing.slapd import SYSTEM_SCHEMA_DIR, SlapdServer, find_slapd
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change
 from dirsync.entry import Entry
 from dirsync.errors import InputError
-from dirsync.ldifio import LDIFReader, LDIFWriter, read_ldif
+from dirsync.ldif.changes import Change
+from dirsync.ldif.io import LDIFReader, LDIFWriter, read_ldif
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -91,7 +91,7 @@ def test_writer_base64_for_binary_and_unsafe_values() -> None:
 
 
 def test_writer_writes_every_change_kind() -> None:
-    from dirsync.changes import Mod
+    from dirsync.ldif.changes import Mod
 
     out = io.StringIO()
     writer = LDIFWriter(out)
@@ -115,7 +115,7 @@ def test_writer_writes_every_change_kind() -> None:
 def test_base64_rule_matches_python_ldap(value: bytes) -> None:
     import ldif
 
-    from dirsync.ldifio import _unsafe
+    from dirsync.ldif.io import _unsafe
 
     assert _unsafe(value) == (ldif.safe_string_re.search(value) is not None)
 

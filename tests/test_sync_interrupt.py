@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.state import StateStore
+from dirsync.cli.main import main
+from dirsync.state.store import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_row, gal_rows, hub_config, search, write_csv
 from dirsync.testing.twoway import ldap_directory, write_config
