@@ -10,7 +10,7 @@ from pathlib import Path
 import ldif
 import pytest
 
-from dirsync.cli.main import main
+from dirsync.cli import main
 from dirsync.directories import ADDirectory, TLSOptions
 from dirsync.directories.ad import ADUnreachable
 from dirsync.errors import FatalDirectoryError, TransientDirectoryError, UsageError
@@ -55,7 +55,7 @@ def test_export_of_an_ad_directory_writes_recipients_with_guid_anchors(
     assert [dn for dn, _ in records.all_records] == [user]
     # The anchor in text form (the LDIF writer base64-encodes objectGUID, a binary type).
     assert records.all_records[0][1]["objectGUID"] == [samba_dc.guid(user).encode()]
-    assert "exported 1 entry" in err
+    assert "exported 1 entry\n" in err
 
 
 def test_wrong_password(tmp_path: Path, samba_dc: SambaDC, ad_ou: str,
