@@ -247,7 +247,7 @@ def test_hashes() -> None:
 def test_missing_containers_are_added_top_first_and_only_ou_o_dc(tmp_path: Path) -> None:
     from dirsync.directories import LDIFDirectory
     from dirsync.errors import ConfigError
-    from dirsync.sync.engine import container_adds
+    from dirsync.sync.containers import container_adds
 
     hub_file = tmp_path / "hub.ldif"
     hub_file.write_text("dn: dc=example,dc=org\nobjectClass: domain\ndc: example\n")

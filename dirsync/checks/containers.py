@@ -1,6 +1,6 @@
 """``dirsync check`` on a container a run writes into: there, or made by the first run.
 
-The check asks :func:`dirsync.sync.engine.container_adds`, the function the run
+The check asks :func:`dirsync.sync.containers.container_adds`, the function the run
 itself uses, so that check, plan and sync agree: what the run would create
 is a note naming it, and a problem only what the run would fail on.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dirsync.errors import ConfigError, DirsyncError
-from dirsync.sync.engine import container_adds
+from dirsync.sync.containers import container_adds
 
 
 def check_container(directory: Any, container: str, base: str | None, key: str, where: str,

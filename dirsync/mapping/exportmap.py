@@ -20,15 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dirsync.addresses.proxy import parse
 from dirsync.entry import Entry
+from dirsync.mapping.loader import Loader
 from dirsync.mapping.templates import Expression, SourceView, Template
 from dirsync.schema import ATTR_NAME
-
-if TYPE_CHECKING:
-    from dirsync.mapping.mapfile import _Loader
 
 KIND_PERSON = "person"
 KIND_LIST = "list"
@@ -175,7 +173,7 @@ def _unique(values: list[str]) -> list[bytes]:
 
 # -- loading ------------------------------------------------------------------
 
-def load_export(loader: _Loader, raw: Any) -> ExportMapping | None:
+def load_export(loader: Loader, raw: Any) -> ExportMapping | None:
     """Compile an ``[export]`` table; problems go to the loader with file, line and key."""
     if not isinstance(raw, dict):
         loader.problem("export", "must be a table")
@@ -255,14 +253,14 @@ def load_export(loader: _Loader, raw: Any) -> ExportMapping | None:
         rdn_qualifier=qualifier)
 
 
-def _known(loader: _Loader, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+def _known(loader: Loader, table: dict[str, Any], where: str, allowed: set[str]) -> None:
     for name in table:
         if name not in allowed:
             loader.problem(f"{where}.{name}",
                            f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
-def _table(loader: _Loader, raw: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+def _table(loader: Loader, raw: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
     value = raw.get(key)
     if value is None:
         return {}
@@ -279,7 +277,7 @@ def _attribute_name(name: str) -> bool:
     return bool(name.strip()) and name == name.strip() and ":" not in name
 
 
-def _part(loader: _Loader, raw: Any, where: str, allowed: set[str]) -> ExportPart | None:
+def _part(loader: Loader, raw: Any, where: str, allowed: set[str]) -> ExportPart | None:
     if not isinstance(raw, dict):
         loader.problem(where, "must be a table")
         return None

@@ -18,15 +18,14 @@ from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dirsync.entry import Entry
 from dirsync.errors import ConfigError
-from dirsync.mapping.templates import Expression, SourceView, Template, TemplateError
+from dirsync.mapping.exportmap import ExportMapping, load_export
+from dirsync.mapping.loader import Loader
+from dirsync.mapping.templates import Expression, SourceView, Template
 from dirsync.schema import ATTR_NAME
-
-if TYPE_CHECKING:
-    from dirsync.mapping.exportmap import ExportMapping
 
 KIND_PERSON = "person"
 KIND_LIST = "list"
@@ -360,79 +359,7 @@ def load_mapping(path: str | Path, variables: MappingABC[str, str] | None = None
     return mapping
 
 
-class _Loader:
-    def __init__(self, path: Path, lines: dict[str, int], overrides: dict[str, str]) -> None:
-        self.path = path
-        self.lines = lines
-        self.overrides = overrides
-        self.problems: list[str] = []
-        self.variables: dict[str, str] = {}
-
-    def line(self, key: str) -> int | None:
-        probe = key
-        while probe:
-            if probe in self.lines:
-                return self.lines[probe]
-            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
-        return None
-
-    def problem(self, key: str, message: str, line: int | None = None) -> None:
-        line = line or self.line(key)
-        where = f"{self.path}:{line}" if line else str(self.path)
-        problem = f"{where}: {key}: {message}"
-        if problem not in self.problems:   # the [person] part is read once per person type
-            self.problems.append(problem)
-
-    def table(self, data: dict[str, Any], key: str, allowed: set[str] | None = None,
-              required: bool = False) -> dict[str, Any]:
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.problem(key, "missing")
-            return {}
-        if not isinstance(value, dict):
-            self.problem(key, "must be a table")
-            return {}
-        if allowed is not None:
-            for name in value:
-                if name not in allowed:
-                    self.problem(f"{key}.{name}",
-                                 f"unknown key (known: {', '.join(sorted(allowed))})")
-        return value
-
-    def string(self, data: dict[str, Any], key: str, where: str,
-               required: bool = False) -> str | None:
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.problem(f"{where}.{key}", "missing")
-            return None
-        if not isinstance(value, str):
-            self.problem(f"{where}.{key}", f"must be a string, not {value!r}")
-            return None
-        return value
-
-    def strings(self, data: dict[str, Any], key: str, where: str) -> list[str]:
-        value = data.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.problem(f"{where}.{key}", "must be a list of strings")
-            return []
-        return list(value)
-
-    def template(self, source: str, key: str) -> Template | None:
-        try:
-            return Template(key, source, self.line(key), self.variables)
-        except TemplateError as exc:
-            self.problem(key, exc.message, exc.line)
-            return None
-
-    def expression(self, source: str, key: str) -> Expression | None:
-        try:
-            return Expression(key, source, self.line(key), self.variables)
-        except TemplateError as exc:
-            self.problem(key, exc.message, exc.line)
-            return None
-
+class _Loader(Loader):
     def load(self, data: dict[str, Any], digest: str) -> Mapping | None:
         for key in data:
             if key not in _TOP_KEYS:
@@ -488,8 +415,6 @@ class _Loader:
             self.problem("source.filter", f"{filter_text!r} is not an LDAP filter in parentheses")
         export = None
         if "export" in data:
-            from dirsync.mapping.exportmap import load_export
-
             export = load_export(self, data["export"])
         if self.problems or any(p is None for p in (*persons.values(), *lists.values())) \
                 or anchor is None or rdn is None:

@@ -20,7 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dirsync.state.store import StateRow, StateStore
+from dirsync.directories.syncrepl import supports_syncrepl
+from dirsync.state.fingerprints import FileFingerprint, check
+from dirsync.state.store import StateRow, StateStore, now
+from dirsync.sync.pipeline import RunResult
 
 #: Cursor names (the ``name`` column of the ``cursors`` table).
 COOKIE = "syncrepl-cookie"
@@ -173,9 +176,6 @@ class ChangeDetection:
     def finish_unchanged(self, message: str, run_fields: dict[str, Any]) -> Any:
         """End a run whose source file is as last time: nothing read, nothing
         changed; the report, the run history and the result say ``message``."""
-        from dirsync.state.store import now
-        from dirsync.sync.engine import RunResult
-
         run: Any = self
         run.counts.unchanged = self.tracking.held()
         # The rows skipped when this file was read are skipped still: say so
@@ -197,9 +197,6 @@ class ChangeDetection:
 
     def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
         """Decide the mode and read the LDAP changes; True for an unchanged file."""
-        from dirsync.directories.syncrepl import supports_syncrepl
-        from dirsync.state.fingerprints import FileFingerprint, check
-
         if self.mode == "incremental":
             due = self.tracking.full_due(self.connection.full_every)
             if due:

@@ -1,9 +1,9 @@
 """The run loop: read, map, compare by anchor, plan, check safety, apply, report.
 
-:func:`run` takes the connections of a config and runs each of them in each
-of its directions. The import direction (:class:`ImportRun`, a foreign
-directory into the hub's import container) is one loop that every
-directory kind shares:
+The import direction (:class:`ImportRun`, a foreign directory into the
+hub's import container) is one loop that every directory kind shares;
+:func:`dirsync.sync.run.run` calls it (through its change detection,
+:mod:`dirsync.sync.incremental`) for each connection that imports:
 
 1. scan the hub: every entry under the import container, by marker and
    anchor (the hub is the truth; the state store only saves work);
@@ -26,22 +26,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-import resource
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ldap.filter
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
-from dirsync.directories.base import Directory
-from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
-from dirsync.errors import ConfigError, DirectoryError, DirsyncError, EntryError
+from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, same_dn
+from dirsync.errors import ConfigError, DirectoryError, EntryError
 from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change, add_change, rename_change
 from dirsync.mapping.exportmap import exported_by
@@ -55,9 +52,10 @@ from dirsync.mapping.mapfile import (
     load_mapping,
 )
 from dirsync.mapping.templates import SourceView, TemplateError
-from dirsync.state.locks import ConnectionLock
-from dirsync.state.runlife import AppliedSoFar, reap
-from dirsync.state.store import RunRecord, StateRow, StateStore, now
+from dirsync.state.runlife import AppliedSoFar
+from dirsync.state.store import StateRow, StateStore, now
+from dirsync.sync.containers import container_adds, first_rdn
+from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions, peak_memory_mb, recorded
 from dirsync.sync.plan import (
     PHASE_ADD,
     PHASE_CONTAINER,
@@ -81,7 +79,6 @@ from dirsync.sync.plan import (
     source_hash,
     target_entry,
 )
-from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import Problem, Report, ReportItem
 from dirsync.sync.runlog import log_problems
 from dirsync.sync.spool import Spool, change_from_record, change_record
@@ -92,144 +89,8 @@ log = logging.getLogger("dirsync.engine")
 #: that every connection's next run is a full one.
 ENGINE_VERSION = 2
 
-#: The message of a run stopped by SIGINT or SIGTERM (status ``interrupted``).
-INTERRUPTED = "interrupted on request; the rest is applied by the next run"
-
 #: Hub entries read per search when a run compares re-mapped entries.
 FETCH_CHUNK = 200
-
-#: Object classes of the containers dirsync creates when the import
-#: container (or its parent) is missing, by naming attribute.
-CONTAINER_CLASSES = {
-    "ou": ["organizationalUnit"],
-    "o": ["organization"],
-    "dc": ["domain"],
-}
-
-
-@dataclass
-class SyncOptions:
-    dry_run: bool = False
-    full: bool = False
-    allow_deletes: int | None = None
-    progress: Progress = field(default_factory=Silent)
-
-
-@dataclass
-class RunResult:
-    """One connection in one direction: what its ``--json`` line says."""
-
-    connection: str
-    direction: str
-    mode: str
-    dry_run: bool
-    status: str                      # ok | errors | stopped | interrupted
-    counts: Counts
-    report: Path | None
-    files: dict[str, Path]
-    run_id: int
-    started: str
-    ended: str
-    message: str | None = None
-
-    @property
-    def exit_status(self) -> int:
-        return {"ok": 0, "errors": 1, "stopped": 3, "interrupted": 130}.get(self.status, 1)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "connection": self.connection,
-            "direction": self.direction,
-            "mode": self.mode,
-            "dry_run": self.dry_run,
-            "status": self.status,
-            "counts": self.counts.as_dict(),
-            "report": str(self.report) if self.report else None,
-            "files": {k: str(v) for k, v in self.files.items()},
-            "run": self.run_id,
-            "started": self.started,
-            "ended": self.ended,
-            "message": self.message,
-        }
-
-
-Runner = Callable[[Config, ConnectionConfig, StateStore, "SyncOptions"], RunResult]
-
-#: What runs a connection in each direction. The export direction registers
-#: itself here (``RUNNERS["export"] = ...``) when it is available.
-RUNNERS: dict[str, Runner] = {}
-
-
-def recorded(run: Any) -> RunResult:
-    """Run ``run._run()`` between its history row and its report, in either
-    direction: a run that fails is recorded as failed and its report dropped."""
-    run.run_id = run.state.start_run(run.name, run.direction, run.mode, run.options.dry_run)
-    run.report = Report.create(run.config.reports, run.name, run.direction, run.run_id,
-                               run.options.dry_run)
-    try:
-        result: RunResult = run._run()
-        return result
-    except DirsyncError as exc:
-        run.state.end_run(run.run_id, "failed", run.counts.as_dict(), None, str(exc))
-        run.report.discard()
-        raise
-
-
-def directions(connection: ConnectionConfig) -> list[str]:
-    if connection.direction == "both":
-        return ["import", "export"]
-    return [connection.direction]
-
-
-def load_runners() -> None:
-    """Import the directions that live in modules of their own (they register in RUNNERS)."""
-    if "export" not in RUNNERS:
-        import dirsync.sync.exportrun  # noqa: F401
-    # Change detection (syncrepl cookies, timestamps, file fingerprints) wraps the import.
-    import dirsync.sync.incremental  # noqa: F401
-
-
-def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None = None,
-        on_result: Callable[[RunResult], None] | None = None,
-        on_died: Callable[[RunRecord], None] | None = None) -> list[RunResult]:
-    """Run the named connections (all when none) in each of their directions.
-
-    Each connection runs under its lock (:mod:`dirsync.state.locks`); its runs that
-    a dead process left going are ended as ``died`` first (``on_died``). A
-    stop on request (:mod:`dirsync.interrupt`) ends the run in flight as
-    ``interrupted`` and starts no other.
-    """
-    opts = options or SyncOptions()
-    load_runners()
-    connections = config.select(list(names))
-    results: list[RunResult] = []
-    with StateStore(config.state) as state:
-        for connection in connections:
-            if stop_requested.is_set():
-                break
-            # A plan changes nothing: plans may overlap each other, not a sync.
-            with ConnectionLock(config.state.parent, connection.name, shared=opts.dry_run):
-                if not opts.dry_run:
-                    for record in reap(state, config.state.parent, connection.name,
-                                       holding=True):
-                        if on_died is not None:
-                            on_died(record)
-                for direction in directions(connection):
-                    if stop_requested.is_set():
-                        break
-                    runner = RUNNERS.get(direction)
-                    if runner is None:
-                        log.warning("%s: the %s direction is not available in this version; "
-                                    "skipped", connection.name, direction)
-                        continue
-                    result = runner(config, connection, state, opts)
-                    results.append(result)
-                    if on_result is not None:
-                        on_result(result)
-    return results
-
-
-# -- the hub as it is -----------------------------------------------------------
 
 @dataclass(slots=True)
 class HubRecord:
@@ -250,57 +111,6 @@ class HubIndex:
     #: Entries with this connection's marker that cannot be matched (no
     #: anchor, or an anchor another entry has): reported and left alone.
     anomalies: list[tuple[str, str]] = field(default_factory=list)
-
-
-def peak_memory_mb() -> float:
-    """This process's peak resident memory, in MB.
-
-    Linux's VmHWM counts only this program; ru_maxrss would also count the
-    parent's memory from before exec().
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def same_dn(a: str, b: str) -> bool:
-    return a == b or normalize_dn(a) == normalize_dn(b)
-
-
-def container_adds(directory: Directory, container: str, base: str | None,
-                   key: str) -> list[Change]:
-    """Adds for ``container`` and each missing parent up to ``base``, top first.
-
-    Only ou=, o= and dc= containers are made; any other missing one is a
-    config error naming ``key``.
-    """
-    missing: list[str] = []
-    dn = container
-    while dn and not directory.exists(dn):
-        missing.append(dn)
-        if base and same_dn(dn, base):
-            break
-        dn = parent_dn(dn)
-    changes = []
-    for dn in reversed(missing):
-        attr, value = _first_rdn(dn)
-        classes = CONTAINER_CLASSES.get(attr.lower())
-        if classes is None:
-            raise ConfigError(f"{key}: {dn} does not exist and dirsync creates only ou=, o= "
-                              "and dc= containers; create it first")
-        changes.append(Change("add", dn, attrs={"objectClass": [c.encode() for c in classes],
-                                                attr: [value.encode()]}))
-    return changes
-
-
-def _first_rdn(dn: str) -> tuple[str, str]:
-    """(attribute, value) of the first RDN of ``dn``."""
-    return rdn_values(dn)[0]
 
 
 # -- the import direction -----------------------------------------------------
@@ -741,7 +551,7 @@ class ImportRun:
     def build(self, target: _Target, dn: str, members: list[str] | None) -> Entry:
         selected = self.selected
         return target_entry(dn, target.attrs, target.object_classes,
-                            rdn_attribute=selected.rdn_attribute, rdn_value=_first_rdn(dn)[1],
+                            rdn_attribute=selected.rdn_attribute, rdn_value=first_rdn(dn)[1],
                             anchor=target.anchor, connection=self.name, members=members,
                             member_attribute=selected.mapping.member_attribute)
 
@@ -975,7 +785,7 @@ class ImportRun:
         container = self.container
 
         def parking(anchor: str, old: str, new: str) -> str:
-            value = _first_rdn(new)[1]
+            value = first_rdn(new)[1]
             return join_dn(make_rdn(attribute, f"{value} (moving {anchor})"), container)
 
         planned = {r[1]: r for r in self.renames}
@@ -1179,5 +989,3 @@ def run_import(config: Config, connection: ConnectionConfig, state: StateStore,
                options: SyncOptions) -> RunResult:
     return ImportRun(config, connection, state, options)()
 
-
-RUNNERS["import"] = run_import

@@ -49,14 +49,14 @@ from dirsync.directories.syncrepl import (
     read_changes,
     read_since_timestamp,
 )
-from dirsync.entry import Entry, is_under, normalize_dn
+from dirsync.entry import Entry, is_under, normalize_dn, same_dn
 from dirsync.mapping.exportmap import KIND_LIST
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.state.fingerprints import FileFingerprint
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
-from dirsync.sync.engine import RUNNERS, RunResult, SyncOptions, same_dn
 from dirsync.sync.exportrun import ExportRun
+from dirsync.sync.pipeline import RunResult, SyncOptions
 
 log = logging.getLogger("dirsync.export")
 
@@ -431,5 +431,3 @@ def run_detecting_export(config: Config, connection: ConnectionConfig, state: St
                          options: SyncOptions) -> RunResult:
     return DetectingExportRun(config, connection, state, options)()
 
-
-RUNNERS["export"] = run_detecting_export

@@ -44,7 +44,7 @@ from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.directories.ldapfilter import FilterError, compile_filter
-from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values
+from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, rdn_values, same_dn
 from dirsync.errors import ConfigError, DirectoryError, EntryError
 from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change, rename_change
@@ -63,15 +63,8 @@ from dirsync.schema import matcher
 from dirsync.state.store import StateRow, StateStore, now
 from dirsync.sync.changefile import write_csv_changes
 from dirsync.sync.changelog import logged
-from dirsync.sync.engine import (
-    INTERRUPTED,
-    RUNNERS,
-    RunResult,
-    SyncOptions,
-    container_adds,
-    recorded,
-    same_dn,
-)
+from dirsync.sync.containers import container_adds
+from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions, recorded
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
     PHASE_RENAME,
@@ -964,8 +957,3 @@ def run_export(config: Config, connection: ConnectionConfig, state: StateStore,
                options: SyncOptions) -> RunResult:
     return ExportRun(config, connection, state, options)()
 
-
-RUNNERS["export"] = run_export
-
-# Change detection wraps this run and registers itself in its place.
-import dirsync.sync.exportchanges  # noqa: F401

@@ -50,7 +50,8 @@ from dirsync.state.fingerprints import FileFingerprint
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync.changelog import logged
 from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
-from dirsync.sync.engine import RUNNERS, HubIndex, HubRecord, ImportRun, RunResult, SyncOptions
+from dirsync.sync.engine import HubIndex, HubRecord, ImportRun
+from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.plan import candidate_dns
 
 log = logging.getLogger("dirsync.incremental")
@@ -352,5 +353,3 @@ def run_detecting_import(config: Config, connection: ConnectionConfig, state: St
                          options: SyncOptions) -> RunResult:
     return DetectingImportRun(config, connection, state, options)()
 
-
-RUNNERS["import"] = run_detecting_import

@@ -26,7 +26,7 @@ def counts_text(counts: dict[str, int]) -> str:
 
 
 def log_run_end(result: Any) -> None:
-    """The end-of-run event of a :class:`~dirsync.sync.engine.RunResult`."""
+    """The end-of-run event of a :class:`~dirsync.sync.pipeline.RunResult`."""
     counts = result.counts.as_dict()
     level = logging.INFO if result.status == "ok" else logging.WARNING
     text = f"{result.connection} {result.direction}: {result.status}: {counts_text(counts)}"

@@ -12,7 +12,8 @@ from dirsync.config import load_config
 from dirsync.errors import ConfigError
 from dirsync.schedule.scheduler import RunOutcome, Scheduler
 from dirsync.state.store import RunRecord
-from dirsync.sync.engine import RunResult, SyncOptions, run
+from dirsync.sync.pipeline import RunResult, SyncOptions
+from dirsync.sync.run import run
 from dirsync.sync.runlog import log_run_end
 
 log = logging.getLogger("dirsync.schedule")

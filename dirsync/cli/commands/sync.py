@@ -16,9 +16,10 @@ from dirsync.interrupt import exit_status as interrupt_status
 from dirsync.interrupt import stop_requested, stopping_on_signals
 from dirsync.state.runlife import reap
 from dirsync.state.store import RunRecord, StateStore
-from dirsync.sync.engine import RunResult, SyncOptions, run
+from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import FILES, printable
+from dirsync.sync.run import run
 from dirsync.wording import plural
 
 #: At most this many lines of a text report are printed; the file has them all.
