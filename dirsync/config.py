@@ -124,6 +124,11 @@ class DirectoryConfig:
             TLSOptions,
         )
 
+        # A table the loader already found lacking (check goes on past it).
+        if self.kind == "ldap" and self.url is None:
+            raise ConfigError(f"{self.key_path}.url: missing (the server's LDAP URL)")
+        if self.kind != "ldap" and self.path is None:
+            raise ConfigError(f"{self.key_path}.path: missing (the {self.kind} file)")
         if self.kind == "ldap":
             assert self.url is not None
             tls = TLSOptions(ca_file=str(self.ca_file) if self.ca_file else None,
