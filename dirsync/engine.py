@@ -82,6 +82,8 @@ from dirsync.report import Problem, Report, ReportItem
 from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import StateRow, StateStore, now
 from dirsync.templates import SourceView, TemplateError
+from dirsync.values import Problem as ValueProblem
+from dirsync.values import mapped_problems, screen_for
 
 log = logging.getLogger("dirsync.engine")
 
@@ -549,6 +551,7 @@ class ImportRun:
         # Loop prevention: what this connection exported comes back marked.
         self._exported = exported_by(selected.mapping.export, self.name)
         self._returned = 0
+        self.screen = screen_for(selected.mapping)
         self.progress.start("reading the source")
 
     def consider(self, entry: Entry) -> _Target | None:
@@ -574,6 +577,12 @@ class ImportRun:
         if anchor in self.seen:
             self.entry_problem("error", entry, anchor, "another source entry has the same "
                                f"anchor {anchor!r}: this one is skipped")
+            return None
+        bad = self.screen.problems(entry.dn, entry.attrs)
+        if bad:
+            self.seen.add(anchor)
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, self.bad_values(entry, bad))
             return None
         row = self.state_rows.get(anchor)
         if row is not None:
@@ -609,6 +618,12 @@ class ImportRun:
         except TemplateError as exc:
             self.held.add(anchor)
             self.entry_problem("error", entry, anchor, self.where(exc))
+            return None
+        bad = mapped_problems(mapped.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, "the mapping makes a bad address: "
+                               + self.bad_values(entry, bad))
             return None
         if not mapped.rdn_value:
             self.held.add(anchor)
@@ -710,6 +725,13 @@ class ImportRun:
                             rdn_attribute=selected.rdn_attribute, rdn_value=_first_rdn(dn)[1],
                             anchor=target.anchor, connection=self.name, members=members,
                             member_attribute=selected.mapping.member_attribute)
+
+    def bad_values(self, entry: Entry, problems: list[ValueProblem]) -> str:
+        """File, line and fields of an entry whose values fail their syntax."""
+        path = getattr(self.foreign, "path", None) or getattr(self.foreign, "name", "")
+        at = f"{path}:{entry.line}" if entry.line is not None else str(path)
+        return (f"{at}: " + "; ".join(str(p) for p in problems)
+                + "; the entry is skipped (nothing of it is applied)")
 
     def where(self, exc: TemplateError) -> str:
         mapping = self.selected.mapping

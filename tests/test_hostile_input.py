@@ -13,6 +13,7 @@ import pytest
 
 from dirsync.cli import main
 from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import first, gal_row, hub_config, search, values, write_csv
 
 
 def test_check_reports_a_file_directory_without_path(tmp_path: Path,
@@ -48,3 +49,73 @@ def test_a_wrong_password_is_not_blamed_on_the_certificate(
         assert "invalid credentials" in err and "wrong bind DN or password" in err
         assert "certificate" not in err
         assert not out.exists()
+
+
+# -- 1. values checked at the boundary ----------------------------------------
+
+def test_a_newline_in_a_csv_cell_injects_no_address(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Gal,{base}"
+    source = tmp_path / "po1.csv"
+    write_csv(source, [gal_row("u1"), gal_row("u2"), gal_row("u3")])
+    config = hub_config(tmp_path, slapd, container, source)
+    assert main(["-c", str(config), "sync"]) == 0
+    before = search(slapd, container, attrs=["*"])
+    assert len(before) == 1 + 3
+
+    write_csv(source, [
+        gal_row("u1", Email="victim@x.example\nsmtp:ceo@example.org"),
+        gal_row("u2", Email="not an address"),
+        gal_row("u3", Title="Boss"),
+        gal_row("u4", Email="u4@po1.example", Mobile="+1\x00555"),
+    ])
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 1
+    out = capsys.readouterr().out
+    after = search(slapd, container, attrs=["*"])
+    everything = repr(after)
+    assert "ceo@example.org" not in everything and "not an address" not in everything
+    # u1 and u2 stay as they were (not changed, not deleted), u4 is not added,
+    # u3's own change goes through.
+    for alias in ("u1", "u2"):
+        dn = f"cn=User {alias},{container}"
+        assert after[dn] == before[dn]
+    assert f"cn=User u4,{container}" not in after
+    assert first(after[f"cn=User u3,{container}"], "title") == "Boss"
+    # Each is reported with the file, its line and the field.
+    assert f"{source}:2: field 'Email': a control character '\\n'" in out
+    assert f"{source}:4: field 'mail': not an SMTP address (RFC 5321): 'not an address'" in out
+    assert f"{source}:6: field 'Mobile': a NUL character" in out
+    assert "counts: add 0, modify 1, rename 0, delete 0" in out and "error 3" in out
+
+
+def test_a_foreign_server_entry_with_a_bad_address_is_skipped(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = f"ou=Foreign,{base}"
+    container = f"ou=Import,{base}"
+    conn = slapd.connect()
+    conn.add_s(foreign, [("objectClass", [b"organizationalUnit"]), ("ou", [b"Foreign"])])
+    mails = {"ann": b"ann@fabrikam.example", "bob": b"bob at fabrikam",
+             "cy": b"cy@fabrikam.example\x1b[2J"}
+    for uid, mail in mails.items():
+        conn.add_s(f"uid={uid},{foreign}", [
+            ("objectClass", [b"inetOrgPerson"]), ("uid", [uid.encode()]),
+            ("cn", [uid.encode()]), ("sn", [uid.encode()]), ("mail", [mail])])
+    conn.unbind_s()
+    password = tmp_path / "hub.pw"
+    config = hub_config(tmp_path, slapd, container, tmp_path / "unused",
+                        mapping="generic-ldap", name="fabrikam")
+    config.write_text(config.read_text().replace(
+        f'[directories.foreign]\nkind = "csv"\npath = "{tmp_path / "unused"}"\nkey = "Alias"',
+        f'[directories.foreign]\nkind = "ldap"\nurl = "{slapd.url}"\nbase = "{foreign}"\n'
+        f'bind_dn = "{slapd.root_dn}"\npassword_file = "{password.name}"'))
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 1
+    out = capsys.readouterr().out
+    imported = search(slapd, container, "(objectClass=inetOrgPerson)", ["mail"])
+    assert [values(a, "mail") for a in imported.values()] == [["ann@fabrikam.example"]]
+    assert "field 'mail': not an SMTP address (RFC 5321): 'bob at fabrikam'" in out
+    assert "field 'mail': a control character '\\x1b'" in out
+    assert "\x1b" not in out
