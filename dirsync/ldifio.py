@@ -18,12 +18,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+import ldap.dn
 import ldif
 
 from dirsync.changes import Change, Mod
 from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.schema import ATTR_NAME, is_binary
+from dirsync.values import dn_problem
 
 Record = Entry | Change
 
@@ -167,8 +169,9 @@ class LDIFReader:
                 raise self._error(f"record does not start with 'dn:' but with {k!r}", start)
             assert v is not None
             dn = v.decode("utf-8")
-            if dn and not ldif.is_dn(dn):
-                raise self._error(f"not a valid DN: {dn!r}", start, "dn")
+            problem = dn_problem(dn)  # parsed in full once, here: later steps rely on it
+            if problem is not None:
+                raise self._error(problem, start, "dn")
             k, v = self._pair(lexer)
             while k == "control":  # controls are read and dropped: we send our own
                 k, v = self._pair(lexer)
@@ -253,6 +256,13 @@ class LDIFReader:
             k, v = self._pair(lexer)
         if "newrdn" not in fields:
             raise self._error("modrdn record without newrdn", start, "newrdn")
+        for name in ("newrdn", "newsuperior"):
+            problem = dn_problem(fields[name]) if fields.get(name) else None
+            if problem is None and name == "newrdn" and "," in fields[name] \
+                    and len(ldap.dn.str2dn(fields[name])) != 1:
+                problem = f"not one RDN: {fields[name]!r}"
+            if problem is not None:
+                raise self._error(problem, start, name)
         old = fields.get("deleteoldrdn", "1").strip()
         if old not in ("0", "1"):
             raise self._error(f"deleteoldrdn must be 0 or 1, not {old!r}", start, "deleteoldrdn")
@@ -286,10 +296,6 @@ class LDIFReader:
 # -- fast path helpers (see LDIFReader._fast_records) --------------------------
 
 _FAST_CHUNK = 1 << 20
-# A DN no backtracking regex needs to look at: ``type=value`` RDNs with no
-# escape, quote, plus or equals sign in a value. Every such DN is one
-# ldif.is_dn accepts, so is_dn only runs on the others.
-_PLAIN_DN = re.compile(r'[A-Za-z0-9.-]+=[^,\\"+=]+(?:,[A-Za-z0-9.-]+=[^,\\"+=]+)*')
 _NAMES_OK: dict[str, str] = {}  # descriptions ATTR_NAME accepted -> lower case
 
 
@@ -379,8 +385,8 @@ def _plain_record(lines: list[str], start: int) -> Entry | None:
         return None
     else:
         dn = dn_rest
-    if dn and not _PLAIN_DN.fullmatch(dn) and not ldif.is_dn(dn):
-        return None
+    if dn and dn_problem(dn) is not None:
+        return None  # the lexer says what is wrong with it
     if len(logical) > 1 and logical[1].startswith(("control:", "changetype:")):
         return None
     attrs: dict[str, list[bytes]] = {}

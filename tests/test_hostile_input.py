@@ -7,6 +7,7 @@ reported without a traceback, control characters escaped on terminals.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ import pytest
 from dirsync.cli import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import first, gal_row, hub_config, search, values, write_csv
+
+
+@pytest.fixture
+def creds(slapd: SlapdServer, monkeypatch: pytest.MonkeyPatch) -> SlapdServer:
+    monkeypatch.setenv("DIRSYNC_BIND_DN", slapd.root_dn)
+    monkeypatch.setenv("DIRSYNC_PASSWORD", slapd.root_pw)
+    return slapd
 
 
 def test_check_reports_a_file_directory_without_path(tmp_path: Path,
@@ -119,3 +127,64 @@ def test_a_foreign_server_entry_with_a_bad_address_is_skipped(
     assert "field 'mail': not an SMTP address (RFC 5321): 'bob at fabrikam'" in out
     assert "field 'mail': a control character '\\x1b'" in out
     assert "\x1b" not in out
+
+
+# -- 3. the whole LDIF file is checked before anything is sent ----------------
+
+BAD_DNS = [b"cn=a\x00b", b";cn=x", b"cn=<=x"]
+
+
+def _file_with_a_bad_dn(folder: Path, suffix: str, bad: bytes) -> tuple[Path, str]:
+    good = f"cn=first,{suffix}"
+    raw = bad + b"," + suffix.encode()
+    text = (f"dn: {good}\nobjectClass: organizationalRole\ncn: first\n\n"
+            f"dn:: {base64.b64encode(raw).decode()}\nobjectClass: organizationalRole\n"
+            "cn: second\n\n")
+    path = folder / "bad.ldif"
+    path.write_text(text)
+    return path, good
+
+
+@pytest.mark.parametrize("bad", BAD_DNS, ids=["nul", "semicolon", "less-than"])
+def test_an_import_with_a_bad_dn_changes_nothing_on_slapd(
+        creds: SlapdServer, base: str, tmp_path: Path, bad: bytes,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path, good = _file_with_a_bad_dn(tmp_path, base, bad)
+    for args in (["import", creds.url, str(path)],
+                 ["import", "--dry-run", creds.url, str(path)],
+                 ["diff", str(path), str(path)]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err and "would" not in out
+        assert f"{path}:5: not a valid DN" in err and "(field 'dn')" in err
+        assert not creds.has_entry(good)
+
+
+@pytest.mark.parametrize("bad", BAD_DNS, ids=["nul", "semicolon", "less-than"])
+def test_an_import_with_a_bad_dn_changes_nothing_in_an_ldif_hub(
+        tmp_path: Path, bad: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    hub = tmp_path / "hub.ldif"
+    hub.write_text("version: 1\n\ndn: dc=example,dc=org\nobjectClass: domain\ndc: example\n\n")
+    before = hub.read_bytes()
+    path, _ = _file_with_a_bad_dn(tmp_path, "dc=example,dc=org", bad)
+    for args in (["import", str(hub), str(path)], ["import", "--dry-run", str(hub), str(path)]):
+        capsys.readouterr()
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err and f"{path}:5: not a valid DN" in err
+        assert hub.read_bytes() == before
+
+
+def test_a_modrdn_to_a_bad_rdn_is_refused_before_anything_is_sent(
+        creds: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "rename.ldif"
+    path.write_text(f"dn: cn=kept,{base}\nchangetype: add\nobjectClass: organizationalRole\n"
+                    f"cn: kept\n\ndn: cn=kept,{base}\nchangetype: modrdn\nnewrdn: cn=<=x\n"
+                    "deleteoldrdn: 1\n\n")
+    capsys.readouterr()
+    assert main(["import", creds.url, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:6: not a valid DN: 'cn=<=x' (field 'newrdn')" in err
+    assert not creds.has_entry(f"cn=kept,{base}")
