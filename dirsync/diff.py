@@ -51,6 +51,7 @@ import ldap.dn
 from dirsync.changes import Change, add_change, modify_ops, rename_change, renamed_entry
 from dirsync.entry import Entry
 from dirsync.errors import DirsyncError, InputError
+from dirsync.urlvalues import URLValues
 from dirsync.extsort import (
     DEFAULT_RUN_BYTES,
     SEP,
@@ -703,11 +704,12 @@ def diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, *,
     return summary
 
 
-def ldif_entries(path: str, name: str | None = None) -> Iterator[Entry]:
+def ldif_entries(path: str, name: str | None = None,
+                 url_values: URLValues | None = None) -> Iterator[Entry]:
     """The content records of an LDIF file; a change record is an input error."""
     from dirsync.ldifio import LDIFReader
 
-    with LDIFReader(path, name=name) as reader:
+    with LDIFReader(path, name=name, url_values=url_values) as reader:
         for record in reader:
             if not isinstance(record, Entry):
                 raise InputError(f"a {record.kind} change record: diff compares content "

@@ -25,6 +25,7 @@ from dirsync.changes import Change, Mod
 from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.schema import ATTR_NAME, is_binary
+from dirsync.urlvalues import URLValueRefused, URLValues, refused
 from dirsync.values import dn_problem
 
 Record = Entry | Change
@@ -46,6 +47,9 @@ def _unsafe(value: bytes) -> bool:
         return True
     return b"\n" in value or b"\r" in value or b"\x00" in value
 _CHANGETYPES = ("add", "delete", "modify", "modrdn", "moddn")
+# RFC 2849: only an attribute's value may be a URL, never these.
+_NO_URL_KEYS = frozenset({"dn", "changetype", "control", "newrdn", "deleteoldrdn",
+                          "newsuperior", "version", *_MOD_OPS})
 
 
 def _strict_b64decode(data: bytes) -> bytes:
@@ -57,11 +61,14 @@ def _strict_b64decode(data: bytes) -> bytes:
 class _Lexer(ldif.LDIFParser):
     """python-ldap's LDIF lexer, remembering where each logical line starts."""
 
-    def __init__(self, stream: IO[str], first_line: int = 1) -> None:
+    def __init__(self, stream: IO[str], first_line: int = 1,
+                 url_values: URLValues | None = None) -> None:
         self.pair_line = first_line
         self.current = ""
         self._last_line: str | None = None
-        super().__init__(stream, process_url_schemes=["file"])
+        self._url_values = url_values
+        # python-ldap would fetch any file: URL; ours are read by url_values.
+        super().__init__(stream, process_url_schemes=[])
         self._b64decode = _strict_b64decode
         self.line_counter += first_line - 1  # a block from the middle of a file
 
@@ -83,6 +90,18 @@ class _Lexer(ldif.LDIFParser):
         self.current = "".join(parts)
         return self.current
 
+    def _next_key_and_value(self) -> tuple[str | None, bytes | None]:
+        key, value = super()._next_key_and_value()
+        if value is None and key not in (None, "-"):
+            # A ':<' URL value (the only way python-ldap gives no value).
+            url = self.current.split(":", 1)[1][1:].strip()
+            if key.lower() in _NO_URL_KEYS:
+                raise URLValueRefused(f"{key!r} cannot be a URL value")
+            if self._url_values is None:
+                raise refused(url)
+            value = self._url_values.read(url)
+        return key, value
+
     @property
     def current_field(self) -> str | None:
         return self.current.split(":", 1)[0] if ":" in self.current else None
@@ -93,8 +112,9 @@ class LDIFReader:
     records, :class:`Change` for change records (``changetype:``)."""
 
     def __init__(self, source: str | os.PathLike[str] | IO[str], name: str | None = None, *,
-                 fast: bool = True) -> None:
+                 fast: bool = True, url_values: URLValues | None = None) -> None:
         self._path: Path | None = None
+        self._url_values = url_values  # None: URL values are refused
         if isinstance(source, (str, os.PathLike)):
             self.name = name or str(source)
             self._stream: IO[str] = open(source, encoding="utf-8", newline="")
@@ -126,7 +146,7 @@ class LDIFReader:
             yield from self._fast_records(self._path)
             return
         try:
-            lexer = _Lexer(self._stream)
+            lexer = _Lexer(self._stream, url_values=self._url_values)
         except UnicodeDecodeError as exc:
             raise self._error(f"not UTF-8 ({exc.reason})", 1) from exc
         yield from self._lexed(lexer, first=True)
@@ -144,6 +164,8 @@ class LDIFReader:
                 message = f"bad base64 value ({exc})"
             elif isinstance(exc, UnicodeDecodeError):
                 message = f"not UTF-8 ({exc.reason})"
+            elif isinstance(exc, URLValueRefused):
+                pass
             elif isinstance(exc, OSError):
                 # A ':<' URL value whose file cannot be read.
                 message = f"cannot read the value's URL ({getattr(exc, 'reason', exc)})"
@@ -286,7 +308,8 @@ class LDIFReader:
             record = None if first else _plain_record(lines, start)
             if record is None:
                 text = "\n".join(lines) + ("\n" if terminated else "")
-                lexer = _Lexer(io.StringIO(text, newline=""), first_line=start)
+                lexer = _Lexer(io.StringIO(text, newline=""), first_line=start,
+                               url_values=self._url_values)
                 yield from self._lexed(lexer, first)
             else:
                 yield record

@@ -188,3 +188,79 @@ def test_a_modrdn_to_a_bad_rdn_is_refused_before_anything_is_sent(
     err = capsys.readouterr().err
     assert f"{path}:6: not a valid DN: 'cn=<=x' (field 'newrdn')" in err
     assert not creds.has_entry(f"cn=kept,{base}")
+
+
+# -- 4. LDIF URL values ---------------------------------------------------------
+
+def _url_file(folder: Path, suffix: str, url: str, attr: str = "description") -> Path:
+    path = folder / "url.ldif"
+    path.write_text(f"dn: cn=url,{suffix}\nobjectClass: organizationalRole\ncn: url\n"
+                    f"{attr}:< {url}\n\n")
+    return path
+
+
+def test_url_values_are_refused_by_default(
+        creds: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    secret = Path("/etc/hostname").read_text().strip()
+    hub = tmp_path / "hub.ldif"
+    for url in ("file:///etc/hostname", "http://127.0.0.1:9/x", "/etc/hostname",
+                "file:///dev/zero"):
+        path = _url_file(tmp_path, base, url)
+        for args in (["import", creds.url, str(path)], ["import", str(hub), str(path)],
+                     ["import", "--dry-run", creds.url, str(path)],
+                     ["diff", str(path), str(path)], ["export", str(path)]):
+            capsys.readouterr()
+            assert main(args) == 2, (url, args)
+            out, err = capsys.readouterr()
+            assert "Traceback" not in out + err and secret not in out
+            assert f"{path}:4: URL value {url!r} refused" in err
+            assert "(field 'description')" in err
+        assert not creds.has_entry(f"cn=url,{base}") and not hub.exists()
+
+
+def test_allowed_url_values_are_read_under_their_folder_only(
+        creds: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    allowed = tmp_path / "values"
+    allowed.mkdir()
+    (allowed / "note.txt").write_text("a note")
+    (allowed / "big.txt").write_bytes(b"x" * ((1 << 20) + 1))
+    (allowed / "out").symlink_to("/etc/hostname")
+    (allowed / "in").symlink_to(allowed / "note.txt")
+    os.mkfifo(allowed / "fifo")
+    refusals = {
+        "file:///etc/hostname": "outside",
+        f"file://{allowed}/out": "outside",
+        "file:///dev/zero": "outside",
+        f"file://{allowed}/fifo": "not a regular file",
+        f"file://{allowed}": "not a regular file",
+        f"file://{allowed}/big.txt": "larger than 1048576 bytes",
+        f"file://{allowed}/missing": "cannot read it",
+        "http://127.0.0.1:9/x": "only file: URLs are read",
+        f"{allowed}/note.txt": "only file: URLs are read",
+        f"file://otherhost{allowed}/note.txt": "not a plain local file: URL",
+    }
+    option = ["--allow-url-values", str(allowed)]
+    for url, why in refusals.items():
+        path = _url_file(tmp_path, base, url)
+        capsys.readouterr()
+        assert main(["import", *option, creds.url, str(path)]) == 2, url
+        err = capsys.readouterr().err
+        assert f"{path}:4: URL value {url!r}: {why}" in err, err
+        assert not creds.has_entry(f"cn=url,{base}")
+    path = _url_file(tmp_path, base, f"file://{allowed}/in")
+    capsys.readouterr()
+    assert main(["import", *option, creds.url, str(path)]) == 0
+    conn = creds.connect()
+    found = conn.search_s(f"cn=url,{base}", 0, attrlist=["description"])
+    conn.unbind_s()
+    assert found[0][1]["description"] == [b"a note"]
+    # A DN is never a URL value (RFC 2849), allowed or not.
+    path = tmp_path / "dn.ldif"
+    path.write_text(f"dn:< file://{allowed}/note.txt\ncn: x\n\n")
+    capsys.readouterr()
+    assert main(["diff", *option, str(path), str(path)]) == 2
+    assert "'dn' cannot be a URL value" in capsys.readouterr().err

@@ -8,7 +8,12 @@ from typing import Any
 import click
 
 from dirsync.changes import Change
-from dirsync.commands.common import directory_options, open_from_options
+from dirsync.commands.common import (
+    directory_options,
+    open_from_options,
+    url_values_from,
+    url_values_option,
+)
 from dirsync.directories.base import ApplyResult
 from dirsync.importer import run_import
 
@@ -21,12 +26,16 @@ from dirsync.importer import run_import
               help="Report every failed record and go on (default: stop at the first).")
 @click.option("--update", is_flag=True,
               help="An add of an existing entry becomes a modify of the attributes it names.")
+@url_values_option
 @directory_options
 @click.pass_context
 def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
             continue_on_error: bool, update: bool, **options: Any) -> int:
     """Apply an LDIF FILE of content records (adds) or change records (add,
     delete, modify, modrdn) to DIRECTORY.
+
+    URL values (attr:< URL) are refused unless --allow-url-values names the
+    folder their files may be read from.
 
     The whole file is checked first: malformed LDIF or an attribute type the
     server does not know changes nothing (exit 2). Without
@@ -55,7 +64,8 @@ def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
     target = open_from_options(ctx, directory, create=True, **options)
     try:
         outcome = run_import(target, file, dry_run=dry_run, continue_on_error=continue_on_error,
-                             update=update, on_result=show_failure, on_plan=show_plan)
+                             update=update, on_result=show_failure, on_plan=show_plan,
+                             url_values=url_values_from(options))
     finally:
         target.close()
     if not dry_run:
