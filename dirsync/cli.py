@@ -19,6 +19,7 @@ import click
 
 from dirsync import __version__
 from dirsync.errors import DirsyncError
+from dirsync.escapes import escape_controls
 
 
 @dataclass
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except DirsyncError as exc:
-        click.echo(f"dirsync: error: {exc}", err=True)
+        click.echo(f"dirsync: error: {escape_controls(str(exc))}", err=True)
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         return exc.exit_status

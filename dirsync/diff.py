@@ -51,6 +51,7 @@ import ldap.dn
 from dirsync.changes import Change, add_change, modify_ops, rename_change, renamed_entry
 from dirsync.entry import Entry
 from dirsync.errors import DirsyncError, InputError
+from dirsync.escapes import line_writer
 from dirsync.urlvalues import URLValues
 from dirsync.extsort import (
     DEFAULT_RUN_BYTES,
@@ -622,7 +623,7 @@ class TextSink:
         self.out = out
 
     def write(self, change: Change) -> None:
-        write = self.out.write
+        write = line_writer(self.out.write)
         if change.kind == "modrdn":
             write(f"> {change.dn}\n    renamed to {change.target_dn}\n")
         elif change.kind == "add":

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dirsync.cli import main
+from dirsync.ldifio import read_ldif
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import first, gal_row, hub_config, search, values, write_csv
 
@@ -264,3 +265,58 @@ def test_allowed_url_values_are_read_under_their_folder_only(
     capsys.readouterr()
     assert main(["diff", *option, str(path), str(path)]) == 2
     assert "'dn' cannot be a URL value" in capsys.readouterr().err
+
+
+# -- 7. control characters never reach a terminal raw ---------------------------
+
+def test_control_characters_are_escaped_in_text_output_and_kept_in_json_and_ldif(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "qs"
+    (folder / "var").mkdir(parents=True)
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "examples" / "quickstart" / "dirsync.toml", folder)
+    evil_name = "Eve\x1b[31m\x07\x1b[2J\u202eliam"
+    evil_title = "Boss\x9b31m"
+    write_csv(folder / "var" / "po1.csv",
+              [gal_row("eve", **{"Display Name": evil_name, "Title": "Clerk"})])
+    config = folder / "dirsync.toml"
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 0
+    write_csv(folder / "var" / "po1.csv",
+              [gal_row("eve", **{"Display Name": evil_name, "Title": evil_title})])
+    assert main(["-c", str(config), "sync"]) == 0
+    out = capsys.readouterr().out
+    shown = r"Eve\x1b[31m\x07\x1b[2J\u202eliam"
+    assert shown in out and r"Boss\x9b31m" in out
+    reports = sorted((folder / "var" / "reports").iterdir())
+    for report in reports:
+        text = (report / "report.txt").read_text()
+        assert shown in text
+        for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert raw not in text and raw not in out
+    # JSON and LDIF keep the exact values.
+    data = json.loads((reports[-1] / "report.json").read_text())
+    assert any(e["dn"].startswith(f"cn={evil_name},") for e in data["entries"])
+    assert data["entries"][0]["attributes"]["title"]["after"] == [evil_title]
+    hub = {r.dn: r for r in read_ldif(folder / "var" / "hub.ldif")}
+    assert any(r.first("cn") == evil_name and r.first("title") == evil_title
+               for r in hub.values())
+
+    # diff --format text and import's messages escape them too.
+    ldif_file = tmp_path / "evil.ldif"
+    ldif_file.write_text("dn:: " + base64.b64encode(
+        f"cn={evil_name},dc=example,dc=org".encode()).decode()
+        + "\nobjectClass: person\ncn:: " + base64.b64encode(evil_name.encode()).decode()
+        + "\nsn: x\n\n")
+    empty = tmp_path / "empty.ldif"
+    empty.write_text("")
+    capsys.readouterr()
+    assert main(["diff", "--format", "text", str(empty), str(ldif_file)]) == 0
+    assert main(["import", "--dry-run", str(tmp_path / "hub.ldif"), str(ldif_file)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(shown) >= 3
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in out + err

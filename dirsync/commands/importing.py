@@ -15,6 +15,7 @@ from dirsync.commands.common import (
     url_values_option,
 )
 from dirsync.directories.base import ApplyResult
+from dirsync.escapes import escape_controls
 from dirsync.importer import run_import
 
 
@@ -49,7 +50,7 @@ def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
             click.echo(json.dumps({"line": change.line, "would": change.kind,
                                    "dn": change.dn, "target": change.target_dn}))
         else:
-            click.echo(f"would {change.describe()}  (line {change.line})")
+            click.echo(escape_controls(f"would {change.describe()}  (line {change.line})"))
 
     def show_failure(result: ApplyResult) -> None:
         if result.error is None:
@@ -59,7 +60,8 @@ def import_(ctx: click.Context, directory: str, file: str, dry_run: bool,
             click.echo(json.dumps({"line": err.line, "dn": err.dn, "result": err.result,
                                    "message": err.message}))
         else:
-            click.echo(f"{file}:{err.line}: {err.dn}: {err.result} ({err.message})", err=True)
+            click.echo(escape_controls(f"{file}:{err.line}: {err.dn}: {err.result} "
+                                       f"({err.message})"), err=True)
 
     target = open_from_options(ctx, directory, create=True, **options)
     try:

@@ -13,6 +13,7 @@ import click
 from dirsync.checks import run_checks
 from dirsync.config import load_config
 from dirsync.engine import RunResult, SyncOptions, run
+from dirsync.escapes import escape_controls
 from dirsync.progress import Progress, Silent
 from dirsync.report import FILES, printable
 from dirsync.state import StateStore
@@ -89,11 +90,11 @@ def check(ctx: Any) -> int:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False))
     else:
         for line in result.passed:
-            click.echo(f"ok       {line}")
+            click.echo(f"ok       {escape_controls(line)}")
         for line in result.notes:
-            click.echo(f"note     {line}")
+            click.echo(f"note     {escape_controls(line)}")
         for line in result.problems:
-            click.echo(f"problem  {line}")
+            click.echo(f"problem  {escape_controls(line)}")
         click.echo(f"{len(result.problems)} problem(s)" if result.problems else
                    "everything checked is in order")
     return 0 if result.ok else 2
@@ -160,7 +161,7 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
                            f"{kind} {record.mode:<11} {record.outcome or 'running':<8} "
                            f"{counts or 'no changes'}")
                 if record.message:
-                    click.echo(f"      {record.message}")
+                    click.echo(f"      {escape_controls(record.message)}")
                 if record.report:
                     click.echo(f"      report: {record.report}")
     sys.stdout.flush()
