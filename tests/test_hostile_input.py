@@ -80,6 +80,11 @@ def test_a_newline_in_a_csv_cell_injects_no_address(
         gal_row("u4", Email="u4@po1.example", Mobile="+1\x00555"),
     ])
     capsys.readouterr()
+    # check says beforehand which rows a sync will skip.
+    assert main(["-c", str(config), "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"{source}:2: field 'Email': a control character '\\n'" in out
+    assert f"{source}:6: field 'Mobile': a NUL character" in out
     assert main(["-c", str(config), "sync"]) == 1
     out = capsys.readouterr().out
     after = search(slapd, container, attrs=["*"])
