@@ -88,8 +88,9 @@ from dirsync.values import mapped_problems, screen_for
 log = logging.getLogger("dirsync.engine")
 
 #: Bump when the same mapping and source would give other hub entries, so
-#: that every connection's next run is a full one.
-ENGINE_VERSION = 2
+#: that every connection's next run is a full one. 3: source values are
+#: checked against their syntax (dirsync.values) before mapping.
+ENGINE_VERSION = 3
 
 #: Hub entries read per search when a run compares re-mapped entries.
 FETCH_CHUNK = 200
@@ -578,12 +579,6 @@ class ImportRun:
             self.entry_problem("error", entry, anchor, "another source entry has the same "
                                f"anchor {anchor!r}: this one is skipped")
             return None
-        bad = self.screen.problems(entry.dn, entry.attrs)
-        if bad:
-            self.seen.add(anchor)
-            self.held.add(anchor)
-            self.entry_problem("error", entry, anchor, self.bad_values(entry, bad))
-            return None
         row = self.state_rows.get(anchor)
         if row is not None:
             # Keep the state's copy of the anchor: nothing new stays in memory
@@ -607,6 +602,13 @@ class ImportRun:
                 self.kept[anchor] = row
                 self.counts.unchanged += 1
                 return None
+        # Values are checked before mapping. An unchanged entry passed when
+        # it was synced (the state holds hashes of accepted entries only).
+        bad = self.screen.problems(entry.dn, entry.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, self.bad_values(entry, bad))
+            return None
         try:
             kind = selected.kind(view)
             if kind is None:

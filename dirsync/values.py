@@ -132,7 +132,7 @@ def text_problem(value: bytes) -> tuple[str | None, str]:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"not UTF-8 ({exc.reason} at byte {exc.start})", ""
-    if "\x00" in text:
+    if b"\x00" in value:
         return "a NUL character", text
     return None, text
 
@@ -185,29 +185,39 @@ class Screen:
 
     read: frozenset[str] = frozenset()
     single_line: frozenset[str] = frozenset()
-    _binary: dict[str, bool] = field(default_factory=dict)
+    #: attribute name as spelled -> what it gets: "", "text", "line" or "address"
+    _checks: dict[str, str] = field(default_factory=dict)
+
+    def _check_of(self, name: str) -> str:
+        lower = name.lower()
+        if (self.read and lower not in self.read) or is_binary(lower):
+            check = ""
+        elif lower in ADDRESS_TYPES:
+            check = "address"
+        elif lower in self.single_line:
+            check = "line"
+        else:
+            check = "text"
+        self._checks[name] = check
+        return check
 
     def problems(self, dn: str, attrs: dict[str, list[bytes]]) -> list[Problem]:
         found: list[Problem] = []
         problem = dn_problem(dn)
         if problem is not None:
             found.append(Problem("dn", problem))
-        read = self.read
+        checks = self._checks
         for name, values in attrs.items():
-            lower = name.lower()
-            if read and lower not in read:
+            check = checks.get(name)
+            if check is None:
+                check = self._check_of(name)
+            if not check:
                 continue
-            binary = self._binary.get(lower)
-            if binary is None:
-                binary = self._binary[lower] = is_binary(lower)
-            if binary:
-                continue
-            address = lower in ADDRESS_TYPES
-            single = address or lower in self.single_line
             for value in values:
                 problem, text = text_problem(value)
-                if problem is None and single:
-                    problem = (address_problem(lower, text) if address else line_problem(text))
+                if problem is None and check != "text":
+                    problem = (address_problem(name, text) if check == "address"
+                               else line_problem(text))
                 if problem is not None:
                     found.append(Problem(name, problem))
                     break

@@ -102,6 +102,11 @@ def test_a_newline_in_a_csv_cell_injects_no_address(
     assert f"{source}:4: field 'mail': not an SMTP address (RFC 5321): 'not an address'" in out
     assert f"{source}:6: field 'Mobile': a NUL character" in out
     assert "counts: add 0, modify 1, rename 0, delete 0" in out and "error 3" in out
+    # The next run does not take them for unchanged entries: refused again.
+    assert main(["-c", str(config), "sync"]) == 1
+    out = capsys.readouterr().out
+    assert "unchanged 1" in out and "error 3" in out
+    assert search(slapd, container, attrs=["*"]) == after
 
 
 def test_a_foreign_server_entry_with_a_bad_address_is_skipped(
