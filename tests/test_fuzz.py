@@ -59,9 +59,9 @@ LDIF_SEEDS = [seed("fabrikam.ldif")[:6000], seed("x400.ldif")[:6000], CHANGES,
 MAPPINGS = sorted((ROOT / "mappings").glob("*.toml"))
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def figures() -> Iterator[None]:
-    """With DIRSYNC_FUZZ_FIGURES=FILE, what the runs showed goes to FILE."""
+    """With DIRSYNC_FUZZ_FIGURES=FILE, the figures so far go to FILE after each test."""
     yield
     target = os.environ.get("DIRSYNC_FUZZ_FIGURES")
     if target:

@@ -113,19 +113,14 @@ class Figures:
         self.by_status[status] = self.by_status.get(status, 0) + 1
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Add these figures to the JSON file at ``path`` (one object)."""
+        """Write the figures so far to ``path`` (JSON), replacing what it held."""
         import json
 
-        target = Path(path)
-        total = json.loads(target.read_text()) if target.exists() else {}
-        total["command_runs"] = total.get("command_runs", 0) + self.cases
-        total["reader_cases"] = total.get("reader_cases", 0) + READER_CASES[0]
-        statuses = total.setdefault("exit_status", {})
-        for status, n in self.by_status.items():
-            statuses[str(status)] = statuses.get(str(status), 0) + n
-        for name in ("tracebacks", "hangs", "changed_by_exit_2"):
-            total[name] = total.get(name, 0) + getattr(self, name)
-        target.write_text(json.dumps(total, indent=1, sort_keys=True) + "\n")
+        figures = {"reader_cases": READER_CASES[0], "command_runs": self.cases,
+                   "exit_status": {str(k): v for k, v in sorted(self.by_status.items())},
+                   "tracebacks": self.tracebacks, "hangs": self.hangs,
+                   "changed_by_exit_2": self.changed_by_exit_2}
+        Path(path).write_text(json.dumps(figures, indent=1) + "\n")
 
 
 FIGURES = Figures()
