@@ -164,8 +164,6 @@ class LDIFReader:
                 message = f"bad base64 value ({exc})"
             elif isinstance(exc, UnicodeDecodeError):
                 message = f"not UTF-8 ({exc.reason})"
-            elif isinstance(exc, URLValueRefused):
-                pass
             elif isinstance(exc, OSError):
                 # A ':<' URL value whose file cannot be read.
                 message = f"cannot read the value's URL ({getattr(exc, 'reason', exc)})"
