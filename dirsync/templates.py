@@ -212,9 +212,10 @@ class Template(Compiled):
             return
         try:
             ast = ENV.parse(source)
+            # Compiling finds what parsing does not (an unknown filter).
+            names, literal = referenced_names(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax(exc) from None
-        names, literal = referenced_names(ast)
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
@@ -262,9 +263,9 @@ class Expression(Compiled):
         super().__init__(key, source, line)
         try:
             ast = ENV.parse(f"{{% set result = ({source}) %}}")
+            names, literal = referenced_names(ast)  # compiling: an unknown filter, say
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(key, line, f"expression syntax error: {exc.message}") from None
-        names, literal = referenced_names(ast)
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}

@@ -330,3 +330,22 @@ def test_control_characters_are_escaped_in_text_output_and_kept_in_json_and_ldif
     assert out.count(shown) >= 3
     for raw in ("\x1b", "\x07", "\u202e"):
         assert raw not in out + err
+
+
+# -- found by the fuzz harness -------------------------------------------------
+
+def test_a_mapping_with_an_unknown_filter_is_a_mapping_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dirsync.testing.fuzz import ROOT, workspace
+
+    mapping = (ROOT / "mappings" / "csv-gal.toml").read_text().replace(
+        'value = "{{ Alias }}"', 'value = "{{ Alias | ower }}"').replace(
+        "skip = \"not Email\"", "skip = \"Email | nosuch\"")
+    config = workspace(tmp_path / "w", mapping=mapping.encode())
+    for command in ("check", "sync"):
+        capsys.readouterr()
+        assert main(["-c", str(config), command]) == 2
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err
+        assert "anchor.value: template syntax error: No filter named 'ower'" in out + err
+        assert "classify.skip: expression syntax error: No filter named 'nosuch'" in out + err
