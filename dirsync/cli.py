@@ -55,12 +55,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    """Log lines for a terminal: control characters of foreign values escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = escape_controls(record.getMessage()), None
+        return super().format(record)
+
+
 def _setup_logging(fmt: str, verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("dirsync")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)

@@ -349,3 +349,22 @@ def test_a_mapping_with_an_unknown_filter_is_a_mapping_error(
         assert "Traceback" not in out + err
         assert "anchor.value: template syntax error: No filter named 'ower'" in out + err
         assert "classify.skip: expression syntax error: No filter named 'nosuch'" in out + err
+
+
+def test_text_log_lines_escape_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from dirsync.cli import _setup_logging
+
+    value = "a\x1b[2Jb\nforged line"
+    try:
+        _setup_logging("text", 0)
+        logging.getLogger("dirsync.test").warning("value %s", value)
+        assert capsys.readouterr().err == \
+            "WARNING dirsync.test: value a\\x1b[2Jb\\x0aforged line\n"
+        _setup_logging("json", 0)  # JSON keeps the exact value
+        logging.getLogger("dirsync.test").warning("value %s", value)
+        assert json.loads(capsys.readouterr().err)["message"] == f"value {value}"
+    finally:
+        logging.getLogger("dirsync").handlers[:] = []
