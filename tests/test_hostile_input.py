@@ -368,3 +368,23 @@ def test_text_log_lines_escape_control_characters(capsys: pytest.CaptureFixture[
         assert json.loads(capsys.readouterr().err)["message"] == f"value {value}"
     finally:
         logging.getLogger("dirsync").handlers[:] = []
+
+
+def test_an_ldif_source_entry_with_a_two_line_address_is_skipped(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "fabrikam.ldif"
+    injected = base64.b64encode(b"ted.bremer@fabrikam.example\nsmtp:ceo@example.org").decode()
+    source = tmp_path / "fabrikam.ldif"
+    source.write_text(fixture.read_text().replace(
+        "mail: ted.bremer@fabrikam.example\n", f"mail:: {injected}\n"))
+    container = f"ou=Fabrikam,{base}"
+    config = hub_config(tmp_path, slapd, container, source, mapping="generic-ldap",
+                        lists="group", source_kind="ldif", name="fabrikam")
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 1
+    out = capsys.readouterr().out
+    assert f"{source}:16: field 'mail': a control character '\\n'" in out
+    imported = search(slapd, container, attrs=["mail", "proxyAddresses"])
+    assert imported and "ceo@example.org" not in repr(imported)
+    assert not any(dn.startswith("cn=Ted Bremer,") for dn in imported)
