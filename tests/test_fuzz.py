@@ -41,6 +41,8 @@ from dirsync.testing.fuzz import (
     time_limit,
     workspace,
 )
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import context_csn
 from dirsync.values import dn_problem
 
 # The readers take milliseconds an input, a command a tenth of a second:
@@ -159,6 +161,28 @@ def test_import_into_an_ldif_hub(synced: Path, scratch: Path, data: bytes,
     check_outcome(outcome, before, snapshot(folder), f"import {data!r}")
     if dry_run:
         assert snapshot(folder) == before
+
+
+@SLOW
+@given(data=ldif_input(), dry_run=st.booleans())
+def test_import_into_slapd(slapd: SlapdServer, base: str, scratch: Path,
+                           monkeypatch: pytest.MonkeyPatch, data: bytes,
+                           dry_run: bool) -> None:
+    monkeypatch.setenv("DIRSYNC_BIND_DN", slapd.root_dn)
+    monkeypatch.setenv("DIRSYNC_PASSWORD", slapd.root_pw)
+    # The fixtures' entries, moved under this test's subtree of the server.
+    data = data.replace(b"c=FR", base.encode()).replace(b"c=US", base.encode())
+    path = scratch / "slapd.ldif"
+    path.write_bytes(data)
+    before = context_csn(slapd)
+    outcome = run_cli(["import", *(["--dry-run"] if dry_run else []), slapd.url, str(path)])
+    check_outcome(outcome, {}, {}, f"import {data!r}")
+    if outcome.status == 2 or dry_run:
+        # contextCSN moves with any write anywhere in the database.
+        after = context_csn(slapd)
+        if after != before:
+            FIGURES.changed_by_exit_2 += outcome.status == 2
+        assert after == before, (outcome, data)
 
 
 @SLOW
