@@ -30,6 +30,7 @@ import ldap.dn
 from dirsync.errors import InputError
 from dirsync.proxy import TYPED
 from dirsync.schema import is_binary
+from dirsync.x400 import parse_or_address
 
 #: Attribute types whose values are RFC 5321 mailboxes (RFC 4524 ``mail``).
 MAILBOX_TYPES = frozenset({"mail", "rfc822mailbox"})
@@ -46,9 +47,9 @@ ADDRESS_TYPES = MAILBOX_TYPES | TYPED_TYPES | X400_TYPES | LINE_TYPES
 #: 256 octets for an SMTP path; X.400 addresses run longer).
 MAX_ADDRESS = 1024
 
-# C0 controls, DEL and the C1 controls: never in an address, and escaped
-# when shown (dirsync.printable).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL, the C1 controls, line separators and bidirectional
+# marks: never in an address (escaped when shown: dirsync.escapes).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 # RFC 5321 section 4.1.2, with RFC 6531 section 3.3: atext and qtext also
 # take any non-ASCII character (the UTF-8 is checked on decoding), and a
@@ -77,8 +78,6 @@ def smtp_problem(address: str) -> str | None:
 
 
 def x400_problem(address: str) -> str | None:
-    from dirsync.x400 import parse_or_address
-
     try:
         parse_or_address(address)
     except InputError as exc:
@@ -154,14 +153,6 @@ def dn_problem(dn: str) -> str | None:
     except ldap.DECODING_ERROR:
         return f"not a valid DN: {dn!r}"
     return None
-
-
-def check_dn(dn: str, *, path: str | None = None, line: int | None = None,
-             field: str = "dn") -> None:
-    """Raise :class:`InputError` (file, line, field) unless ``dn`` parses."""
-    problem = dn_problem(dn)
-    if problem is not None:
-        raise InputError(problem, path=path, line=line, field=field)
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,8 @@ def test_a_line_writer_keeps_its_own_line_break() -> None:
     write("a\x1bb\n")
     write("c\nd")
     assert out == ["a\\x1bb\n", "c\\x0ad"]
+
+
+def test_an_address_with_a_bidi_override_is_refused() -> None:
+    assert address_problem("mail", "ceo\u202egro.elpmaxe@x.example") is not None
+    assert address_problem("mail", "zoë@müller.example") is None
