@@ -162,7 +162,8 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Path -> content hash of every file under ``folder``, reports aside.
 
     A state store counts by what it holds, its run history aside: every
-    run, a failed one too, is recorded there by design (``dirsync status``).
+    run, a failed one and a plan too, is recorded there by design
+    (``dirsync status``), in a store created for it if need be.
     """
     found = {}
     for path in sorted(folder.rglob("*")):
@@ -170,10 +171,15 @@ def snapshot(folder: Path) -> dict[str, str]:
         if not path.is_file() or "reports" in parts or path.name.endswith(("-wal", "-shm")):
             continue
         if path.suffix == ".sqlite":
-            found[str(path.relative_to(folder))] = _state_digest(path)
+            digest = _state_digest(path)
+            if digest != _NOTHING:  # a store holding nothing is as good as none
+                found[str(path.relative_to(folder))] = digest
         else:
             found[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
+
+
+_NOTHING = hashlib.sha256().hexdigest()
 
 
 def _state_digest(path: Path) -> str:
@@ -182,7 +188,7 @@ def _state_digest(path: Path) -> str:
         tables = [row[0] for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         for table in tables:
-            if table in ("runs", "sqlite_sequence"):
+            if table in ("runs", "sqlite_sequence", "meta"):
                 continue
             for row in db.execute(f'SELECT * FROM "{table}" ORDER BY 1'):
                 digest.update(repr((table, row)).encode())
