@@ -152,6 +152,9 @@ def dn_problem(dn: str) -> str | None:
         ldap.dn.str2dn(dn)
     except ldap.DECODING_ERROR:
         return f"not a valid DN: {dn!r}"
+    except UnicodeDecodeError:
+        # A \XX escape of a byte that is not UTF-8 (RFC 4514 values are).
+        return f"not a valid DN (an escaped value is not UTF-8): {dn!r}"
     return None
 
 

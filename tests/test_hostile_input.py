@@ -142,7 +142,8 @@ def test_a_foreign_server_entry_with_a_bad_address_is_skipped(
 
 # -- 3. the whole LDIF file is checked before anything is sent ----------------
 
-BAD_DNS = [b"cn=a\x00b", b";cn=x", b"cn=<=x"]
+BAD_DNS = [b"cn=a\x00b", b";cn=x", b"cn=<=x", b"o=\\Fabrikam"]  # \Fa: not UTF-8
+BAD_DN_IDS = ["nul", "semicolon", "less-than", "not-utf8-escape"]
 
 
 def _file_with_a_bad_dn(folder: Path, suffix: str, bad: bytes) -> tuple[Path, str]:
@@ -156,7 +157,7 @@ def _file_with_a_bad_dn(folder: Path, suffix: str, bad: bytes) -> tuple[Path, st
     return path, good
 
 
-@pytest.mark.parametrize("bad", BAD_DNS, ids=["nul", "semicolon", "less-than"])
+@pytest.mark.parametrize("bad", BAD_DNS, ids=BAD_DN_IDS)
 def test_an_import_with_a_bad_dn_changes_nothing_on_slapd(
         creds: SlapdServer, base: str, tmp_path: Path, bad: bytes,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,7 +173,7 @@ def test_an_import_with_a_bad_dn_changes_nothing_on_slapd(
         assert not creds.has_entry(good)
 
 
-@pytest.mark.parametrize("bad", BAD_DNS, ids=["nul", "semicolon", "less-than"])
+@pytest.mark.parametrize("bad", BAD_DNS, ids=BAD_DN_IDS)
 def test_an_import_with_a_bad_dn_changes_nothing_in_an_ldif_hub(
         tmp_path: Path, bad: bytes, capsys: pytest.CaptureFixture[str]) -> None:
     hub = tmp_path / "hub.ldif"

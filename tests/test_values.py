@@ -63,6 +63,7 @@ def test_other_types_need_one_line_without_controls() -> None:
     ('ou="q,r",dc=x', True), ("cn=Zoë Müller,dc=x", True), ("cn=#04024869,dc=x", True),
     ("cn=a\x00b,dc=x", False), (";cn=x,dc=x", False), ("cn=<=x,dc=x", False),
     ("cn=#zz,dc=x", False), ("not a dn", False), ("cn=a,,dc=x", False),
+    ("o=\\Fabrikam,c=US", False),   # \Fa: an escaped byte that is not UTF-8
 ])
 def test_dns_are_parsed_in_full(dn: str, ok: bool) -> None:
     assert (dn_problem(dn) is None) is ok

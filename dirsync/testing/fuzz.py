@@ -170,7 +170,7 @@ def snapshot(folder: Path) -> dict[str, str]:
         parts = path.relative_to(folder).parts
         if not path.is_file() or "reports" in parts or path.name.endswith(("-wal", "-shm")):
             continue
-        if path.suffix == ".sqlite":
+        if path.read_bytes()[:16] == b"SQLite format 3\x00":
             digest = _state_digest(path)
             if digest != _NOTHING:  # a store holding nothing is as good as none
                 found[str(path.relative_to(folder))] = digest
