@@ -52,7 +52,6 @@ from dirsync.changes import Change, add_change, modify_ops, rename_change, renam
 from dirsync.entry import Entry
 from dirsync.errors import DirsyncError, InputError
 from dirsync.escapes import line_writer
-from dirsync.urlvalues import URLValues
 from dirsync.extsort import (
     DEFAULT_RUN_BYTES,
     SEP,
@@ -67,6 +66,7 @@ from dirsync.extsort import (
 )
 from dirsync.ldifio import LDIFWriter
 from dirsync.schema import DEFAULT_DIFF_IGNORE, is_binary, matcher
+from dirsync.urlvalues import URLValues
 
 # Flags in an annotated OLD record's meta (see _annotate).
 MATCHED = 1   # matched by key to a NEW entry at another DN

@@ -11,8 +11,12 @@ from typing import Any
 
 import click
 
-from dirsync.commands.common import directory_options, open_from_options, url_values_from
-from dirsync.commands.common import url_values_option
+from dirsync.commands.common import (
+    directory_options,
+    open_from_options,
+    url_values_from,
+    url_values_option,
+)
 from dirsync.diff import SINKS, DiffOptions, Summary, ldif_entries
 from dirsync.diff import diff as run_diff
 from dirsync.entry import Entry
