@@ -21,6 +21,7 @@ from dirsync.errors import ConfigError, DirsyncError
 from dirsync.exportcheck import check_export
 from dirsync.mapping import Mapping, load_mapping
 from dirsync.wording import plural
+from dirsync.values import screen_for
 
 #: The attribute types an LDAP hub must know (schemas/dirsync.schema).
 DIRSYNC_ATTRIBUTES = ("dirsyncAnchor", "dirsyncSource", "proxyAddresses", "targetAddress")
@@ -102,6 +103,8 @@ def _close_quietly(directory: Any) -> None:
 def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
     """Open and read a directory; records a problem and returns None on failure."""
     where = directory.key_path
+    if (directory.url if directory.kind == "ldap" else directory.path) is None:
+        return None  # the config's own check has said so
     try:
         opened = directory.open()
     except DirsyncError as exc:
@@ -212,3 +215,24 @@ def _check_connection(config: Config, connection: ConnectionConfig, mapping: Map
                 break
         except DirsyncError as exc:
             result.problems.append(f"{where}: the mapping's source filter fails: {exc}")
+    if foreign.kind in ("csv", "ldif"):
+        _check_values(foreign, mapping, where, result)
+
+
+def _check_values(foreign: Any, mapping: Mapping, where: str, result: CheckResult) -> None:
+    """Source entries whose values fail their syntax (what a sync skips)."""
+    screen = screen_for(mapping)
+    bad = 0
+    try:
+        for entry in foreign.read():
+            problems = screen.problems(entry.dn, entry.attrs)
+            if problems:
+                bad += 1
+                if bad <= 20:
+                    at = f"{foreign.path}:{entry.line}" if entry.line else str(foreign.path)
+                    result.notes.append(f"{where}: {at}: {'; '.join(map(str, problems))} "
+                                        "(a sync reports this entry and skips it)")
+    except DirsyncError:
+        return  # the file itself is reported with the directory
+    if bad > 20:
+        result.notes.append(f"{where}: {bad - 20} more source entries with bad values")

@@ -130,6 +130,11 @@ class DirectoryConfig:
             TLSOptions,
         )
 
+        # A table the loader already found lacking (check goes on past it).
+        if self.kind in ("ldap", "ad") and self.url is None:
+            raise ConfigError(f"{self.key_path}.url: missing (the server's LDAP URL)")
+        if self.kind not in ("ldap", "ad") and self.path is None:
+            raise ConfigError(f"{self.key_path}.path: missing (the {self.kind} file)")
         if self.kind in ("ldap", "ad"):
             assert self.url is not None
             tls = TLSOptions(ca_file=str(self.ca_file) if self.ca_file else None,

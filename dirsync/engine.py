@@ -85,12 +85,15 @@ from dirsync.runlog import log_problems
 from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import RunRecord, StateRow, StateStore, now
 from dirsync.templates import SourceView, TemplateError
+from dirsync.values import Problem as ValueProblem
+from dirsync.values import mapped_problems, screen_for
 
 log = logging.getLogger("dirsync.engine")
 
 #: Bump when the same mapping and source would give other hub entries, so
-#: that every connection's next run is a full one.
-ENGINE_VERSION = 2
+#: that every connection's next run is a full one. 3: source values are
+#: checked against their syntax (dirsync.values) before mapping.
+ENGINE_VERSION = 3
 
 #: The message of a run stopped by SIGINT or SIGTERM (status ``interrupted``).
 INTERRUPTED = "interrupted on request; the rest is applied by the next run"
@@ -583,6 +586,7 @@ class ImportRun:
         # Loop prevention: what this connection exported comes back marked.
         self._exported = exported_by(selected.mapping.export, self.name)
         self._returned = 0
+        self.screen = screen_for(selected.mapping)
         self.progress.start("reading the source")
 
     def consider(self, entry: Entry) -> _Target | None:
@@ -632,6 +636,13 @@ class ImportRun:
                 self.kept[anchor] = row
                 self.counts.unchanged += 1
                 return None
+        # Values are checked before mapping. An unchanged entry passed when
+        # it was synced (the state holds hashes of accepted entries only).
+        bad = self.screen.problems(entry.dn, entry.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, self.bad_values(entry, bad))
+            return None
         try:
             kind = selected.kind(view)
             if kind is None:
@@ -643,6 +654,12 @@ class ImportRun:
         except TemplateError as exc:
             self.held.add(anchor)
             self.entry_problem("error", entry, anchor, self.where(exc))
+            return None
+        bad = mapped_problems(mapped.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, "the mapping makes a bad address: "
+                               + self.bad_values(entry, bad))
             return None
         if not mapped.rdn_value:
             self.held.add(anchor)
@@ -744,6 +761,13 @@ class ImportRun:
                             rdn_attribute=selected.rdn_attribute, rdn_value=_first_rdn(dn)[1],
                             anchor=target.anchor, connection=self.name, members=members,
                             member_attribute=selected.mapping.member_attribute)
+
+    def bad_values(self, entry: Entry, problems: list[ValueProblem]) -> str:
+        """File, line and fields of an entry whose values fail their syntax."""
+        path = getattr(self.foreign, "path", None) or getattr(self.foreign, "name", "")
+        at = f"{path}:{entry.line}" if entry.line is not None else str(path)
+        return (f"{at}: " + "; ".join(str(p) for p in problems)
+                + "; the entry is skipped (nothing of it is applied)")
 
     def where(self, exc: TemplateError) -> str:
         mapping = self.selected.mapping

@@ -20,6 +20,7 @@ from dirsync.errors import ConnectionLost, DirectoryError, EntryError, InputErro
 from dirsync.gcpause import paused_gc
 from dirsync.ldifio import LDIFReader
 from dirsync.schema import base_type
+from dirsync.urlvalues import URLValues
 
 log = logging.getLogger("dirsync.import")
 
@@ -45,9 +46,9 @@ class ImportOutcome:
         return 1 if self.failures else 0
 
 
-def load_changes(path: str | Path) -> list[Change]:
+def load_changes(path: str | Path, url_values: URLValues | None = None) -> list[Change]:
     """Every record of the file as a change record (content records are adds)."""
-    with LDIFReader(path) as reader, paused_gc():
+    with LDIFReader(path, url_values=url_values) as reader, paused_gc():
         # The parsed lists are the reader's own: no copy (as add_change makes).
         return [Change("add", r.dn, attrs=r.attrs, line=r.line) if isinstance(r, Entry) else r
                 for r in reader]
@@ -120,8 +121,9 @@ def adds_to_updates(changes: Iterator[Change], directory: Directory) -> Iterator
 def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
                continue_on_error: bool = False, update: bool = False,
                on_result: Callable[[ApplyResult], None] | None = None,
-               on_plan: Callable[[Change], None] | None = None) -> ImportOutcome:
-    changes = load_changes(path)
+               on_plan: Callable[[Change], None] | None = None,
+               url_values: URLValues | None = None) -> ImportOutcome:
+    changes = load_changes(path, url_values)
     known = directory.attribute_types() if hasattr(directory, "attribute_types") else None
     if known:
         check_attribute_types(changes, known, str(path))

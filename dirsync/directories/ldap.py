@@ -30,7 +30,13 @@ from dirsync.directories.ldapresults import (
 )
 from dirsync.directories.ldapresults import message as _message
 from dirsync.entry import Entry, display_dn, normalize_dn, parent_dn
-from dirsync.errors import ConnectionLost, EntryError, TransientDirectoryError, UsageError
+from dirsync.errors import (
+    ConnectionLost,
+    EntryError,
+    FatalDirectoryError,
+    TransientDirectoryError,
+    UsageError,
+)
 from dirsync.ldifio import LDIFWriter
 from dirsync.wording import plural
 
@@ -128,7 +134,15 @@ class LDAPDirectory(DirectoryBase):
             return conn
         except ldap.LDAPError as exc:
             error = directory_error(exc, self.server_url)
-            if self.server_url.startswith("ldaps") or self.tls.starttls:
+            if isinstance(exc, ldap.INVALID_CREDENTIALS):
+                # RFC 4511 invalidCredentials (49): the server answered, so
+                # TLS worked; the DN or the password is wrong.
+                error = FatalDirectoryError(
+                    f"{self.server_url}: invalid credentials: the server refused the bind "
+                    f"as {self.bind_dn or '(anonymous)'!s} (wrong bind DN or password)")
+                error.hint = ("check --bind-dn and the password (--password-file, "
+                              "$DIRSYNC_PASSWORD, or bind_dn and password_file in the config)")
+            elif self.server_url.startswith("ldaps") or self.tls.starttls:
                 # libldap reports a certificate that does not verify as
                 # "can't contact": say what it most likely is.
                 error.hint = ("if the server is up, its certificate may not verify: give "
