@@ -81,6 +81,7 @@ from dirsync.progress import Progress, Silent
 from dirsync.report import Problem, Report, ReportItem
 from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import StateRow, StateStore, now
+from dirsync.templatelimits import RunBudget, configure
 from dirsync.templates import SourceView, TemplateError
 
 log = logging.getLogger("dirsync.engine")
@@ -178,7 +179,7 @@ def directions(connection: ConnectionConfig) -> list[str]:
 def load_runners() -> None:
     """Import the directions that live in modules of their own (they register in RUNNERS)."""
     if "export" not in RUNNERS:
-        import dirsync.exportrun  # noqa: F401
+        import dirsync.exportrun
     # Change detection (syncrepl cookies, timestamps, file fingerprints) wraps the import.
     import dirsync.incremental  # noqa: F401
 
@@ -187,6 +188,7 @@ def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None =
         on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Run the named connections (all when none) in each of their directions."""
     opts = options or SyncOptions()
+    configure(config.template_limits)
     load_runners()
     connections = config.select(list(names))
     results: list[RunResult] = []
@@ -330,6 +332,8 @@ class ImportRun:
         self.failed: dict[int, EntryError] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
+        # What the mapping's templates may spend in this run, entry by entry.
+        self.budget = RunBudget(config.template_limits)
 
     # -- entry point -----------------------------------------------------
     def __call__(self) -> RunResult:
@@ -553,6 +557,10 @@ class ImportRun:
 
     def consider(self, entry: Entry) -> _Target | None:
         """One source entry: unchanged, skipped, an error, or a mapped target."""
+        with self.budget.entry():
+            return self.consider_mapped(entry)
+
+    def consider_mapped(self, entry: Entry) -> _Target | None:
         selected = self.selected
         self.source_entries += 1
         self.progress.advance()

@@ -1,0 +1,423 @@
+"""Bounds on the work a mapping template may cause.
+
+Jinja's sandbox keeps a template away from files and private attributes,
+but not from the machine's time and memory: nested loops that never end,
+``'x' * 3000000000``, a macro that calls itself. A mapping may come from
+someone else, so every template runs inside a budget:
+
+- a time budget per entry (all of its templates together) and per run;
+- a size budget: each value a template makes (strings, lists), each line
+  it renders, and all the text rendered for one entry;
+- a call depth (macros calling macros, recursive loops);
+- ranges of at most so many items.
+
+Going past one raises :class:`LimitExceeded`, which the template layer
+turns into a per-entry error. The checks sit where a template's work
+passes through Jinja's hooks: the sandbox's ``call`` and intercepted
+operators, every ``{% for %}`` (its iterable is wrapped when the template
+is compiled), the string concatenation ``~``, the filters, and the render
+loop itself. Nothing runs in another thread: a template that is stopped
+is stopped for good.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+import jinja2.nodes
+from jinja2.runtime import LoopContext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+#: Largest integer a template may make by ``*`` or ``**``, in bits.
+INT_BITS = 4096
+
+_DIGITS = re.compile(r"\d+")
+
+
+@dataclass(frozen=True)
+class TemplateLimits:
+    """The budgets (docs/mapping.md, "Limits"); ``[template_limits]`` in the config."""
+
+    entry_seconds: float = 2.0
+    run_seconds: float = 3600.0
+    value_chars: int = 65536
+    entry_chars: int = 1048576
+    depth: int = 50
+    range_items: int = 10000
+
+
+DEFAULT_LIMITS = TemplateLimits()
+
+
+class LimitExceeded(Exception):
+    """A template went past one of its limits (the message says which)."""
+
+
+def parse_limits(table: Any, where: str = "template_limits") -> tuple[TemplateLimits, list[str]]:
+    """The limits of a config table, and its problems (each ``where.key: ...``)."""
+    if table is None:
+        return DEFAULT_LIMITS, []
+    if not isinstance(table, dict):
+        return DEFAULT_LIMITS, [f"{where}: must be a table"]
+    known = {f.name: f for f in fields(TemplateLimits)}
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in table.items():
+        spec = known.get(key)
+        if spec is None:
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+            continue
+        seconds = key.endswith("_seconds")
+        if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
+            problems.append(f"{where}.{key}: must be a {'number' if seconds else 'whole number'}")
+        elif value <= 0:
+            problems.append(f"{where}.{key}: must be more than 0")
+        else:
+            values[key] = float(value) if seconds else value
+    return TemplateLimits(**values), problems
+
+
+# -- the budget of the entry being mapped -------------------------------------
+
+class _Scope:
+    """What is left of one entry's budget."""
+
+    __slots__ = ("chars_left", "deadline", "depth", "limits", "timeout")
+
+    def __init__(self, limits: TemplateLimits, seconds: float, timeout: str) -> None:
+        self.limits = limits
+        self.deadline = time.monotonic() + seconds
+        self.chars_left = limits.entry_chars
+        self.depth = 0
+        self.timeout = timeout
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded(self.timeout)
+
+    def spend(self, chars: int) -> None:
+        self.chars_left -= chars
+        if self.chars_left < 0:
+            raise LimitExceeded(f"renders more than {self.limits.entry_chars} characters for "
+                                "one entry (template_limits.entry_chars)")
+
+
+_local = threading.local()
+_configured: list[TemplateLimits] = [DEFAULT_LIMITS]
+
+
+def configure(limits: TemplateLimits) -> None:
+    """The limits of renders outside a run's budget (``dirsync check``, tools)."""
+    _configured[0] = limits
+
+
+def _entry_timeout(seconds: float) -> str:
+    return (f"took more than {seconds:g}s for one entry (template_limits.entry_seconds); "
+            "stopped")
+
+
+def scope() -> _Scope:
+    """The budget in force: the entry's, or a fresh one for a lone render."""
+    found: _Scope | None = getattr(_local, "scope", None)
+    if found is None:
+        limits = _configured[0]
+        found = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
+    return found
+
+
+@contextmanager
+def rendering() -> Iterator[_Scope]:
+    """Around one render: the entry's budget, or a budget of its own."""
+    found: _Scope | None = getattr(_local, "scope", None)
+    if found is not None:
+        yield found
+        return
+    own = scope()
+    _local.scope = own
+    try:
+        yield own
+    finally:
+        _local.scope = None
+
+
+class RunBudget:
+    """The budget of one run: each entry gets its share of what is left."""
+
+    def __init__(self, limits: TemplateLimits | None = None) -> None:
+        self.limits = limits or _configured[0]
+        self.spent = 0.0
+
+    @contextmanager
+    def entry(self) -> Iterator[None]:
+        if getattr(_local, "scope", None) is not None:
+            yield
+            return
+        limits = self.limits
+        left = limits.run_seconds - self.spent
+        if left < limits.entry_seconds:
+            own = _Scope(limits, max(left, 0.0),
+                         f"the run's template time budget of {limits.run_seconds:g}s "
+                         "(template_limits.run_seconds) is spent; not mapped")
+        else:
+            own = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
+        started = time.monotonic()
+        _local.scope = own
+        try:
+            yield
+        finally:
+            _local.scope = None
+            self.spent += time.monotonic() - started
+
+
+# -- checks ------------------------------------------------------------------
+
+def check_size(value: Any) -> Any:
+    """``value`` if it is within the size of one value, else LimitExceeded."""
+    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)):
+        limit = scope().limits.value_chars
+        if len(value) > limit:
+            raise LimitExceeded(f"makes a value of {len(value)} items or characters (at most "
+                                f"{limit}: template_limits.value_chars)")
+    return value
+
+
+def _check_number(value: Any, what: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        limit = scope().limits.value_chars
+        if abs(value) > limit:
+            raise LimitExceeded(f"{what} {value} is larger than {limit} "
+                                "(template_limits.value_chars)")
+
+
+def _check_format(text: str) -> None:
+    """Widths and precisions written in a format string (``%9999999d``, ``{:>9999999}``)."""
+    for digits in _DIGITS.findall(text):
+        if len(digits) > 9:
+            raise LimitExceeded("a format width too large")
+        _check_number(int(digits), "a format width of")
+
+
+def _check_repeat(seq: Any, times: Any) -> None:
+    if isinstance(times, int) and isinstance(seq, (str, bytes, list, tuple)):
+        limit = scope().limits.value_chars
+        if len(seq) * max(times, 0) > limit:
+            raise LimitExceeded(f"makes a value of {len(seq) * times} items or characters "
+                                f"(at most {limit}: template_limits.value_chars)")
+
+
+def _check_bits(bits: int) -> None:
+    if bits > INT_BITS:
+        raise LimitExceeded(f"makes a number of more than {INT_BITS} bits")
+
+
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        grows = text.count(old) * (len(new) - len(old))
+        if grows > 0:
+            check_size_count(len(text) + grows)
+
+
+def check_size_count(count: int) -> None:
+    limit = scope().limits.value_chars
+    if count > limit:
+        raise LimitExceeded(f"makes a value of {count} items or characters (at most {limit}: "
+                            "template_limits.value_chars)")
+
+
+def _check_join(sep: Any, items: Any) -> None:
+    if isinstance(sep, str) and isinstance(items, (list, tuple)):
+        check_size_count(len(sep) * max(len(items) - 1, 0))
+
+
+def binop(operator: str, left: Any, right: Any) -> None:
+    """Before ``left <operator> right`` runs."""
+    if operator == "*":
+        _check_repeat(left, right)
+        _check_repeat(right, left)
+        if isinstance(left, int) and isinstance(right, int):
+            _check_bits(left.bit_length() + right.bit_length())
+    elif operator == "**":
+        if isinstance(left, int) and isinstance(right, int) and right > 0:
+            _check_bits(max(left.bit_length(), 1) * right)
+    elif operator == "%" and isinstance(left, str):
+        _check_format(left)
+        for item in right if isinstance(right, tuple) else (right,):
+            _check_number(item, "a format width of")
+
+
+def bounded_range(*args: Any) -> range:
+    """``range`` for templates: whole numbers, at most ``range_items`` items."""
+    for arg in args:
+        if isinstance(arg, bool) or not isinstance(arg, int):
+            raise LimitExceeded(f"range() takes whole numbers, not {arg!r}")
+    found = range(*args)
+    limit = scope().limits.range_items
+    try:
+        size = len(found)
+    except OverflowError:
+        size = limit + 1
+    if size > limit:
+        raise LimitExceeded(f"range() of more than {limit} items "
+                            "(template_limits.range_items)")
+    return found
+
+
+def guarded(iterable: Any) -> Iterator[Any]:
+    """A ``{% for %}`` loop's items, with the time budget checked at each one."""
+    current = scope()
+    for item in iterable:
+        current.tick()
+        yield item
+
+
+#: What a filter may be passed before its value.
+_PASSED = (jinja2.runtime.Context, jinja2.Environment, jinja2.nodes.EvalContext)
+
+# Filters whose arguments after the value are widths or counts.
+_SIZED_FILTERS = {"center", "indent", "wordwrap", "truncate", "batch", "slice", "format"}
+
+
+def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        scope().tick()
+        # Context and environment filters get those first; the value follows.
+        rest = [a for a in args if not isinstance(a, _PASSED)]
+        value, extra = (rest[0], rest[1:]) if rest else (None, [])
+        if name in _SIZED_FILTERS:
+            for item in [*extra, *kwargs.values()]:
+                _check_number(item, f"{name}() argument")
+            if name == "format" and isinstance(value, str):
+                _check_format(value)
+            if name == "indent" and isinstance(value, str):
+                width = extra[0] if extra else kwargs.get("width", 4)
+                per_line = width if isinstance(width, int) else len(str(width))
+                check_size_count(len(value) + per_line * (value.count("\n") + 1))
+        elif name == "replace" and len(extra) >= 2:
+            _check_replace(value, extra[0], extra[1])
+        elif name == "join" and rest:
+            sep = extra[0] if extra else kwargs.get("d", "")
+            if not isinstance(value, (list, tuple, str)):
+                # A generator (``map``, ``select``): counted before it is joined.
+                items = list(guarded(value))
+                args = tuple(items if a is value else a for a in args)
+                value = items
+            if isinstance(value, (list, tuple)):
+                _check_join(sep, value)
+        return check_size(func(*args, **kwargs))
+
+    for attr in ("jinja_pass_arg",):
+        if hasattr(func, attr):
+            setattr(limited, attr, getattr(func, attr))
+    limited.__name__ = getattr(func, "__name__", name)
+    return limited
+
+
+class LimitedEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with budgets on time, size and depth."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.globals["range"] = bounded_range
+        # What a compiled template calls (see guard_ast).
+        self.dirsync_loop = guarded  # type: ignore[attr-defined]
+        self.dirsync_concat = _concat  # type: ignore[attr-defined]
+
+    def limit_filters(self) -> None:
+        """Wrap every filter (call once the filters are all registered)."""
+        self.filters = {name: _filter(name, func) for name, func in self.filters.items()}
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        scope().tick()
+        binop(operator, left, right)
+        return check_size(super().call_binop(context, operator, left, right))
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        current = scope()
+        current.tick()
+        if isinstance(obj, LoopContext) and args:
+            # A recursive loop's ``loop(children)``: its items are counted too.
+            args = (guarded(args[0]), *args[1:])
+        target = getattr(obj, "__wrapped__", obj)
+        owner = getattr(target, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(target, "__name__", "")
+            for item in [*args, *kwargs.values()]:
+                _check_number(item, f"{name}() argument")
+            if name in ("format", "format_map"):
+                _check_format(owner)
+            elif name == "replace" and len(args) >= 2:
+                _check_replace(owner, args[0], args[1])
+            elif name == "join" and args:
+                _check_join(owner, args[0])
+        elif getattr(obj, "__name__", "") == "generate_lorem_ipsum":
+            for item in [*args, *kwargs.values()]:
+                _check_number(item, "lipsum() argument")
+        current.depth += 1
+        if current.depth > current.limits.depth:
+            current.depth -= 1
+            raise LimitExceeded(f"calls nested more than {current.limits.depth} deep "
+                                "(template_limits.depth)")
+        try:
+            return check_size(super().call(context, obj, *args, **kwargs))
+        finally:
+            current.depth -= 1
+
+
+def _concat(*parts: Any) -> str:
+    """``a ~ b``: what Jinja's own concatenation gives, within the value size."""
+    scope().tick()
+    check_size_count(sum(len(p) if isinstance(p, str) else 0 for p in parts))
+    return check_size("".join(str(p) for p in parts))
+
+
+def guard_ast(ast: jinja2.nodes.Template) -> jinja2.nodes.Template:
+    """Route every loop's iterable and every ``~`` through the budget checks.
+
+    The calls go to attributes of the environment, which a template cannot
+    name or shadow.
+    """
+    for loop in ast.find_all(jinja2.nodes.For):
+        loop.iter = _env_call("dirsync_loop", [loop.iter], loop.lineno)  # type: ignore[list-item]
+    for concat in list(ast.find_all(jinja2.nodes.Concat)):
+        call = _env_call("dirsync_concat", list(concat.nodes), concat.lineno)
+        _replace(ast, concat, call)
+    return ast
+
+
+def _env_call(name: str, args: list[jinja2.nodes.Expr], lineno: int) -> jinja2.nodes.Call:
+    return jinja2.nodes.Call(jinja2.nodes.EnvironmentAttribute(name, lineno=lineno), args,
+                             [], None, None, lineno=lineno)
+
+
+def _replace(root: jinja2.nodes.Node, old: jinja2.nodes.Node, new: jinja2.nodes.Expr) -> None:
+    """Put ``new`` where ``old`` is among the fields of its parent."""
+    for node in [root, *root.find_all(jinja2.nodes.Node)]:
+        for name in node.fields:
+            value = getattr(node, name, None)
+            if value is old:
+                setattr(node, name, new)
+                return
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if item is old:
+                        value[i] = new
+                        return
+
+
+def sized_lines(lines: Iterable[str]) -> list[str]:
+    """The values of a render, each checked against the value size."""
+    out = list(lines)
+    limit = scope().limits.value_chars
+    for line in out:
+        if len(line) > limit:
+            raise LimitExceeded(f"renders a value of {len(line)} characters (at most {limit}: "
+                                "template_limits.value_chars)")
+    return out
