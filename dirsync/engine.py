@@ -54,6 +54,7 @@ from dirsync.mapping import (
     fingerprint,
     load_mapping,
 )
+from dirsync.ownership import AddressGuard, Lost
 from dirsync.plan import (
     PHASE_ADD,
     PHASE_CONTAINER,
@@ -363,6 +364,10 @@ class ImportRun:
     def _run(self) -> RunResult:
         log.info("%s: %s %s run%s", self.name, self.mode, self.direction,
                  " (dry run)" if self.options.dry_run else "")
+        same_server = self.hub.kind == self.foreign.kind == "ldap" \
+            and self.hub.server_url == self.foreign.server_url
+        self.addresses = AddressGuard(self.hub, self.hub_base(), self.name,
+                                      outside=[self.foreign.base] if same_server else [])
         self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.load_state_rows()
         self.new_plan()
@@ -434,6 +439,19 @@ class ImportRun:
         finally:
             log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
                       time.perf_counter() - started, peak_memory_mb())
+
+    def hub_base(self) -> str:
+        """Where addresses are looked up: the hub's base, else the naming
+        context that holds the import container."""
+        base = self.config.directories[self.connection.hub].base
+        if base:
+            return base
+        if self.hub.kind == "ldap":
+            root = self.hub.get("", ["namingContexts"])
+            for context in (root.texts("namingContexts") if root is not None else []):
+                if normalize_dn(self.container).endswith(normalize_dn(context)):
+                    return context
+        return self.container
 
     # -- 1. the hub --------------------------------------------------------
     def scan_hub(self) -> HubIndex:
@@ -624,6 +642,7 @@ class ImportRun:
                                f"{selected.mapping.where('rdn.value')})")
             return None
         state_kind = "group" if kind == KIND_LIST and selected.list_mode == "group" else kind
+        self.addresses.claim(anchor, mapped.attrs)
         return _Target(anchor, state_kind, digest, mapped.rdn_value, mapped.attrs,
                        mapped.object_classes, mapped.members, entry.line)
 
@@ -690,6 +709,8 @@ class ImportRun:
 
     def streamed_adds(self, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
         selected = self.selected
+        # Held back a few at a time: their addresses are looked up together.
+        pending: list[tuple[_Target, Entry]] = []
         for entry in entries:
             target = self.consider(entry)
             if target is None:
@@ -707,10 +728,35 @@ class ImportRun:
                                              conflict or "", target.line))
                 continue
             self.final_dns[target.anchor] = dn
-            built = self.build(target, dn, None)
+            pending.append((target, self.build(target, dn, None)))
+            if len(pending) >= FETCH_CHUNK:
+                yield from self.streamed_batch(pending)
+                pending = []
+        yield from self.streamed_batch(pending)
+
+    def streamed_batch(self, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
+        self.check_addresses([(target, built, None) for target, built in pending])
+        for target, built in pending:
             plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
-            yield from self.new_item(target.kind, target.anchor, dn, plan, target.hash,
+            yield from self.new_item(target.kind, target.anchor, built.dn, plan, target.hash,
                                      target.kind, spool=False)
+
+    def check_addresses(self, batch: list[tuple[_Target, Entry, Entry | None]]) -> None:
+        """Leave out of each entry the addresses another entry holds or claims first.
+
+        An entry that lost one is a conflict; its state row gets no source
+        hash, so that the next run checks it again (the holder may let go).
+        """
+        lost = self.addresses.check(
+            ((target.anchor, entry, current) for target, entry, current in batch),
+            remapped=self.remapped, deleted=self.deleted)
+        for target, entry, _ in batch:
+            taken: list[Lost] | None = lost.get(target.anchor)
+            if taken:
+                target.hash = ""
+                self.counts.conflict += 1
+                self.problems.append(Problem("conflict", target.anchor, entry.dn,
+                                             "; ".join(t.text() for t in taken), target.line))
 
     def build(self, target: _Target, dn: str, members: list[str] | None) -> Entry:
         selected = self.selected
@@ -740,6 +786,7 @@ class ImportRun:
         selected = self.selected
         ours = self.index.ours
         wanted_anchors = {a for a, _ in self.wanted}
+        self.remapped.update(wanted_anchors)
         # Anchors the source no longer has (or now skips) go; entries with
         # errors stay as they are. With unreadable source entries, an
         # anchor that is simply missing may be one of them: hold it back.
@@ -760,6 +807,7 @@ class ImportRun:
 
         # Where each re-mapped entry goes.
         deleted = set(self.deletes)
+        self.deleted.update(deleted)
         # DNs the other entries of this connection keep (only needed to place some),
         # including those a first sync has just added.
         held_dns = dict(self.placed_dns)
@@ -814,6 +862,9 @@ class ImportRun:
         self.final_dns: dict[str, str] = {}         # anchor -> the DN it ends up with
         self.placed_dns: dict[str, str] = {}        # normalized DN -> anchor (a first sync)
         self.deletes: list[str] = []
+        # Anchors the plan maps again and deletes (for the address check).
+        self.remapped: set[str] = set()
+        self.deleted: set[str] = set()
         self.inflight: dict[int, tuple[Any, ...]] = {}  # applied at once, not yet reported
         self.next_item = 0
         self._state_anchors = {anchor: anchor for anchor in self.state_rows}
@@ -893,6 +944,8 @@ class ImportRun:
             if record is not None:
                 fetch.append(target.anchor)
         found = self.fetch(fetch)
+        self.check_addresses([(target, entry, found.get(target.anchor))
+                              for target, entry, _ in built])
         for target, entry, owned in built:
             # An entry deleted by hand since the scan is simply added again.
             plan = plan_entry(entry, found.get(target.anchor), owned,
