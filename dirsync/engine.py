@@ -84,6 +84,7 @@ from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import StateRow, StateStore, now
 from dirsync.templatelimits import RunBudget, configure
 from dirsync.templates import SourceView, TemplateError
+from dirsync.unconfirmed import Unconfirmed
 
 log = logging.getLogger("dirsync.engine")
 
@@ -331,6 +332,8 @@ class ImportRun:
         self.applied = False
         self.streaming = False          # a first sync, adding as it reads
         self.failed: dict[int, EntryError] = {}
+        # Items with a change sent when the connection was lost, unanswered.
+        self.unknown: dict[int, str | None] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
         # What the mapping's templates may spend in this run, entry by entry.
@@ -366,6 +369,7 @@ class ImportRun:
                  " (dry run)" if self.options.dry_run else "")
         same_server = self.hub.kind == self.foreign.kind == "ldap" \
             and self.hub.server_url == self.foreign.server_url
+        self.unconfirmed = Unconfirmed(self.state, self.name, self.direction)
         self.addresses = AddressGuard(self.hub, self.hub_base(), self.name,
                                       outside=[self.foreign.base] if same_server else [])
         self.index = self.timed("hub scan", self.scan_hub)
@@ -405,6 +409,10 @@ class ImportRun:
             status = "ok"
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
+            self.unconfirmed.save(self.unknown.values())
+        found = self.unconfirmed.summary()
+        if found:
+            self.problems.append(Problem("note", None, None, found, None))
         ended = now()
         files = self.timed("report", lambda: self.report.finish(
             run={"connection": self.name, "direction": self.direction, "mode": self.mode,
@@ -885,8 +893,11 @@ class ImportRun:
         changes = plan.changes
         self.item_changes[item] = len(changes)
         counted = kind != "container"
+        notes = self.notes.pop(anchor, []) if anchor else []
+        if counted and (redone := self.unconfirmed.planned(anchor)) is not None:
+            notes.append(redone)
         record = (item, kind, anchor, plan.action, dn, plan.old_dn, plan.before, plan.after,
-                  self.notes.pop(anchor, []) if anchor else [])
+                  notes)
         if spool:
             self.items.append(record)
         else:
@@ -959,6 +970,8 @@ class ImportRun:
         self.refresh[target.anchor] = StateRow(dn, target.hash, target.kind)
         self.counts.unchanged += 1
         notes = self.notes.pop(target.anchor, None)
+        if (found := self.unconfirmed.unchanged(target.anchor)) is not None:
+            notes = [*(notes or []), found]
         if notes:
             self.problems.append(Problem("note", target.anchor, dn, "; ".join(notes),
                                          target.line))
@@ -1094,9 +1107,22 @@ class ImportRun:
             if not self.streaming:
                 # A first sync counts source rows instead, as it reads them.
                 self.progress.advance()
+            if result.unknown:
+                # Applied or not: not a failure, and not recorded in the state,
+                # so that the next run compares it and says what it found.
+                if item not in self.failed and item not in self.unknown and action:
+                    self.counts.bump(action, -1)
+                    self.counts.unknown += 1
+                self.unknown[item] = anchor
+                if item in self.inflight:
+                    self.report.item(self.report_item(self.inflight.pop(item)))
+                continue
             if result.error is not None:
                 if item not in self.failed and action:
-                    self.counts.bump(action, -1)
+                    if item in self.unknown:
+                        self.counts.unknown -= 1
+                    else:
+                        self.counts.bump(action, -1)
                     self.counts.error += 1
                 self.failed[item] = result.error
                 if item in self.inflight:
@@ -1115,14 +1141,17 @@ class ImportRun:
                 self.record_state(anchor, state)
 
     def count_unfinished(self) -> None:
-        """After an interrupted apply: entries not (fully) applied count as errors."""
+        """After an interrupted apply: entries none of whose changes was sent
+        count as not attempted. Entries with some changes confirmed stay
+        counted as their action (the hub shows it; the next run does the
+        rest); failed and unknown ones are counted already."""
         for record in itertools.chain(self.items, self.inflight.values()):
-            item, kind, _, action = record[0], record[1], record[2], record[3]
-            if kind == "container" or item in self.failed:
+            item, kind, action = record[0], record[1], record[3]
+            if kind == "container" or item in self.failed or item in self.unknown:
                 continue
-            if self.done.get(item, 0) < self.item_changes.get(item, 0):
+            if self.done.get(item, 0) == 0 and self.item_changes.get(item, 0) > 0:
                 self.counts.bump(action, -1)
-                self.counts.error += 1
+                self.counts.not_attempted += 1
 
     def record_state(self, anchor: str, state: tuple[Any, ...]) -> None:
         if state[0] == "drop":
@@ -1176,10 +1205,17 @@ class ImportRun:
             status = "failed"
             failure = self.failed[item]
             error = f"{failure.result}: {failure.message}" if failure.result else failure.message
+        elif item in self.unknown:
+            status = "unknown"
+            error = ("sent, but the connection was lost before the answer; the next run "
+                     "checks it")
         elif self.done.get(item, 0) >= self.item_changes.get(item, 0):
             status = "applied"
+        elif self.done.get(item, 0):
+            status = "partly applied"
+            error = "stopped early; the next run applies the rest"
         else:
-            status = "not applied"
+            status = "not attempted"
         return ReportItem(kind=kind, anchor=anchor, action=action, dn=dn, old_dn=old_dn,
                           status=status, error=error, before=before, after=after, notes=notes)
 

@@ -437,6 +437,31 @@ class Pipeline:
         self.done[seq] = ApplyResult(change, error)
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
+        try:
+            yield from self._run(changes)
+        except DirectoryError:
+            if self.failed_seq is None:
+                yield from self._lost()
+            raise
+
+    def _lost(self) -> Iterator[ApplyResult]:
+        """After the connection is lost: in order, what the server answered and
+        not handed out yet, then each change sent without an answer. A change
+        never sent is not among them."""
+        unanswered = dict(self.outstanding.values())
+        index = self._next_out
+        while index in self.done or index in unanswered:
+            result = self.done.pop(index, None)
+            if result is None:
+                change = unanswered[index]
+                result = ApplyResult(change, EntryError(
+                    change.dn, "sent, but the connection was lost before the answer: it may "
+                    "or may not be applied; the next run finds out", result="unknown",
+                    line=change.line), unknown=True)
+            yield result
+            index += 1
+
+    def _run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
         window = self.directory.window
         next_out = 0
         seq = 0

@@ -1,0 +1,168 @@
+"""The report counts what the server confirmed, when the server dies mid-run.
+
+A real ``dirsync sync`` runs as a subprocess against a slapd of its own; the
+test kills slapd (SIGKILL) once a number of the run's writes are visible,
+restarts it, and compares report.json and changes.ldif with what the hub
+holds: confirmed changes are counted as applied, changes sent without an
+answer as unknown, changes never sent as not attempted, none as errors.
+The next run's report says what it found of the unknown ones.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dirsync.cli import main
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
+
+ROWS = 1500
+
+
+@pytest.fixture
+def server(new_slapd: SlapdServer) -> SlapdServer:
+    """A slapd of its own (it gets killed), writing with fsync: slow enough to
+    be caught in the middle of a run."""
+    new_slapd.start()
+    new_slapd.add_suffix()
+    return new_slapd
+
+
+def run_until_killed(config: Path, slapd: SlapdServer, ready: Callable[[], bool]
+                     ) -> dict[str, Any]:
+    """``dirsync sync`` in a subprocess; SIGKILL slapd once ``ready()``; its JSON line."""
+    process = subprocess.Popen([sys.executable, "-m", "dirsync", "-c", str(config), "--json",
+                                "sync"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail("the sync ended before the kill point: "
+                            + (process.stderr.read().decode() if process.stderr else ""))
+            if time.monotonic() > deadline:
+                pytest.fail("the kill point was never reached")
+            time.sleep(0.005)
+        slapd.stop(signal.SIGKILL)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, err.decode()
+    assert b"Traceback" not in err
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def count(slapd: SlapdServer, container: str, filt: str = "(dirsyncSource=gal)") -> int:
+    try:
+        return len(search(slapd, container, filt, ["1.1"]))
+    except Exception:  # noqa: BLE001 - the server is being killed
+        return 0
+
+
+def report(line: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((Path(line["report"]) / "report.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def ldif_records(line: dict[str, Any], kind: str) -> int:
+    """Change records of ``kind`` in changes.ldif, the import container's add aside."""
+    text = (Path(line["report"]) / "changes.ldif").read_text(encoding="utf-8")
+    records = [r for r in text.split("\n\n") if f"\nchangetype: {kind}\n" in r]
+    return sum(1 for r in records if kind != "add" or "\ndirsyncAnchor: " in r)
+
+
+def statuses(data: dict[str, Any]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for entry in data["entries"]:
+        if not entry.get("container"):
+            found[entry["status"]] = found.get(entry["status"], 0) + 1
+    return found
+
+
+def rerun(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["-c", str(config), "--json", "sync"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_adds_cut_short_are_counted_as_the_hub_holds_them(
+        server: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{server.suffix}"
+    source = write_csv(tmp_path / "gal.csv", gal_rows(ROWS))
+    config = hub_config(tmp_path, server, container, source)
+    line = run_until_killed(config, server, lambda: count(server, container) >= ROWS // 3)
+    server.start()
+    held = count(server, container)
+    counts = line["counts"]
+    assert line["status"] == "errors" and "stopped early" in line["message"]
+    assert counts["error"] == 0
+    # Confirmed adds are what changes.ldif holds; the hub holds those, and
+    # perhaps some of the unanswered ones, never more.
+    assert counts["add"] == ldif_records(line, "add") > 0
+    assert counts["add"] <= held <= counts["add"] + counts["unknown"], (counts, held)
+    data = report(line)
+    assert data["counts"] == counts
+    found = statuses(data)
+    assert found.get("applied", 0) == counts["add"]
+    assert found.get("unknown", 0) == counts["unknown"]
+    assert found.get("failed", 0) == 0
+    # Every entry the report calls applied is in the hub.
+    in_hub = {a["dirsyncAnchor"][0].decode()
+              for a in search(server, container, "(dirsyncSource=gal)",
+                              ["dirsyncAnchor"]).values()}
+    applied = {e["anchor"] for e in data["entries"]
+               if e["status"] == "applied" and not e.get("container")}
+    assert applied <= in_hub
+
+    # The next run finds the rest, and says what became of the unknown ones.
+    line = rerun(config, capsys)
+    assert line["counts"]["add"] == ROWS - held
+    assert line["counts"]["unchanged"] == held
+    assert count(server, container) == ROWS
+    if counts["unknown"]:
+        notes = [p["message"] for p in report(line)["problems"] if p["kind"] == "note"]
+        found_applied = held - counts["add"]
+        assert (f"{counts['unknown']} changes of the last run were not confirmed when its "
+                f"connection was lost: {found_applied} found applied, "
+                f"{counts['unknown'] - found_applied} changed by this run") in notes
+
+
+def test_renames_cut_short_are_counted_as_the_hub_holds_them(
+        server: SlapdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{server.suffix}"
+    source = write_csv(tmp_path / "gal.csv", gal_rows(ROWS))
+    config = hub_config(tmp_path, server, container, source)
+    assert main(["-c", str(config), "sync"]) == 0
+    # A new display name: each entry is renamed, then modified (cn, sn, displayName).
+    write_csv(source, [gal_row(r["Alias"], **{"Display Name": f"Moved {r['Alias']}"})
+                       for r in gal_rows(ROWS)])
+    line = run_until_killed(config, server,
+                            lambda: count(server, container, "(cn=Moved *)") >= ROWS // 5)
+    server.start()
+    moved = count(server, container, "(cn=Moved *)")
+    counts = line["counts"]
+    assert counts["error"] == 0
+    assert counts["rename"] == ldif_records(line, "modrdn") > 0
+    # Renames go one at a time: at most one is unanswered.
+    assert counts["unknown"] <= 1
+    assert counts["rename"] <= moved <= counts["rename"] + counts["unknown"], (counts, moved)
+    assert counts["rename"] + counts["unknown"] + counts["not_attempted"] == ROWS
+    data = report(line)
+    found = statuses(data)
+    # Renamed but not modified yet: the next run does the rest.
+    assert found.get("partly applied", 0) + found.get("applied", 0) == counts["rename"]
+    assert found.get("not attempted", 0) == counts["not_attempted"]
+
+    line = rerun(config, capsys)
+    assert count(server, container, "(cn=Moved *)") == ROWS
+    assert line["counts"]["rename"] == ROWS - moved
+    assert line["counts"]["modify"] + line["counts"]["rename"] == ROWS
