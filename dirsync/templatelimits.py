@@ -47,6 +47,7 @@ class TemplateLimits:
     entry_seconds: float = 2.0
     run_seconds: float = 3600.0
     value_chars: int = 65536
+    list_items: int = 1000000
     entry_chars: int = 1048576
     depth: int = 50
     range_items: int = 10000
@@ -177,13 +178,36 @@ class RunBudget:
 
 # -- checks ------------------------------------------------------------------
 
-def check_size(value: Any) -> Any:
-    """``value`` if it is within the size of one value, else LimitExceeded."""
-    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)):
-        limit = scope().limits.value_chars
-        if len(value) > limit:
-            raise LimitExceeded(f"makes a value of {len(value)} items or characters (at most "
-                                f"{limit}: template_limits.value_chars)")
+_SIZED = (str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _volume(value: Any) -> int:
+    """About how much text a value holds: a string's length, a list's items and
+    the length of its strings."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return len(value) + sum(len(v) for v in value if isinstance(v, (str, bytes)))
+    return len(value) if isinstance(value, dict) else 0
+
+
+def check_size(value: Any, inputs: tuple[Any, ...] = ()) -> Any:
+    """``value`` if it is within the size of one value, else LimitExceeded.
+
+    Strings are held to ``value_chars``, lists and the like to
+    ``list_items``; a value that is no larger than the largest of its
+    ``inputs`` passes (a filter may keep a large source value as it is,
+    not make it larger).
+    """
+    if isinstance(value, (str, bytes)):
+        limit, key = scope().limits.value_chars, "value_chars"
+    elif isinstance(value, _SIZED):
+        limit, key = scope().limits.list_items, "list_items"
+    else:
+        return value
+    if len(value) > limit and len(value) > max((_volume(i) for i in inputs), default=0):
+        raise LimitExceeded(f"makes a value of {len(value)} items or characters (at most "
+                            f"{limit}: template_limits.{key})")
     return value
 
 
@@ -205,10 +229,13 @@ def _check_format(text: str) -> None:
 
 def _check_repeat(seq: Any, times: Any) -> None:
     if isinstance(times, int) and isinstance(seq, (str, bytes, list, tuple)):
-        limit = scope().limits.value_chars
+        limits = scope().limits
+        strings = isinstance(seq, (str, bytes))
+        limit = limits.value_chars if strings else limits.list_items
         if len(seq) * max(times, 0) > limit:
             raise LimitExceeded(f"makes a value of {len(seq) * times} items or characters "
-                                f"(at most {limit}: template_limits.value_chars)")
+                                f"(at most {limit}: template_limits."
+                                f"{'value_chars' if strings else 'list_items'})")
 
 
 def _check_bits(bits: int) -> None:
@@ -231,8 +258,13 @@ def check_size_count(count: int) -> None:
 
 
 def _check_join(sep: Any, items: Any) -> None:
+    """Before ``sep.join(items)``: separators may not make it grow past the limit
+    (a large list of a source joined by one character is fine)."""
     if isinstance(sep, str) and isinstance(items, (list, tuple)):
-        check_size_count(len(sep) * max(len(items) - 1, 0))
+        volume = _volume(items)
+        size = volume - len(items) + len(sep) * max(len(items) - 1, 0)
+        if size > volume:
+            check_size_count(size)
 
 
 def binop(operator: str, left: Any, right: Any) -> None:
@@ -309,7 +341,7 @@ def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 value = items
             if isinstance(value, (list, tuple)):
                 _check_join(sep, value)
-        return check_size(func(*args, **kwargs))
+        return check_size(func(*args, **kwargs), (*rest, *kwargs.values()))
 
     for attr in ("jinja_pass_arg",):
         if hasattr(func, attr):
@@ -366,7 +398,11 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             raise LimitExceeded(f"calls nested more than {current.limits.depth} deep "
                                 "(template_limits.depth)")
         try:
-            return check_size(super().call(context, obj, *args, **kwargs))
+            found = super().call(context, obj, *args, **kwargs)
+            # What the source entry holds (attr(), values()) is as large as it is.
+            if getattr(owner, "dirsync_source", False):
+                return found
+            return check_size(found, (owner, *args, *kwargs.values()))
         finally:
             current.depth -= 1
 

@@ -96,6 +96,8 @@ class SourceView(Mapping[str, Any]):
     """A source entry as templates see it (read-only, case-insensitive)."""
 
     __slots__ = ("_first", "entry", "extra", "variables")
+    #: Its values are the source's: the template limits do not cut them.
+    dirsync_source = True
 
     def __init__(self, entry: Entry, variables: Mapping[str, str] | None = None,
                  **extra: Any) -> None:

@@ -125,7 +125,7 @@ def test_limits_come_from_the_config_with_defaults(tmp_path: Path) -> None:
         "template_limits.depth: must be more than 0",
         "template_limits.entry_seconds: must be a number",
         ("template_limits.nope: unknown key (known: depth, entry_chars, entry_seconds, "
-        "range_items, run_seconds, value_chars)")]
+        "list_items, range_items, run_seconds, value_chars)")]
 
 
 def _mapping_with(tmp_path: Path, info: str) -> Path:
@@ -167,3 +167,25 @@ def test_a_sync_with_a_runaway_template_exits_1_and_applies_the_other_entries(
     assert len(problems) == 1 and "person.attributes.description" in problems[0]["message"]
     # The report stays small: the runaway value never reached it.
     assert sum(p.stat().st_size for p in Path(line["report"]).iterdir()) < 200_000
+
+
+def test_large_source_values_may_pass_through_but_not_grow() -> None:
+    members = ";".join(f"member{i:06d}" for i in range(100000))       # 1.5 MB, 100,000 items
+    view = SourceView(Entry("cn=a", {"Members": [members.encode()],
+                                     "member": [f"m{i}".encode() for i in range(100000)]}))
+    with RunBudget(TemplateLimits()).entry():
+        assert len(Expression("e", "attr('Members') | split(';')").value(view)) == 100000
+        assert len(Expression("e", "values('member') + values('member')").value(view)) \
+            == 200000
+        assert len(Expression("e", "values('member') | join(';')").value(view)) > 65536
+        assert len(Expression("e", "attr('Members').replace(';', ',')").value(view)) \
+            == len(members)
+        with pytest.raises(TemplateError, match="value_chars"):
+            Expression("e", "attr('Members') | replace(';', ';;')").value(view)
+        with pytest.raises(TemplateError, match="value_chars"):
+            Expression("e", "values('member') | join(';;')").value(view)
+        with pytest.raises(TemplateError, match="list_items"):
+            Expression("e", "values('member') * 11").value(view)
+        # A rendered value is held to value_chars, whatever made it.
+        with pytest.raises(TemplateError, match="value_chars"):
+            Template("t", "{{ Members }}").values(view)
