@@ -26,7 +26,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,6 +35,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 #: Largest integer a template may make by ``*`` or ``**``, in bits.
 INT_BITS = 4096
+
+#: The smallest size limits may be: anything this small passes unchecked.
+MIN_SIZE = 256
 
 _DIGITS = re.compile(r"\d+")
 
@@ -75,10 +77,13 @@ def parse_limits(table: Any, where: str = "template_limits") -> tuple[TemplateLi
             problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
             continue
         seconds = key.endswith("_seconds")
+        least = MIN_SIZE if key in ("value_chars", "list_items", "entry_chars") else 1
         if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
             problems.append(f"{where}.{key}: must be a {'number' if seconds else 'whole number'}")
-        elif value <= 0:
+        elif seconds and value <= 0:
             problems.append(f"{where}.{key}: must be more than 0")
+        elif not seconds and value < least:
+            problems.append(f"{where}.{key}: must be at least {least}")
         else:
             values[key] = float(value) if seconds else value
     return TemplateLimits(**values), problems
@@ -123,8 +128,21 @@ def _entry_timeout(seconds: float) -> str:
             "stopped")
 
 
+def tick() -> None:
+    """The time check of the entry being mapped (none outside one)."""
+    found: _Scope | None = getattr(_local, "scope", None)
+    if found is not None and time.monotonic() > found.deadline:
+        raise LimitExceeded(found.timeout)
+
+
+def active() -> _Scope | None:
+    """The budget of the entry being mapped, if any."""
+    found: _Scope | None = getattr(_local, "scope", None)
+    return found
+
+
 def scope() -> _Scope:
-    """The budget in force: the entry's, or a fresh one for a lone render."""
+    """The budget in force: the entry's, or a fresh one for a lone check."""
     found: _Scope | None = getattr(_local, "scope", None)
     if found is None:
         limits = _configured[0]
@@ -132,32 +150,37 @@ def scope() -> _Scope:
     return found
 
 
-@contextmanager
-def rendering() -> Iterator[_Scope]:
-    """Around one render: the entry's budget, or a budget of its own."""
-    found: _Scope | None = getattr(_local, "scope", None)
-    if found is not None:
-        yield found
-        return
-    own = scope()
-    _local.scope = own
-    try:
-        yield own
-    finally:
+class LoneRender:
+    """A budget of its own for a render outside an entry's (``with``)."""
+
+    def __enter__(self) -> _Scope:
+        self.scope = scope()
+        _local.scope = self.scope
+        return self.scope
+
+    def __exit__(self, *exc: object) -> None:
         _local.scope = None
 
 
 class RunBudget:
-    """The budget of one run: each entry gets its share of what is left."""
+    """The budget of one run: each entry gets its share of what is left.
+
+    ``with budget.entry():`` around the mapping of one entry (a plain class,
+    not a generator: it runs once per source entry).
+    """
 
     def __init__(self, limits: TemplateLimits | None = None) -> None:
         self.limits = limits or _configured[0]
         self.spent = 0.0
+        self._started = 0.0
+        self._nested = False
 
-    @contextmanager
-    def entry(self) -> Iterator[None]:
-        if getattr(_local, "scope", None) is not None:
-            yield
+    def entry(self) -> RunBudget:
+        return self
+
+    def __enter__(self) -> None:
+        self._nested = getattr(_local, "scope", None) is not None
+        if self._nested:
             return
         limits = self.limits
         left = limits.run_seconds - self.spent
@@ -167,13 +190,13 @@ class RunBudget:
                          "(template_limits.run_seconds) is spent; not mapped")
         else:
             own = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
-        started = time.monotonic()
+        self._started = time.monotonic()
         _local.scope = own
-        try:
-            yield
-        finally:
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._nested:
             _local.scope = None
-            self.spent += time.monotonic() - started
+            self.spent += time.monotonic() - self._started
 
 
 # -- checks ------------------------------------------------------------------
@@ -199,6 +222,8 @@ def check_size(value: Any, inputs: tuple[Any, ...] = ()) -> Any:
     ``inputs`` passes (a filter may keep a large source value as it is,
     not make it larger).
     """
+    if not isinstance(value, _SIZED) or len(value) <= MIN_SIZE:
+        return value
     if isinstance(value, (str, bytes)):
         limit, key = scope().limits.value_chars, "value_chars"
     elif isinstance(value, _SIZED):
@@ -313,11 +338,13 @@ _PASSED = (jinja2.runtime.Context, jinja2.Environment, jinja2.nodes.EvalContext)
 
 # Filters whose arguments after the value are widths or counts.
 _SIZED_FILTERS = {"center", "indent", "wordwrap", "truncate", "batch", "slice", "format"}
+#: Filters whose arguments are looked at before they run.
+_CHECKED_FILTERS = _SIZED_FILTERS | {"replace", "join"}
 
 
 def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def limited(*args: Any, **kwargs: Any) -> Any:
-        scope().tick()
+        tick()
         # Context and environment filters get those first; the value follows.
         rest = [a for a in args if not isinstance(a, _PASSED)]
         value, extra = (rest[0], rest[1:]) if rest else (None, [])
@@ -343,11 +370,18 @@ def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 _check_join(sep, value)
         return check_size(func(*args, **kwargs), (*rest, *kwargs.values()))
 
-    for attr in ("jinja_pass_arg",):
-        if hasattr(func, attr):
-            setattr(limited, attr, getattr(func, attr))
-    limited.__name__ = getattr(func, "__name__", name)
-    return limited
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        tick()
+        found = func(*args, **kwargs)
+        if isinstance(found, _SIZED) and len(found) > MIN_SIZE:
+            return check_size(found, (*args, *kwargs.values()))
+        return found
+
+    wrapper = limited if name in _CHECKED_FILTERS else plain
+    if hasattr(func, "jinja_pass_arg"):
+        wrapper.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(func, "__name__", name)
+    return wrapper
 
 
 class LimitedEnvironment(ImmutableSandboxedEnvironment):

@@ -34,8 +34,9 @@ from dirsync.entry import Entry
 from dirsync.templatelimits import (
     LimitedEnvironment,
     LimitExceeded,
+    LoneRender,
+    active,
     guard_ast,
-    rendering,
     sized_lines,
 )
 
@@ -261,11 +262,8 @@ class Template(Compiled):
                 found = view.first(name) if kind == "attr" else view.lookup(name)
                 if found:
                     break
-            try:
-                return sized_lines(_lines(f"{before}{found}{after}" if before or after
-                                          else found))
-            except LimitExceeded as exc:
-                raise self.failed(exc) from None
+            # A source value copied as it is: no template work to bound.
+            return _lines(f"{before}{found}{after}" if before or after else found)
         assert self._jinja is not None
         try:
             return sized_lines(_lines(_render(self._jinja, view)[0]))
@@ -335,14 +333,23 @@ def _render(template: jinja2.Template, view: SourceView) -> tuple[str, Any]:
     The output is taken chunk by chunk (instead of Jinja's ``make_module``,
     which lists it whole) so that its time and size are checked as it grows.
     """
-    with rendering() as budget:
-        context = template.new_context(view, shared=True)  # type: ignore[arg-type]
-        parts: list[str] = []
-        for chunk in template.root_render_func(context):
-            budget.tick()
-            budget.spend(len(chunk))
-            parts.append(chunk)
-        return "".join(parts), context
+    budget = active()
+    if budget is None:
+        with LoneRender() as budget:
+            return _chunks(template, view, budget)
+    return _chunks(template, view, budget)
+
+
+def _chunks(template: jinja2.Template, view: SourceView, budget: Any) -> tuple[str, Any]:
+    context = template.new_context(view, shared=True)  # type: ignore[arg-type]
+    parts: list[str] = []
+    tick = budget.tick
+    spend = budget.spend
+    for chunk in template.root_render_func(context):
+        tick()
+        spend(len(chunk))
+        parts.append(chunk)
+    return "".join(parts), context
 
 
 def _lines(text: str) -> list[str]:

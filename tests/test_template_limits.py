@@ -74,13 +74,13 @@ def test_a_runaway_template_is_a_per_entry_error_within_its_budget(name: str) ->
 
 
 def test_each_limit_is_named_in_its_error() -> None:
-    limits = TemplateLimits(entry_seconds=0.3, value_chars=100, entry_chars=1000, depth=5,
+    limits = TemplateLimits(entry_seconds=0.3, value_chars=300, entry_chars=1000, depth=5,
                             range_items=50)
     cases = {
         "template_limits.entry_seconds": "{% for i in range(50) %}{% for j in range(50) %}"
                                          "{% for k in range(50) %}{% for m in range(50) %}"
                                          "{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
-        "template_limits.value_chars": "{{ 'x' * 101 }}",
+        "template_limits.value_chars": "{{ 'x' * 301 }}",
         "template_limits.entry_chars": "{% for i in range(50) %}{{ 'x' * 90 }}\n{% endfor %}",
         "template_limits.depth": "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(1) }}",
         "template_limits.range_items": "{{ range(51) | list }}",
@@ -92,11 +92,11 @@ def test_each_limit_is_named_in_its_error() -> None:
 
 
 def test_templates_within_the_limits_render_as_before() -> None:
-    with RunBudget(TemplateLimits(value_chars=100, range_items=5, depth=3)).entry():
+    with RunBudget(TemplateLimits(value_chars=300, range_items=5, depth=3)).entry():
         assert Template("t", "{{ x | upper }} {% for i in range(5) %}{{ i }}{% endfor %}"
                              " {{ 'a' ~ x }} {{ 'ab' * 3 }} {{ '%05d' % 42 }}").values(VIEW) \
             == ["HELLO 01234 ahello ababab 00042"]
-        assert Template("t", "{{ 'x' * 100 }}").values(VIEW) == ["x" * 100]
+        assert Template("t", "{{ 'x' * 300 }}").values(VIEW) == ["x" * 300]
         assert Expression("e", "range(3) | list").value(VIEW) == [0, 1, 2]
 
 
@@ -118,14 +118,16 @@ def test_the_run_budget_is_shared_by_the_entries_of_a_run() -> None:
 
 def test_limits_come_from_the_config_with_defaults(tmp_path: Path) -> None:
     assert parse_limits(None)[0] == TemplateLimits()
-    limits, problems = parse_limits({"entry_seconds": 0.5, "value_chars": 10})
-    assert not problems and limits.entry_seconds == 0.5 and limits.value_chars == 10
-    _, problems = parse_limits({"entry_seconds": "1s", "depth": 0, "nope": 1})
+    limits, problems = parse_limits({"entry_seconds": 0.5, "value_chars": 300})
+    assert not problems and limits.entry_seconds == 0.5 and limits.value_chars == 300
+    _, problems = parse_limits({"entry_seconds": "1s", "depth": 0, "nope": 1,
+                                "value_chars": 10})
     assert sorted(problems) == [
-        "template_limits.depth: must be more than 0",
+        "template_limits.depth: must be at least 1",
         "template_limits.entry_seconds: must be a number",
         ("template_limits.nope: unknown key (known: depth, entry_chars, entry_seconds, "
-        "list_items, range_items, run_seconds, value_chars)")]
+        "list_items, range_items, run_seconds, value_chars)"),
+        "template_limits.value_chars: must be at least 256"]
 
 
 def _mapping_with(tmp_path: Path, info: str) -> Path:
@@ -186,6 +188,8 @@ def test_large_source_values_may_pass_through_but_not_grow() -> None:
             Expression("e", "values('member') | join(';;')").value(view)
         with pytest.raises(TemplateError, match="list_items"):
             Expression("e", "values('member') * 11").value(view)
-        # A rendered value is held to value_chars, whatever made it.
+        # A rendered value is held to value_chars; a plain copy of a source
+        # value is the source's own.
         with pytest.raises(TemplateError, match="value_chars"):
-            Template("t", "{{ Members }}").values(view)
+            Template("t", "{{ attr('Members')[:100000] | upper }}").values(view)
+        assert Template("t", "{{ Members }}").values(view) == [members]
