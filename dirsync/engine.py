@@ -181,7 +181,7 @@ def directions(connection: ConnectionConfig) -> list[str]:
 def load_runners() -> None:
     """Import the directions that live in modules of their own (they register in RUNNERS)."""
     if "export" not in RUNNERS:
-        import dirsync.exportrun
+        import dirsync.exportrun  # noqa: F401
     # Change detection (syncrepl cookies, timestamps, file fingerprints) wraps the import.
     import dirsync.incremental  # noqa: F401
 

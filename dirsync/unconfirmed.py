@@ -66,5 +66,6 @@ class Unconfirmed:
 
     def save(self, anchors: Iterable[str | None]) -> None:
         """Keep this run's unconfirmed anchors for the next run (none: clear)."""
-        self.state.set_cursor(self.connection, self.direction, CURSOR,
-                              json.dumps(sorted({a for a in anchors if a})))
+        kept = sorted({a for a in anchors if a})
+        if kept or self.previous:
+            self.state.set_cursor(self.connection, self.direction, CURSOR, json.dumps(kept))

@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 
 from dirsync.cli import main
+from dirsync.state import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
+from dirsync.unconfirmed import FOUND, REDONE, Unconfirmed
 
 ROWS = 1500
 
@@ -166,3 +168,23 @@ def test_renames_cut_short_are_counted_as_the_hub_holds_them(
     assert count(server, container, "(cn=Moved *)") == ROWS
     assert line["counts"]["rename"] == ROWS - moved
     assert line["counts"]["modify"] + line["counts"]["rename"] == ROWS
+
+
+def test_the_unconfirmed_anchors_are_kept_for_the_next_run_only(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state.sqlite") as state:
+        first = Unconfirmed(state, "gal", "import")
+        assert first.summary() is None
+        first.save([])
+        assert state.cursor("gal", "import", "unconfirmed") is None   # nothing to keep
+        first.save(["b", "a", None, "a"])
+        second = Unconfirmed(state, "gal", "import")
+        assert second.previous == {"a", "b"}
+        assert second.unchanged("a") == FOUND and second.planned("b") == REDONE
+        assert second.unchanged("c") is None
+        assert second.summary() == ("2 changes of the last run were not confirmed when its "
+                                    "connection was lost: 1 found applied, 1 changed by this "
+                                    "run")
+        second.save([])
+        assert Unconfirmed(state, "gal", "import").previous == set()
+        state.set_cursor("gal", "import", "unconfirmed", "not json")
+        assert Unconfirmed(state, "gal", "import").previous == set()
