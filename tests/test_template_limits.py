@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,29 @@ def test_large_source_values_may_pass_through_but_not_grow() -> None:
         with pytest.raises(TemplateError, match="value_chars"):
             Template("t", "{{ attr('Members')[:100000] | upper }}").values(view)
         assert Template("t", "{{ Members }}").values(view) == [members]
+
+
+def test_the_run_budget_bounds_a_sync_whose_every_entry_runs_away(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{base}"
+    source = write_csv(tmp_path / "gal.csv", gal_rows(40))
+    mapping = _mapping_with(tmp_path, RUNAWAY["nested loops with no output"])
+    config = hub_config(tmp_path, slapd, container, source, mapping=str(mapping))
+    with open(config, "a", encoding="utf-8") as out:
+        out.write("\n[template_limits]\nentry_seconds = 0.25\nrun_seconds = 1\n")
+    capsys.readouterr()
+    started = time.monotonic()
+    status = main(["-c", str(config), "--json", "sync"])
+    took = time.monotonic() - started
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # 40 entries of 0.25 s each would take 10 s: the run's budget stops at 1 s.
+    assert status == 1 and took < 8, took
+    assert line["counts"]["error"] == 40 and line["counts"]["add"] == 0
+    messages = [p["message"] for p in report_of(line)["problems"]]
+    assert sum("template_limits.entry_seconds" in m for m in messages) <= 5
+    assert sum("template_limits.run_seconds" in m for m in messages) >= 35
+
+
+def report_of(line: dict[str, Any]) -> dict[str, Any]:
+    return json.loads((Path(str(line["report"])) / "report.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
