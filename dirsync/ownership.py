@@ -53,11 +53,21 @@ def address_key(attr: str, value: bytes) -> str:
     return f"{match.group(1).casefold()}:{match.group(2).casefold()}"
 
 
-def entry_addresses(attrs: Mapping[str, Iterable[bytes]]) -> Iterator[tuple[str, str, bytes]]:
-    """(key, attribute, value) of each address of an entry."""
-    wanted = {a.lower() for a in ADDRESS_ATTRS}
+_WANTED = frozenset(a.lower() for a in ADDRESS_ATTRS)
+
+
+def entry_addresses(attrs: Entry | Mapping[str, Iterable[bytes]]
+                    ) -> Iterator[tuple[str, str, bytes]]:
+    """(key, attribute, value) of each address of an entry (or its attributes)."""
+    if isinstance(attrs, Entry):
+        for name in ADDRESS_ATTRS:
+            stored = attrs.key(name)
+            if stored is not None:
+                for value in attrs.attrs[stored]:
+                    yield address_key(name, value), stored, value
+        return
     for name, values in attrs.items():
-        if name.lower() in wanted:
+        if name.lower() in _WANTED:
             for value in values:
                 yield address_key(name, value), name, value
 
@@ -213,8 +223,8 @@ class AddressGuard:
         pending: list[tuple[str, Entry, list[tuple[str, str, bytes]]]] = []
         wanted: dict[str, tuple[str, bytes]] = {}
         for anchor, target, current in entries:
-            held = {key for key, _, _ in entry_addresses(current.attrs)} if current else set()
-            new = [item for item in entry_addresses(target.attrs) if item[0] not in held]
+            held = {key for key, _, _ in entry_addresses(current)} if current else set()
+            new = [item for item in entry_addresses(target) if item[0] not in held]
             if new:
                 pending.append((anchor, target, new))
                 for key, attr, value in new:
