@@ -188,3 +188,37 @@ def test_the_unconfirmed_anchors_are_kept_for_the_next_run_only(tmp_path: Path) 
         assert Unconfirmed(state, "gal", "import").previous == set()
         state.set_cursor("gal", "import", "unconfirmed", "not json")
         assert Unconfirmed(state, "gal", "import").previous == set()
+
+
+def test_a_source_that_dies_leaves_no_hub_change_unanswered(
+        slapd: SlapdServer, base: str, new_slapd: SlapdServer, tmp_path: Path) -> None:
+    """The foreign server dies, the hub does not: every change sent to the hub
+    still gets its answer, and the report counts exactly what the hub holds."""
+    foreign = new_slapd
+    foreign.dbnosync = True
+    foreign.start()
+    foreign.add_suffix()
+    conn = foreign.connect()
+    try:
+        for i in range(3000):
+            conn.add_s(f"uid=p{i:05d},{foreign.suffix}", [
+                ("objectClass", [b"inetOrgPerson"]), ("uid", [f"p{i:05d}".encode()]),
+                ("cn", [f"Person {i:05d}".encode()]), ("sn", [b"Person"]),
+                ("mail", [f"p{i:05d}@fabrikam.example".encode()])])
+    finally:
+        conn.unbind_s()
+    container = f"ou=Import,{base}"
+    config = hub_config(tmp_path, slapd, container, tmp_path / "unused", mapping="generic-ldap",
+                        name="gal")
+    password = tmp_path / "foreign.pw"
+    password.write_text(foreign.root_pw + "\n")
+    text = config.read_text().replace(
+        f'[directories.foreign]\nkind = "csv"\npath = "{tmp_path / "unused"}"\nkey = "Alias"',
+        f'[directories.foreign]\nkind = "ldap"\nurl = "{foreign.url}"\n'
+        f'base = "{foreign.suffix}"\nbind_dn = "{foreign.root_dn}"\n'
+        f'password_file = "{password.name}"\npage_size = 20')
+    config.write_text(text)
+    line = run_until_killed(config, foreign, lambda: count(slapd, container) >= 500)
+    counts = line["counts"]
+    assert counts["unknown"] == 0 and counts["error"] == 0
+    assert counts["add"] == count(slapd, container) == ldif_records(line, "add")

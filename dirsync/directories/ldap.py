@@ -395,6 +395,7 @@ class Pipeline:
         self.failed_seq: int | None = None
         self.applied_after_failure: list[Change] = []
         self._next_out = 0
+        self._feed_failed = False
 
     def _keys(self, change: Change) -> list[str]:
         """The entries this change occupies while it is outstanding."""
@@ -437,10 +438,20 @@ class Pipeline:
         self.done[seq] = ApplyResult(change, error)
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
+        self._feed_failed = False
         try:
             yield from self._run(changes)
-        except DirectoryError:
-            if self.failed_seq is None:
+        except Exception as exc:
+            if self._feed_failed and self.failed_seq is None:
+                # The caller's changes failed (a source that went away), not
+                # this connection: what was sent still gets its answer.
+                try:
+                    while self.outstanding:
+                        self._collect()
+                except DirectoryError:
+                    pass
+            if self.failed_seq is None and (self._feed_failed
+                                            or isinstance(exc, DirectoryError)):
                 yield from self._lost()
             raise
 
@@ -465,7 +476,15 @@ class Pipeline:
         window = self.directory.window
         next_out = 0
         seq = 0
-        for change in changes:
+        feed = iter(changes)
+        while True:
+            try:
+                change = next(feed)
+            except StopIteration:
+                break
+            except Exception:
+                self._feed_failed = True
+                raise
             if self.stop_on_error and change.kind != "add":
                 while self.outstanding:
                     self._collect()
