@@ -25,6 +25,7 @@ from dirsync.cli import main
 from dirsync.state import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
+from dirsync.testing.twoway import ldap_directory, write_config
 from dirsync.unconfirmed import FOUND, REDONE, Unconfirmed
 
 ROWS = 1500
@@ -222,3 +223,37 @@ def test_a_source_that_dies_leaves_no_hub_change_unanswered(
     counts = line["counts"]
     assert counts["unknown"] == 0 and counts["error"] == 0
     assert counts["add"] == count(slapd, container) == ldif_records(line, "add")
+
+
+def test_an_export_cut_short_is_counted_as_the_foreign_server_holds_it(
+        slapd: SlapdServer, base: str, server: SlapdServer, tmp_path: Path) -> None:
+    people = f"ou=People,{base}"
+    slapd.add_ou(people)
+    conn = slapd.connect()
+    try:
+        for i in range(ROWS):
+            conn.add_s(f"uid=p{i:05d},{people}", [
+                ("objectClass", [b"inetOrgPerson"]), ("uid", [f"p{i:05d}".encode()]),
+                ("cn", [f"Person {i:05d}".encode()]), ("sn", [b"Person"]),
+                ("mail", [f"p{i:05d}@contoso.example".encode()])])
+    finally:
+        conn.unbind_s()
+    container = f"ou=Contoso,{server.suffix}"
+    config = write_config(tmp_path, {
+        "hub": ldap_directory(slapd, tmp_path, base),
+        "foreign": ldap_directory(server, tmp_path)}, [{
+            "name": "partner", "foreign": "foreign", "hub": "hub", "direction": "export",
+            "mapping": "generic-ldap", "export_containers": [people],
+            "foreign_container": container, "proxy_writeback": "none"}])
+    line = run_until_killed(config, server, lambda: count(
+        server, container, "(dirsyncSource=partner)") >= ROWS // 3)
+    server.start()
+    held = count(server, container, "(dirsyncSource=partner)")
+    counts = line["counts"]
+    assert counts["error"] == 0
+    assert counts["add"] == ldif_records(line, "add") > 0
+    assert counts["add"] <= held <= counts["add"] + counts["unknown"], (counts, held)
+    assert counts["add"] + counts["unknown"] + counts["not_attempted"] == ROWS
+    found = statuses(report(line))
+    assert found.get("unknown", 0) == counts["unknown"]
+    assert found.get("not attempted", 0) == counts["not_attempted"]
