@@ -25,13 +25,15 @@ from __future__ import annotations
 import re
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
+from functools import update_wrapper
 from typing import Any
 
 import jinja2.nodes
 from jinja2.runtime import LoopContext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
 #: Largest integer a template may make by ``*`` or ``**``, in bits.
 INT_BITS = 4096
@@ -39,7 +41,8 @@ INT_BITS = 4096
 #: The smallest size limits may be: anything this small passes unchecked.
 MIN_SIZE = 256
 
-_DIGITS = re.compile(r"\d+")
+#: A printf conversion's width and precision (``%-08.3f``, ``%*d``).
+_PRINTF = re.compile(r"%[#0 +-]*(\*|\d*)(?:\.(\*|\d*))?")
 
 
 @dataclass(frozen=True)
@@ -244,12 +247,45 @@ def _check_number(value: Any, what: str) -> None:
                                 "(template_limits.value_chars)")
 
 
-def _check_format(text: str) -> None:
-    """Widths and precisions written in a format string (``%9999999d``, ``{:>9999999}``)."""
-    for digits in _DIGITS.findall(text):
-        if len(digits) > 9:
-            raise LimitExceeded("a format width too large")
-        _check_number(int(digits), "a format width of")
+def _check_printf(text: str, args: Any) -> None:
+    """Before ``text % args``: the widths and precisions of all its conversions,
+    written or taken from ``args``, may not add up past the value size."""
+    total = 0
+    for width, precision in _PRINTF.findall(text):
+        for part in (width, precision):
+            if part.isdigit():
+                if len(part) > 9:
+                    raise LimitExceeded("a format width too large")
+                total += int(part)
+    for item in args if isinstance(args, tuple) else (args,):
+        if isinstance(item, int) and not isinstance(item, bool):
+            total += abs(item) if "*" in text else 0
+    check_size_count(total)
+
+
+class _Formatter(SandboxedFormatter):
+    """``str.format`` for templates: the fields it makes, all together, within
+    the value size (a width may come from an argument: ``'{:{}}'``)."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.made = 0
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        for width, precision in _SPEC.findall(format_spec):
+            for part in (width, precision):
+                if len(part) > 9:
+                    raise LimitExceeded("a format width too large")
+                if part:
+                    check_size_count(self.made + int(part))
+        found = super().format_field(value, format_spec)
+        self.made += len(found)
+        check_size_count(self.made)
+        return found
+
+
+#: A format spec's width and precision (``>10``, ``08.3f``).
+_SPEC = re.compile(r"(\d+)?(?:[,_])?(?:\.(\d+))?[a-zA-Z%]?$")
 
 
 def _check_repeat(seq: Any, times: Any) -> None:
@@ -303,9 +339,7 @@ def binop(operator: str, left: Any, right: Any) -> None:
         if isinstance(left, int) and isinstance(right, int) and right > 0:
             _check_bits(max(left.bit_length(), 1) * right)
     elif operator == "%" and isinstance(left, str):
-        _check_format(left)
-        for item in right if isinstance(right, tuple) else (right,):
-            _check_number(item, "a format width of")
+        _check_printf(left, right)
 
 
 def bounded_range(*args: Any) -> range:
@@ -352,7 +386,7 @@ def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             for item in [*extra, *kwargs.values()]:
                 _check_number(item, f"{name}() argument")
             if name == "format" and isinstance(value, str):
-                _check_format(value)
+                _check_printf(value, tuple(extra))
             if name == "indent" and isinstance(value, str):
                 width = extra[0] if extra else kwargs.get("width", 4)
                 per_line = width if isinstance(width, int) else len(str(width))
@@ -400,6 +434,26 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
         """Wrap every filter (call once the filters are all registered)."""
         self.filters = {name: _filter(name, func) for name, func in self.filters.items()}
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``str.format`` through :class:`_Formatter` (Jinja's own, with the
+        size of what it makes checked field by field)."""
+        if not isinstance(value, (types.MethodType, types.BuiltinMethodType)) \
+                or value.__name__ not in ("format", "format_map") \
+                or type(value.__self__) is not str:
+            return super().wrap_str_format(value)
+        text: str = value.__self__
+        by_map = value.__name__ == "format_map"
+        env = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if not by_map:
+                return _Formatter(env).vformat(text, args, kwargs)
+            if kwargs or len(args) != 1:
+                raise TypeError("format_map() takes exactly one argument")
+            return _Formatter(env).vformat(text, (), args[0])
+
+        return update_wrapper(wrapper, value)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         scope().tick()
         binop(operator, left, right)
@@ -417,9 +471,7 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             name = getattr(target, "__name__", "")
             for item in [*args, *kwargs.values()]:
                 _check_number(item, f"{name}() argument")
-            if name in ("format", "format_map"):
-                _check_format(owner)
-            elif name == "replace" and len(args) >= 2:
+            if name == "replace" and len(args) >= 2:
                 _check_replace(owner, args[0], args[1])
             elif name == "join" and args:
                 _check_join(owner, args[0])

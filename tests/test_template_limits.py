@@ -52,6 +52,12 @@ RUNAWAY = {
     "a printf width": "{{ '%3000000000d' | format(1) }}",
     "a format width": "{{ '{:>3000000000}'.format(1) }}",
     "a % width": "{{ '%*d' % (3000000000, 1) }}",
+    "a width from a format argument": "{{ '{0:{1}}'.format('x', '1000000000') }}",
+    "a width made of two arguments": "{{ '{:{}{}}'.format('x', '99999', '9999') }}",
+    "many small format widths": "{{ ('{0:60000}' * 1000).format('x') }}",
+    "many small printf widths": "{% set f = '%9000s' %}{{ (f ~ f ~ f ~ f ~ f ~ f ~ f ~ f) % "
+                                "('a', 'a', 'a', 'a', 'a', 'a', 'a', 'a') }}",
+    "printf widths from arguments": "{{ '%*s%*s' % (40000, 'a', 40000, 'b') }}",
     "replace() growth": "{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(30) %}"
                         "{% set ns.s = ns.s | replace('a', 'aaaaaaaa') %}{% endfor %}{{ ns.s }}",
     "join() growth": "{{ range(10000) | map('string') | join('x' * 10000) }}",
@@ -98,6 +104,9 @@ def test_templates_within_the_limits_render_as_before() -> None:
                              " {{ 'a' ~ x }} {{ 'ab' * 3 }} {{ '%05d' % 42 }}").values(VIEW) \
             == ["HELLO 01234 ahello ababab 00042"]
         assert Template("t", "{{ 'x' * 300 }}").values(VIEW) == ["x" * 300]
+        assert Template("t", "{{ 'x{:>5}|{:.2f}|{n}'.format('ab', 3.14159, n='z') }} "
+                             "{{ '%s-%03d' | format('a', 7) }} {{ '{a}'.format_map({'a': 1}) }}"
+                        ).values(VIEW) == ["x   ab|3.14|z a-007 1"]
         assert Expression("e", "range(3) | list").value(VIEW) == [0, 1, 2]
 
 
