@@ -21,7 +21,7 @@ from typing import Any
 from dirsync.bundled import bundled_dir
 from dirsync.entry import is_under, split_dn
 from dirsync.errors import ConfigError, UsageError
-from dirsync.templatelimits import DEFAULT_LIMITS, TemplateLimits, parse_limits
+from dirsync.templatebudget import DEFAULT_LIMITS, TemplateLimits, parse_limits
 
 #: Where the bundled mappings live (``mapping = "csv-gal"`` names one of them).
 BUNDLED_MAPPINGS = bundled_dir("mappings")

@@ -82,7 +82,7 @@ from dirsync.progress import Progress, Silent
 from dirsync.report import Problem, Report, ReportItem
 from dirsync.spool import Spool, change_from_record, change_record
 from dirsync.state import StateRow, StateStore, now
-from dirsync.templatelimits import RunBudget, configure
+from dirsync.templatebudget import RunBudget, configure
 from dirsync.templates import SourceView, TemplateError
 from dirsync.unconfirmed import Unconfirmed
 

@@ -1,4 +1,4 @@
-"""Bounds on the work a mapping template may cause.
+"""The checks that keep mapping templates within their budgets.
 
 Jinja's sandbox keeps a template away from files and private attributes,
 but not from the machine's time and memory: nested loops that never end,
@@ -11,8 +11,9 @@ someone else, so every template runs inside a budget:
 - a call depth (macros calling macros, recursive loops);
 - ranges of at most so many items.
 
-Going past one raises :class:`LimitExceeded`, which the template layer
-turns into a per-entry error. The checks sit where a template's work
+Going past one raises :class:`dirsync.templatebudget.LimitExceeded`
+(the budgets themselves live there), which the template layer turns into
+a per-entry error. The checks sit where a template's work
 passes through Jinja's hooks: the sandbox's ``call`` and intercepted
 operators, every ``{% for %}`` (its iterable is wrapped when the template
 is compiled), the string concatenation ``~``, the filters, and the render
@@ -23,11 +24,8 @@ is stopped for good.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import types
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
 from functools import update_wrapper
 from typing import Any
 
@@ -35,171 +33,13 @@ import jinja2.nodes
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
+from dirsync.templatebudget import MIN_SIZE, LimitExceeded, scope, tick
+
 #: Largest integer a template may make by ``*`` or ``**``, in bits.
 INT_BITS = 4096
 
-#: The smallest size limits may be: anything this small passes unchecked.
-MIN_SIZE = 256
-
 #: A printf conversion's width and precision (``%-08.3f``, ``%*d``).
 _PRINTF = re.compile(r"%[#0 +-]*(\*|\d*)(?:\.(\*|\d*))?")
-
-
-@dataclass(frozen=True)
-class TemplateLimits:
-    """The budgets (docs/mapping.md, "Limits"); ``[template_limits]`` in the config."""
-
-    entry_seconds: float = 2.0
-    run_seconds: float = 3600.0
-    value_chars: int = 65536
-    list_items: int = 1000000
-    entry_chars: int = 1048576
-    depth: int = 50
-    range_items: int = 10000
-
-
-DEFAULT_LIMITS = TemplateLimits()
-
-
-class LimitExceeded(Exception):
-    """A template went past one of its limits (the message says which)."""
-
-
-def parse_limits(table: Any, where: str = "template_limits") -> tuple[TemplateLimits, list[str]]:
-    """The limits of a config table, and its problems (each ``where.key: ...``)."""
-    if table is None:
-        return DEFAULT_LIMITS, []
-    if not isinstance(table, dict):
-        return DEFAULT_LIMITS, [f"{where}: must be a table"]
-    known = {f.name: f for f in fields(TemplateLimits)}
-    values: dict[str, Any] = {}
-    problems = []
-    for key, value in table.items():
-        spec = known.get(key)
-        if spec is None:
-            problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
-            continue
-        seconds = key.endswith("_seconds")
-        least = MIN_SIZE if key in ("value_chars", "list_items", "entry_chars") else 1
-        if isinstance(value, bool) or not isinstance(value, (int, float) if seconds else int):
-            problems.append(f"{where}.{key}: must be a {'number' if seconds else 'whole number'}")
-        elif seconds and value <= 0:
-            problems.append(f"{where}.{key}: must be more than 0")
-        elif not seconds and value < least:
-            problems.append(f"{where}.{key}: must be at least {least}")
-        else:
-            values[key] = float(value) if seconds else value
-    return TemplateLimits(**values), problems
-
-
-# -- the budget of the entry being mapped -------------------------------------
-
-class _Scope:
-    """What is left of one entry's budget."""
-
-    __slots__ = ("chars_left", "deadline", "depth", "limits", "timeout")
-
-    def __init__(self, limits: TemplateLimits, seconds: float, timeout: str) -> None:
-        self.limits = limits
-        self.deadline = time.monotonic() + seconds
-        self.chars_left = limits.entry_chars
-        self.depth = 0
-        self.timeout = timeout
-
-    def tick(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise LimitExceeded(self.timeout)
-
-    def spend(self, chars: int) -> None:
-        self.chars_left -= chars
-        if self.chars_left < 0:
-            raise LimitExceeded(f"renders more than {self.limits.entry_chars} characters for "
-                                "one entry (template_limits.entry_chars)")
-
-
-_local = threading.local()
-_configured: list[TemplateLimits] = [DEFAULT_LIMITS]
-
-
-def configure(limits: TemplateLimits) -> None:
-    """The limits of renders outside a run's budget (``dirsync check``, tools)."""
-    _configured[0] = limits
-
-
-def _entry_timeout(seconds: float) -> str:
-    return (f"took more than {seconds:g}s for one entry (template_limits.entry_seconds); "
-            "stopped")
-
-
-def tick() -> None:
-    """The time check of the entry being mapped (none outside one)."""
-    found: _Scope | None = getattr(_local, "scope", None)
-    if found is not None and time.monotonic() > found.deadline:
-        raise LimitExceeded(found.timeout)
-
-
-def active() -> _Scope | None:
-    """The budget of the entry being mapped, if any."""
-    found: _Scope | None = getattr(_local, "scope", None)
-    return found
-
-
-def scope() -> _Scope:
-    """The budget in force: the entry's, or a fresh one for a lone check."""
-    found: _Scope | None = getattr(_local, "scope", None)
-    if found is None:
-        limits = _configured[0]
-        found = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
-    return found
-
-
-class LoneRender:
-    """A budget of its own for a render outside an entry's (``with``)."""
-
-    def __enter__(self) -> _Scope:
-        self.scope = scope()
-        _local.scope = self.scope
-        return self.scope
-
-    def __exit__(self, *exc: object) -> None:
-        _local.scope = None
-
-
-class RunBudget:
-    """The budget of one run: each entry gets its share of what is left.
-
-    ``with budget.entry():`` around the mapping of one entry (a plain class,
-    not a generator: it runs once per source entry).
-    """
-
-    def __init__(self, limits: TemplateLimits | None = None) -> None:
-        self.limits = limits or _configured[0]
-        self.spent = 0.0
-        self._started = 0.0
-        self._nested = False
-
-    def entry(self) -> RunBudget:
-        return self
-
-    def __enter__(self) -> None:
-        self._nested = getattr(_local, "scope", None) is not None
-        if self._nested:
-            return
-        limits = self.limits
-        left = limits.run_seconds - self.spent
-        if left < limits.entry_seconds:
-            own = _Scope(limits, max(left, 0.0),
-                         f"the run's template time budget of {limits.run_seconds:g}s "
-                         "(template_limits.run_seconds) is spent; not mapped")
-        else:
-            own = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
-        self._started = time.monotonic()
-        _local.scope = own
-
-    def __exit__(self, *exc: object) -> None:
-        if not self._nested:
-            _local.scope = None
-            self.spent += time.monotonic() - self._started
 
 
 # -- checks ------------------------------------------------------------------
@@ -311,11 +151,14 @@ def _check_replace(text: Any, old: Any, new: Any) -> None:
             check_size_count(len(text) + grows)
 
 
-def check_size_count(count: int) -> None:
-    limit = scope().limits.value_chars
+def check_size_count(count: int, items: bool = False) -> None:
+    """A string of ``count`` characters (a list of ``count`` items) may be made."""
+    limits = scope().limits
+    limit, key = (limits.list_items, "list_items") if items else \
+        (limits.value_chars, "value_chars")
     if count > limit:
         raise LimitExceeded(f"makes a value of {count} items or characters (at most {limit}: "
-                            "template_limits.value_chars)")
+                            f"template_limits.{key})")
 
 
 def _check_join(sep: Any, items: Any) -> None:
@@ -373,7 +216,7 @@ _PASSED = (jinja2.runtime.Context, jinja2.Environment, jinja2.nodes.EvalContext)
 # Filters whose arguments after the value are widths or counts.
 _SIZED_FILTERS = {"center", "indent", "wordwrap", "truncate", "batch", "slice", "format"}
 #: Filters whose arguments are looked at before they run.
-_CHECKED_FILTERS = _SIZED_FILTERS | {"replace", "join"}
+_CHECKED_FILTERS = _SIZED_FILTERS | {"replace", "join", "sum"}
 
 
 def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -387,12 +230,24 @@ def _filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
                 _check_number(item, f"{name}() argument")
             if name == "format" and isinstance(value, str):
                 _check_printf(value, tuple(extra))
+            if name == "wordwrap" and isinstance(value, str):
+                wrap = extra[2] if len(extra) > 2 else kwargs.get("wrapstring") or "\n"
+                width = extra[0] if extra else kwargs.get("width", 79)
+                if isinstance(wrap, str) and isinstance(width, int):
+                    check_size_count(len(value) + len(wrap) * (len(value) // max(width, 1) + 1))
             if name == "indent" and isinstance(value, str):
                 width = extra[0] if extra else kwargs.get("width", 4)
                 per_line = width if isinstance(width, int) else len(str(width))
                 check_size_count(len(value) + per_line * (value.count("\n") + 1))
         elif name == "replace" and len(extra) >= 2:
             _check_replace(value, extra[0], extra[1])
+        elif name == "sum" and isinstance(value, (list, tuple)):
+            # Lists summed are concatenated: as large as all of them.
+            total = 0
+            for item in value:
+                if isinstance(item, (list, tuple)):
+                    total += len(item)
+                    check_size_count(total, items=True)
         elif name == "join" and rest:
             sep = extra[0] if extra else kwargs.get("d", "")
             if not isinstance(value, (list, tuple, str)):
@@ -473,6 +328,14 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
                 _check_number(item, f"{name}() argument")
             if name == "replace" and len(args) >= 2:
                 _check_replace(owner, args[0], args[1])
+            elif name == "expandtabs":
+                size = args[0] if args else kwargs.get("tabsize", 8)
+                if isinstance(size, int):
+                    check_size_count(len(owner) + owner.count("\t") * max(size, 0))
+            elif name == "translate" and args and isinstance(args[0], dict):
+                longest = max((len(v) for v in args[0].values() if isinstance(v, str)),
+                              default=1)
+                check_size_count(len(owner) * max(longest, 1))
             elif name == "join" and args:
                 _check_join(owner, args[0])
         elif getattr(obj, "__name__", "") == "generate_lorem_ipsum":

@@ -31,14 +31,8 @@ import jinja2.meta
 import jinja2.nodes
 
 from dirsync.entry import Entry
-from dirsync.templatelimits import (
-    LimitedEnvironment,
-    LimitExceeded,
-    LoneRender,
-    active,
-    guard_ast,
-    sized_lines,
-)
+from dirsync.templatebudget import LimitExceeded, LoneRender, active
+from dirsync.templatelimits import LimitedEnvironment, guard_ast, sized_lines
 
 #: Names a template sees that are not source attributes.
 RESERVED = frozenset({"dn", "anchor", "attr", "values", "has_class", "kind"})

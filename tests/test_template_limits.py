@@ -17,7 +17,7 @@ import pytest
 from dirsync.cli import main
 from dirsync.config import load_config
 from dirsync.entry import Entry
-from dirsync.templatelimits import RunBudget, TemplateLimits, parse_limits
+from dirsync.templatebudget import RunBudget, TemplateLimits, parse_limits
 from dirsync.templates import Expression, SourceView, Template, TemplateError
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_row, gal_rows, hub_config, write_csv
@@ -58,6 +58,10 @@ RUNAWAY = {
     "many small printf widths": "{% set f = '%9000s' %}{{ (f ~ f ~ f ~ f ~ f ~ f ~ f ~ f) % "
                                 "('a', 'a', 'a', 'a', 'a', 'a', 'a', 'a') }}",
     "printf widths from arguments": "{{ '%*s%*s' % (40000, 'a', 40000, 'b') }}",
+    "expandtabs()": "{{ ('\\t' * 60000).expandtabs(60000) }}",
+    "translate()": "{{ ('a' * 60000).translate({97: 'x' * 60000}) }}",
+    "wordwrap() growth": "{{ ('a ' * 30000) | wordwrap(1, wrapstring='x' * 60000) }}",
+    "sum() of lists": "{{ ([[1] * 1000000] * 1000000) | sum(start=[]) | length }}",
     "replace() growth": "{% set ns = namespace(s='aaaaaaaa') %}{% for i in range(30) %}"
                         "{% set ns.s = ns.s | replace('a', 'aaaaaaaa') %}{% endfor %}{{ ns.s }}",
     "join() growth": "{{ range(10000) | map('string') | join('x' * 10000) }}",
