@@ -16,7 +16,7 @@ from pathlib import Path
 from dirsync.changes import Change, modify_ops
 from dirsync.directories.base import ApplyResult, Directory
 from dirsync.entry import Entry, normalize_dn, parent_dn
-from dirsync.errors import ConnectionLost, DirectoryError, EntryError, InputError
+from dirsync.errors import DirectoryError, EntryError, InputError
 from dirsync.gcpause import paused_gc
 from dirsync.ldifio import LDIFReader
 from dirsync.schema import base_type
@@ -140,6 +140,9 @@ def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
         for result in directory.apply(ordered, stop_on_error=not continue_on_error):
             if result.ok:
                 outcome.applied += 1
+            elif result.unknown:
+                # Sent, then the connection was lost before the answer.
+                outcome.unconfirmed += 1
             else:
                 assert result.error is not None
                 outcome.failures.append(result.error)
@@ -148,7 +151,6 @@ def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
     except DirectoryError as exc:
         # The connection, not a record, failed: say what was applied.
         outcome.stopped = exc
-        outcome.unconfirmed = exc.unconfirmed if isinstance(exc, ConnectionLost) else 0
     if outcome.stopped is not None or (outcome.failures and not continue_on_error):
         outcome.skipped = max(0, len(changes) - outcome.applied - len(outcome.failures)
                               - outcome.unconfirmed)
