@@ -103,7 +103,7 @@ def _close_quietly(directory: Any) -> None:
 def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
     """Open and read a directory; records a problem and returns None on failure."""
     where = directory.key_path
-    if (directory.url if directory.kind == "ldap" else directory.path) is None:
+    if (directory.url if directory.kind in ("ldap", "ad") else directory.path) is None:
         return None  # the config's own check has said so
     try:
         opened = directory.open()
