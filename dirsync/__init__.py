@@ -5,9 +5,9 @@ the floors below it (tests/test_architecture.py checks this):
 
 0. the ground floor, plain modules: :mod:`.entry`, :mod:`.errors`,
    :mod:`.schema`, :mod:`.wording`, :mod:`.bundled`, :mod:`.interrupt`,
-   :mod:`.gcpause`;
-1. :mod:`.ldif`: the LDIF format, change records, ``dirsync diff``;
-2. :mod:`.addresses`: proxy, X.400 and IMCEA addresses;
+   :mod:`.escapes`;
+1. :mod:`.addresses`: proxy, X.400 and IMCEA addresses, value syntax checks;
+2. :mod:`.ldif`: the LDIF format, change records, ``dirsync diff``;
 3. :mod:`.directories`: the directory kinds behind one interface;
 4. :mod:`.mapping`: mapping files, templates;
 5. :mod:`.state`: the state store, fingerprints, locks;

@@ -21,6 +21,7 @@ from typing import Any
 from dirsync.bundled import bundled_dir
 from dirsync.entry import is_under, split_dn
 from dirsync.errors import ConfigError, UsageError
+from dirsync.mapping.templatebudget import DEFAULT_LIMITS, TemplateLimits, parse_limits
 
 #: Where the bundled mappings live (``mapping = "csv-gal"`` names one of them).
 BUNDLED_MAPPINGS = bundled_dir("mappings")
@@ -130,6 +131,11 @@ class DirectoryConfig:
             TLSOptions,
         )
 
+        # A table the loader already found lacking (check goes on past it).
+        if self.kind in ("ldap", "ad") and self.url is None:
+            raise ConfigError(f"{self.key_path}.url: missing (the server's LDAP URL)")
+        if self.kind not in ("ldap", "ad") and self.path is None:
+            raise ConfigError(f"{self.key_path}.path: missing (the {self.kind} file)")
         if self.kind in ("ldap", "ad"):
             assert self.url is not None
             tls = TLSOptions(ca_file=str(self.ca_file) if self.ca_file else None,
@@ -195,6 +201,8 @@ class Config:
     directories: dict[str, DirectoryConfig]
     connections: list[ConnectionConfig]
     sections: dict[str, Any] = field(default_factory=dict)
+    #: What a mapping template may cost (docs/mapping.md, "Limits").
+    template_limits: TemplateLimits = DEFAULT_LIMITS
 
     def select(self, names: tuple[str, ...] | list[str] = ()) -> list[ConnectionConfig]:
         """The connections named (all when none are), in config order."""
@@ -387,11 +395,14 @@ class _Checker:
 
     # -- tables ----------------------------------------------------------
     def config(self, config_path: Path, data: dict[str, Any]) -> Config:
-        known = {"state", "reports", "directories", "connections", *OTHER_SECTIONS}
+        known = {"state", "reports", "directories", "connections", "template_limits",
+                 *OTHER_SECTIONS}
         for key in data:
             if key not in known:
                 self.problem(key, "unknown key (known: state, reports, [directories.NAME], "
-                                  "[[connections]])")
+                                  "[[connections]], [template_limits])")
+        limits, problems = parse_limits(data.get("template_limits"))
+        self.problems.extend(problems)
         state = self.typed(data, "state", "config", str)
         reports = self.typed(data, "reports", "config", str)
         for key, value in (("state", state), ("reports", reports)):
@@ -406,6 +417,7 @@ class _Checker:
             directories=directories,
             connections=connections,
             sections={k: data[k] for k in OTHER_SECTIONS if k in data},
+            template_limits=limits,
         )
 
     def directories(self, raw: Any) -> dict[str, DirectoryConfig]:

@@ -67,18 +67,6 @@ class TransientDirectoryError(DirectoryError):
     """The directory went away or timed out; the next run may succeed."""
 
 
-class ConnectionLost(TransientDirectoryError):
-    """The connection broke while changes were being written.
-
-    ``unconfirmed`` operations had been sent and got no answer: the server
-    may or may not have applied them.
-    """
-
-    def __init__(self, message: str, unconfirmed: int = 0) -> None:
-        super().__init__(message)
-        self.unconfirmed = unconfirmed
-
-
 class FatalDirectoryError(DirectoryError):
     """The directory refuses us for good (bad credentials, no such base, TLS)."""
 

@@ -18,9 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dirsync"
 
 # Lowest first. A top-level plain module not named here is on the ground floor.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("entry", "errors", "schema", "wording", "bundled", "interrupt", "gcpause"),
-    ("ldif",),
+    ("entry", "errors", "schema", "wording", "bundled", "interrupt", "escapes"),
     ("addresses",),
+    ("ldif",),
     ("directories",),
     ("mapping",),
     ("state",),

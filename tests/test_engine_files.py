@@ -94,7 +94,7 @@ def test_json_lines_and_no_progress_bar_when_piped(quickstart: Path,
         "connection": "contoso-gal", "direction": "import", "mode": "full", "dry_run": False,
         "status": "ok"}
     assert set(line["counts"]) == {"add", "modify", "rename", "delete", "unchanged",
-                                   "skipped", "conflict", "error"}
+                                   "skipped", "conflict", "error", "unknown", "not_attempted"}
     assert Path(line["report"]).is_dir()
     assert sorted(p.name for p in Path(line["report"]).iterdir()) == [
         "changes.ldif", "report.html", "report.json", "report.txt"]

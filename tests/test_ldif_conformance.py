@@ -34,7 +34,8 @@ import pytest
 
 from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn
-from dirsync.ldif.io import read_ldif
+from dirsync.ldif.io import LDIFReader, Record
+from dirsync.ldif.urlvalues import URLValues
 from dirsync.schema import OPERATIONAL, matcher
 from dirsync.testing.slapd import SYSTEM_SCHEMA_DIR, SlapdServer, find_slapd
 
@@ -176,6 +177,14 @@ def corpus() -> Path:
     return CORPUS
 
 
+def read_ldif(path: Path) -> Iterator[Record]:
+    """The records of a corpus file; its URL values (RFC 2849 examples 5 and
+    6, go-ldap's url case) are read from the corpus, as
+    ``--allow-url-values CORPUS`` allows (refused by default)."""
+    with LDIFReader(path, url_values=URLValues.under(CORPUS)) as reader:
+        yield from reader
+
+
 def data(corpus: Path, name: str, tmp_path: Path) -> Path:
     """The corpus file, with ``@DATA@`` (URL values) pointing at the corpus."""
     path = corpus / name
@@ -239,7 +248,7 @@ def test_refused_files_are_refused_naming_file_and_line(
     target = tmp_path / "target.ldif"
     target.write_text("dn: o=untouched\nobjectClass: organization\no: untouched\n")
     before = target.read_bytes()
-    assert main(["import", str(target), str(source)]) == 2
+    assert main(["import", str(target), str(source), "--allow-url-values", str(corpus)]) == 2
     err = capsys.readouterr().err
     assert f"{source}:{line}: " in err
     assert target.read_bytes() == before
@@ -394,6 +403,7 @@ def test_import_then_export_gives_what_ldapmodify_gives(
     _seed(servers, corpus, seeds, tmp_path)
     source = data(corpus, name, tmp_path)
     status = main(["import", ours.url, str(source), "--continue-on-error",
+                   "--allow-url-values", str(corpus),
                    "--bind-dn", ours.root_dn, "--password-file",
                    str(_password_file(ours, tmp_path))])
     err = capsys.readouterr().err

@@ -11,6 +11,7 @@ from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.ldif.changes import Change
 from dirsync.ldif.io import LDIFReader, LDIFWriter, read_ldif
+from dirsync.ldif.urlvalues import URLValues
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -146,10 +147,17 @@ def test_writer_entries_are_written_as_python_ldap_writes_them() -> None:
         assert ours.getvalue() == theirs.getvalue(), (dn, attrs)
 
 
+def parse_with_urls(text: str, tmp_path: Path) -> list:
+    path = tmp_path / "in.ldif"
+    path.write_text(text, encoding="utf-8")
+    with LDIFReader(path, url_values=URLValues.under(tmp_path)) as reader:
+        return list(reader)
+
+
 def test_a_url_value_whose_file_is_missing_is_an_input_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jpg"
     with pytest.raises(InputError) as caught:
-        parse(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{missing}\n", tmp_path)
+        parse_with_urls(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{missing}\n", tmp_path)
     assert caught.value.line == 3 and caught.value.field == "jpegPhoto"
     assert "cannot read" in str(caught.value)
 
@@ -157,5 +165,5 @@ def test_a_url_value_whose_file_is_missing_is_an_input_error(tmp_path: Path) -> 
 def test_a_url_value_is_read_from_its_file(tmp_path: Path) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8binary")
-    entry, = parse(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{photo}\n", tmp_path)
+    entry, = parse_with_urls(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{photo}\n", tmp_path)
     assert entry.get("jpegPhoto") == [b"\xff\xd8binary"]

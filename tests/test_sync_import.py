@@ -93,7 +93,8 @@ def test_first_sync_creates_every_entry_with_its_marker_and_anchor(
     assert status == 0
     assert line["status"] == "ok" and line["mode"] == "full" and line["dry_run"] is False
     assert counts(line) == {"add": 9, "modify": 0, "rename": 0, "delete": 0, "unchanged": 0,
-                            "skipped": 0, "conflict": 0, "error": 0}
+                            "skipped": 0, "conflict": 0, "error": 0, "unknown": 0,
+                            "not_attempted": 0}
     assert Path(str(line["report"])).is_dir()
     ted = world.entry("cn=Ted Bremer")
     assert values(ted, "objectClass") == ["inetOrgPerson", "dirsyncObject"]

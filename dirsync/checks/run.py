@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from dirsync.addresses.values import screen_for
 from dirsync.checks.containers import check_container
 from dirsync.checks.export import check_export
 from dirsync.config import Config, ConnectionConfig, DirectoryConfig, check_config
@@ -102,6 +103,8 @@ def _close_quietly(directory: Any) -> None:
 def _reach(directory: DirectoryConfig, result: CheckResult) -> Any:
     """Open and read a directory; records a problem and returns None on failure."""
     where = directory.key_path
+    if (directory.url if directory.kind in ("ldap", "ad") else directory.path) is None:
+        return None  # the config's own check has said so
     try:
         opened = directory.open()
     except DirsyncError as exc:
@@ -212,3 +215,24 @@ def _check_connection(config: Config, connection: ConnectionConfig, mapping: Map
                 break
         except DirsyncError as exc:
             result.problems.append(f"{where}: the mapping's source filter fails: {exc}")
+    if foreign.kind in ("csv", "ldif"):
+        _check_values(foreign, mapping, where, result)
+
+
+def _check_values(foreign: Any, mapping: Mapping, where: str, result: CheckResult) -> None:
+    """Source entries whose values fail their syntax (what a sync skips)."""
+    screen = screen_for(mapping)
+    bad = 0
+    try:
+        for entry in foreign.read():
+            problems = screen.problems(entry.dn, entry.attrs)
+            if problems:
+                bad += 1
+                if bad <= 20:
+                    at = f"{foreign.path}:{entry.line}" if entry.line else str(foreign.path)
+                    result.notes.append(f"{where}: {at}: {'; '.join(map(str, problems))} "
+                                        "(a sync reports this entry and skips it)")
+    except DirsyncError:
+        return  # the file itself is reported with the directory
+    if bad > 20:
+        result.notes.append(f"{where}: {bad - 20} more source entries with bad values")

@@ -20,6 +20,7 @@ import click
 
 from dirsync import __version__
 from dirsync.errors import DirsyncError
+from dirsync.escapes import escape_controls
 
 
 @dataclass
@@ -57,12 +58,21 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    """Log lines for a terminal: control characters of foreign values escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = escape_controls(record.getMessage()), None
+        return super().format(record)
+
+
 def _setup_logging(fmt: str, verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("dirsync")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return 2
     except DirsyncError as exc:
-        click.echo(f"dirsync: error: {exc}", err=True)
+        click.echo(f"dirsync: error: {escape_controls(str(exc))}", err=True)
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
         return exc.exit_status

@@ -8,8 +8,8 @@ Beside the kinds: :mod:`.ldapfilter` (RFC 4515 filters evaluated in memory),
 and the library parts of ``dirsync import`` (:mod:`.ldifimport`) and
 ``dirsync export`` (:mod:`.ldifexport`), which work on any kind.
 
-Floor 3: imports the ground floor, :mod:`dirsync.ldif` and
-:mod:`dirsync.addresses`; never a mapping, the state or the sync.
+Floor 3: imports the ground floor, :mod:`dirsync.addresses` and
+:mod:`dirsync.ldif`; never a mapping, the state or the sync.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dirsync.directories.csvfile import CSVDirectory, CSVLayout
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions
 from dirsync.directories.ldiffile import LDIFDirectory
 from dirsync.errors import UsageError
+from dirsync.ldif.urlvalues import URLValues
 
 __all__ = ["ADDirectory", "ApplyResult", "CSVDirectory", "CSVLayout", "Credentials", "Directory",
            "LDAPDirectory", "LDIFDirectory", "ReadOptions", "TLSOptions", "open_directory"]
@@ -59,7 +60,8 @@ def is_url(spec: str) -> bool:
 
 
 def open_directory(spec: str, *, credentials: Credentials | None = None,
-                   tls: TLSOptions | None = None, create: bool = False) -> Directory:
+                   tls: TLSOptions | None = None, create: bool = False,
+                   url_values: URLValues | None = None) -> Directory:
     """Open a directory given as a URL or a file path (by its extension)."""
     if is_url(spec):
         creds = credentials or Credentials.resolve()
@@ -67,7 +69,7 @@ def open_directory(spec: str, *, credentials: Credentials | None = None,
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix == ".ldif":
-        return LDIFDirectory(path, create=create)
+        return LDIFDirectory(path, create=create, url_values=url_values)
     if suffix == ".csv":
         return CSVDirectory(path, create=create)
     raise UsageError(f"{spec!r} is not a directory: give an ldap://, ldaps:// or ldapi:// "

@@ -19,10 +19,16 @@ Scope = Literal["base", "one", "sub"]
 
 @dataclass(slots=True)
 class ApplyResult:
-    """The outcome of one change: ``error`` is None when it was applied."""
+    """The outcome of one change: ``error`` is None when it was applied.
+
+    ``unknown``: the change was sent but the connection was lost before its
+    answer came; it may or may not be applied (``error`` says so, for
+    callers that do not look at ``unknown``).
+    """
 
     change: Change
     error: EntryError | None = None
+    unknown: bool = False
 
     @property
     def ok(self) -> bool:

@@ -29,7 +29,13 @@ from dirsync.directories.ldapresults import (
 )
 from dirsync.directories.ldapresults import message as _message
 from dirsync.entry import Entry, display_dn, normalize_dn, parent_dn
-from dirsync.errors import ConnectionLost, EntryError, TransientDirectoryError, UsageError
+from dirsync.errors import (
+    DirectoryError,
+    EntryError,
+    FatalDirectoryError,
+    TransientDirectoryError,
+    UsageError,
+)
 from dirsync.ldif.changes import Change, Control, Mod
 from dirsync.ldif.io import LDIFWriter
 from dirsync.wording import plural
@@ -128,7 +134,15 @@ class LDAPDirectory(DirectoryBase):
             return conn
         except ldap.LDAPError as exc:
             error = directory_error(exc, self.server_url)
-            if self.server_url.startswith("ldaps") or self.tls.starttls:
+            if isinstance(exc, ldap.INVALID_CREDENTIALS):
+                # RFC 4511 invalidCredentials (49): the server answered, so
+                # TLS worked; the DN or the password is wrong.
+                error = FatalDirectoryError(
+                    f"{self.server_url}: invalid credentials: the server refused the bind "
+                    f"as {self.bind_dn or '(anonymous)'!s} (wrong bind DN or password)")
+                error.hint = ("check --bind-dn and the password (--password-file, "
+                              "$DIRSYNC_PASSWORD, or bind_dn and password_file in the config)")
+            elif self.server_url.startswith("ldaps") or self.tls.starttls:
                 # libldap reports a certificate that does not verify as
                 # "can't contact": say what it most likely is.
                 error.hint = ("if the server is up, its certificate may not verify: give "
@@ -364,6 +378,7 @@ class Pipeline:
         self.failed_seq: int | None = None
         self.applied_after_failure: list[Change] = []
         self._next_out = 0
+        self._feed_failed = False
 
     def _keys(self, change: Change) -> list[str]:
         """The entries this change occupies while it is outstanding."""
@@ -408,20 +423,53 @@ class Pipeline:
         self.done[seq] = ApplyResult(change, error)
 
     def run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
+        self._feed_failed = False
         try:
             yield from self._run(changes)
-        except TransientDirectoryError as exc:
-            # The connection broke: hand over every result that did come
-            # back (so the caller can say what was applied), then stop.
-            for seq in sorted(self.done):
-                yield self.done.pop(seq)
-            raise ConnectionLost(str(exc), unconfirmed=len(self.outstanding)) from exc
+        except Exception as exc:
+            if self._feed_failed and self.failed_seq is None:
+                # The caller's changes failed (a source that went away), not
+                # this connection: what was sent still gets its answer.
+                try:
+                    while self.outstanding:
+                        self._collect()
+                except DirectoryError:
+                    pass
+            if self.failed_seq is None and (self._feed_failed
+                                            or isinstance(exc, DirectoryError)):
+                yield from self._lost()
+            raise
+
+    def _lost(self) -> Iterator[ApplyResult]:
+        """After the connection is lost: in order, what the server answered and
+        not handed out yet, then each change sent without an answer. A change
+        never sent is not among them."""
+        unanswered = dict(self.outstanding.values())
+        index = self._next_out
+        while index in self.done or index in unanswered:
+            result = self.done.pop(index, None)
+            if result is None:
+                change = unanswered[index]
+                result = ApplyResult(change, EntryError(
+                    change.dn, "sent, but the connection was lost before the answer: it may "
+                    "or may not be applied; the next run finds out", result="unknown",
+                    line=change.line), unknown=True)
+            yield result
+            index += 1
 
     def _run(self, changes: Iterable[Change]) -> Iterator[ApplyResult]:
         window = self.directory.window
         next_out = 0
         seq = 0
-        for change in changes:
+        feed = iter(changes)
+        while True:
+            try:
+                change = next(feed)
+            except StopIteration:
+                break
+            except Exception:
+                self._feed_failed = True
+                raise
             if self.stop_on_error and change.kind != "add":
                 while self.outstanding:
                     self._collect()

@@ -17,14 +17,16 @@ from dirsync.entry import Entry, display_dn, dn_depth
 from dirsync.errors import InputError
 from dirsync.ldif.changes import add_change
 from dirsync.ldif.io import LDIFReader, LDIFWriter
+from dirsync.ldif.urlvalues import URLValues
 
 
 class LDIFDirectory(StoreBacked, DirectoryBase):
     kind = "ldif"
 
     def __init__(self, path: str | Path, *, name: str | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, url_values: URLValues | None = None) -> None:
         super().__init__(name or str(path))
+        self.url_values = url_values
         self.path = Path(path)
         self.create = create
         self._store: MemoryStore | None = None
@@ -42,7 +44,7 @@ class LDIFDirectory(StoreBacked, DirectoryBase):
             if self.create:
                 return store
             raise InputError("no such file", path=str(self.path))
-        with LDIFReader(self.path) as reader:
+        with LDIFReader(self.path, url_values=self.url_values) as reader:
             for record in reader:
                 if isinstance(record, Entry):
                     # As dirsync shows DNs (an LDAP directory's too): O'Neil\, Pat.

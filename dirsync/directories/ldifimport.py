@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dirsync.directories.base import ApplyResult, Directory
+from dirsync.directories.gcpause import paused_gc
 from dirsync.entry import Entry, normalize_dn, parent_dn
-from dirsync.errors import ConnectionLost, DirectoryError, EntryError, InputError
-from dirsync.gcpause import paused_gc
+from dirsync.errors import DirectoryError, EntryError, InputError
 from dirsync.ldif.changes import Change, modify_ops
 from dirsync.ldif.io import LDIFReader
+from dirsync.ldif.urlvalues import URLValues
 from dirsync.schema import base_type
 
 log = logging.getLogger("dirsync.import")
@@ -45,9 +46,9 @@ class ImportOutcome:
         return 1 if self.failures else 0
 
 
-def load_changes(path: str | Path) -> list[Change]:
+def load_changes(path: str | Path, url_values: URLValues | None = None) -> list[Change]:
     """Every record of the file as a change record (content records are adds)."""
-    with LDIFReader(path) as reader, paused_gc():
+    with LDIFReader(path, url_values=url_values) as reader, paused_gc():
         # The parsed lists are the reader's own: no copy (as add_change makes).
         return [Change("add", r.dn, attrs=r.attrs, line=r.line) if isinstance(r, Entry) else r
                 for r in reader]
@@ -120,8 +121,9 @@ def adds_to_updates(changes: Iterator[Change], directory: Directory) -> Iterator
 def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
                continue_on_error: bool = False, update: bool = False,
                on_result: Callable[[ApplyResult], None] | None = None,
-               on_plan: Callable[[Change], None] | None = None) -> ImportOutcome:
-    changes = load_changes(path)
+               on_plan: Callable[[Change], None] | None = None,
+               url_values: URLValues | None = None) -> ImportOutcome:
+    changes = load_changes(path, url_values)
     known = directory.attribute_types() if hasattr(directory, "attribute_types") else None
     if known:
         check_attribute_types(changes, known, str(path))
@@ -138,6 +140,9 @@ def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
         for result in directory.apply(ordered, stop_on_error=not continue_on_error):
             if result.ok:
                 outcome.applied += 1
+            elif result.unknown:
+                # Sent, then the connection was lost before the answer.
+                outcome.unconfirmed += 1
             else:
                 assert result.error is not None
                 outcome.failures.append(result.error)
@@ -146,7 +151,6 @@ def run_import(directory: Directory, path: str | Path, *, dry_run: bool = False,
     except DirectoryError as exc:
         # The connection, not a record, failed: say what was applied.
         outcome.stopped = exc
-        outcome.unconfirmed = exc.unconfirmed if isinstance(exc, ConnectionLost) else 0
     if outcome.stopped is not None or (outcome.failures and not continue_on_error):
         outcome.skipped = max(0, len(changes) - outcome.applied - len(outcome.failures)
                               - outcome.unconfirmed)

@@ -74,7 +74,7 @@ class MemoryStore:
             if current is not None:
                 raise EntryError(dn, "entry already exists", result="entryAlreadyExists")
             self._need_parent(dn)
-            self.put(Entry(dn, change.attrs or {}))
+            self.put(Entry(dn, change.attrs or {}, change.line))  # an LDIF file's line
             return
         if current is None:
             raise EntryError(dn, "no such object", result="noSuchObject")

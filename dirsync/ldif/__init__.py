@@ -8,6 +8,9 @@
 - :mod:`.diff`, :mod:`.diffhtml`: ``dirsync diff`` and its HTML page;
 - :mod:`.htmlreport`: the HTML pieces shared with the sync report.
 
-Floor 1: imports only the ground floor (``dirsync.entry``, ``errors``,
-``schema``, ``wording``, ``bundled``, ``interrupt``, ``gcpause``).
+- :mod:`.urlvalues`: ``attr:< URL`` values, refused unless allowed.
+
+Floor 2: imports only the ground floor (``dirsync.entry``, ``errors``,
+``schema``, ``wording``, ``bundled``, ``interrupt``, ``escapes``) and
+:mod:`dirsync.addresses` (the value checks a reader applies).
 """

@@ -50,6 +50,7 @@ import ldap.dn
 
 from dirsync.entry import Entry
 from dirsync.errors import DirsyncError, InputError
+from dirsync.escapes import line_writer
 from dirsync.ldif.changes import Change, add_change, modify_ops, rename_change, renamed_entry
 from dirsync.ldif.extsort import (
     DEFAULT_RUN_BYTES,
@@ -64,6 +65,7 @@ from dirsync.ldif.extsort import (
     sort_records,
 )
 from dirsync.ldif.io import LDIFWriter
+from dirsync.ldif.urlvalues import URLValues
 from dirsync.schema import DEFAULT_DIFF_IGNORE, is_binary, matcher
 
 # One change of the plan, with the entry before it and after it where known.
@@ -643,7 +645,7 @@ class TextSink:
         self.out = out
 
     def write(self, change: Change) -> None:
-        write = self.out.write
+        write = line_writer(self.out.write)
         if change.kind == "modrdn":
             write(f"> {change.dn}\n    renamed to {change.target_dn}\n")
         elif change.kind == "add":
@@ -749,11 +751,12 @@ def _diff(old: Iterable[Entry], new: Iterable[Entry], sink: ChangeSink, old_name
     return summary
 
 
-def ldif_entries(path: str, name: str | None = None) -> Iterator[Entry]:
+def ldif_entries(path: str, name: str | None = None,
+                 url_values: URLValues | None = None) -> Iterator[Entry]:
     """The content records of an LDIF file; a change record is an input error."""
     from dirsync.ldif.io import LDIFReader
 
-    with LDIFReader(path, name=name) as reader:
+    with LDIFReader(path, name=name, url_values=url_values) as reader:
         for record in reader:
             if not isinstance(record, Entry):
                 raise InputError(f"a {record.kind} change record: diff compares content "

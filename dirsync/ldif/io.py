@@ -19,12 +19,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+import ldap.dn
 import ldif
 
+from dirsync.addresses.values import dn_problem
 from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.ldif.changes import Change, Control, Mod
 from dirsync.ldif.controls import parse_control
+from dirsync.ldif.urlvalues import URLValueRefused, URLValues, refused
 from dirsync.schema import ATTR_NAME, is_binary
 
 Record = Entry | Change
@@ -47,6 +50,9 @@ def _unsafe(value: bytes) -> bool:
         return True
     return b"\n" in value or b"\r" in value or b"\x00" in value
 _CHANGETYPES = ("add", "delete", "modify", "modrdn", "moddn")
+# RFC 2849: only an attribute's value may be a URL, never these.
+_NO_URL_KEYS = frozenset({"dn", "changetype", "control", "newrdn", "deleteoldrdn",
+                          "newsuperior", "version", *_MOD_OPS})
 
 
 def _strict_b64decode(data: bytes) -> bytes:
@@ -58,11 +64,14 @@ def _strict_b64decode(data: bytes) -> bytes:
 class _Lexer(ldif.LDIFParser):
     """python-ldap's LDIF lexer, remembering where each logical line starts."""
 
-    def __init__(self, stream: IO[str], first_line: int = 1) -> None:
+    def __init__(self, stream: IO[str], first_line: int = 1,
+                 url_values: URLValues | None = None) -> None:
         self.pair_line = first_line
         self.current = ""
         self._last_line: str | None = None
-        super().__init__(stream, process_url_schemes=["file"])
+        self._url_values = url_values
+        # python-ldap would fetch any file: URL; ours are read by url_values.
+        super().__init__(stream, process_url_schemes=[])
         self._b64decode = _strict_b64decode
         self.line_counter += first_line - 1  # a block from the middle of a file
 
@@ -84,6 +93,18 @@ class _Lexer(ldif.LDIFParser):
         self.current = "".join(parts)
         return self.current
 
+    def _next_key_and_value(self) -> tuple[str | None, bytes | None]:
+        key, value = super()._next_key_and_value()
+        if value is None and key not in (None, "-"):
+            # A ':<' URL value (the only way python-ldap gives no value).
+            url = self.current.split(":", 1)[1][1:].strip()
+            if key.lower() in _NO_URL_KEYS:
+                raise URLValueRefused(f"{key!r} cannot be a URL value")
+            if self._url_values is None:
+                raise refused(url)
+            value = self._url_values.read(url)
+        return key, value
+
     @property
     def current_field(self) -> str | None:
         return self.current.split(":", 1)[0] if ":" in self.current else None
@@ -94,8 +115,9 @@ class LDIFReader:
     records, :class:`Change` for change records (``changetype:``)."""
 
     def __init__(self, source: str | os.PathLike[str] | IO[str], name: str | None = None, *,
-                 fast: bool = True) -> None:
+                 fast: bool = True, url_values: URLValues | None = None) -> None:
         self._path: Path | None = None
+        self._url_values = url_values  # None: URL values are refused
         if isinstance(source, (str, os.PathLike)):
             self.name = name or str(source)
             self._stream: IO[str] = open(source, encoding="utf-8", newline="")
@@ -127,7 +149,7 @@ class LDIFReader:
             yield from self._fast_records(self._path)
             return
         try:
-            lexer = _Lexer(self._stream)
+            lexer = _Lexer(self._stream, url_values=self._url_values)
         except UnicodeDecodeError as exc:
             raise self._error(f"not UTF-8 ({exc.reason})", 1) from exc
         yield from self._lexed(lexer, first=True)
@@ -170,8 +192,9 @@ class LDIFReader:
                 raise self._error(f"record does not start with 'dn:' but with {k!r}", start)
             assert v is not None
             dn = v.decode("utf-8")
-            if dn and not ldif.is_dn(dn):
-                raise self._error(f"not a valid DN: {dn!r}", start, "dn")
+            problem = dn_problem(dn)  # parsed in full once, here: later steps rely on it
+            if problem is not None:
+                raise self._error(problem, start, "dn")
             k, v = self._pair(lexer)
             controls: list[Control] = []
             while k == "control":
@@ -267,6 +290,13 @@ class LDIFReader:
             k, v = self._pair(lexer)
         if "newrdn" not in fields:
             raise self._error("modrdn record without newrdn", start, "newrdn")
+        for name in ("newrdn", "newsuperior"):
+            problem = dn_problem(fields[name]) if fields.get(name) else None
+            if problem is None and name == "newrdn" and "," in fields[name] \
+                    and len(ldap.dn.str2dn(fields[name])) != 1:
+                problem = f"not one RDN: {fields[name]!r}"
+            if problem is not None:
+                raise self._error(problem, start, name)
         old = fields.get("deleteoldrdn", "1").strip()
         if old not in ("0", "1"):
             raise self._error(f"deleteoldrdn must be 0 or 1, not {old!r}", start, "deleteoldrdn")
@@ -290,7 +320,8 @@ class LDIFReader:
             record = None if first else _plain_record(lines, start)
             if record is None:
                 text = "\n".join(lines) + ("\n" if terminated else "")
-                lexer = _Lexer(io.StringIO(text, newline=""), first_line=start)
+                lexer = _Lexer(io.StringIO(text, newline=""), first_line=start,
+                               url_values=self._url_values)
                 for lexed in self._lexed(lexer, first):
                     first = False
                     yield lexed
@@ -304,10 +335,6 @@ class LDIFReader:
 # -- fast path helpers (see LDIFReader._fast_records) --------------------------
 
 _FAST_CHUNK = 1 << 20
-# A DN no backtracking regex needs to look at: ``type=value`` RDNs with no
-# escape, quote, plus or equals sign in a value. Every such DN is one
-# ldif.is_dn accepts, so is_dn only runs on the others.
-_PLAIN_DN = re.compile(r'[A-Za-z0-9.-]+=[^,\\"+=]+(?:,[A-Za-z0-9.-]+=[^,\\"+=]+)*')
 _NAMES_OK: dict[str, str] = {}  # descriptions ATTR_NAME accepted -> lower case
 
 
@@ -397,8 +424,8 @@ def _plain_record(lines: list[str], start: int) -> Entry | None:
         return None
     else:
         dn = dn_rest
-    if dn and not _PLAIN_DN.fullmatch(dn) and not ldif.is_dn(dn):
-        return None
+    if dn and dn_problem(dn) is not None:
+        return None  # the lexer says what is wrong with it
     if len(logical) > 1 and logical[1].startswith(("control:", "changetype:")):
         return None
     attrs: dict[str, list[bytes]] = {}

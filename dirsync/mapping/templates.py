@@ -29,9 +29,10 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from dirsync.entry import Entry
+from dirsync.mapping.templatebudget import LimitExceeded, LoneRender, active
+from dirsync.mapping.templatelimits import LimitedEnvironment, guard_ast, sized_lines
 
 #: Names a template sees that are not source attributes.
 RESERVED = frozenset({"dn", "anchor", "attr", "values", "has_class", "kind"})
@@ -65,8 +66,8 @@ def _split(value: Any, sep: str = ";") -> list[str]:
     return [p for p in parts if p]
 
 
-def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def _environment() -> LimitedEnvironment:
+    env = LimitedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -79,6 +80,7 @@ def _environment() -> SandboxedEnvironment:
     from dirsync.mapping.textfilters import FILTERS
 
     env.filters.update(FILTERS)
+    env.limit_filters()
     return env
 
 
@@ -89,6 +91,8 @@ class SourceView(Mapping[str, Any]):
     """A source entry as templates see it (read-only, case-insensitive)."""
 
     __slots__ = ("_first", "entry", "extra", "variables")
+    #: Its values are the source's: the template limits do not cut them.
+    dirsync_source = True
 
     def __init__(self, entry: Entry, variables: Mapping[str, str] | None = None,
                  **extra: Any) -> None:
@@ -174,6 +178,8 @@ def _fast_terms(text: str) -> tuple[str, list[tuple[str, str]], str] | None:
 def referenced_names(ast: jinja2.nodes.Template) -> tuple[set[str], set[str]]:
     """(bare names, literal arguments of attr()/values()/has_class()) a template reads."""
     names = set(jinja2.meta.find_undeclared_variables(ast))
+    # A macro that calls itself names itself before it is declared.
+    names -= {macro.name for macro in ast.find_all(jinja2.nodes.Macro)}
     literal: set[str] = set()
     for call in ast.find_all(jinja2.nodes.Call):
         if isinstance(call.node, jinja2.nodes.Name) and call.node.name in _VALUE_FUNCTIONS \
@@ -196,6 +202,18 @@ class Compiled:
 
     def error(self, message: str) -> TemplateError:
         return TemplateError(self.key, self.line, message)
+
+    def failed(self, exc: BaseException) -> TemplateError:
+        """The per-entry error for what a render raised."""
+        if isinstance(exc, jinja2.TemplateError):
+            return self.error(_explain(exc))
+        if isinstance(exc, LimitExceeded):
+            return self.error(f"over a limit: {exc}")
+        if isinstance(exc, RecursionError):
+            return self.error("calls nested too deep (RecursionError)")
+        if isinstance(exc, MemoryError):
+            return self.error("out of memory (MemoryError)")
+        return self.error(f"{type(exc).__name__}: {exc}")
 
 
 class Template(Compiled):
@@ -221,7 +239,7 @@ class Template(Compiled):
                            and n not in ENV.globals}
         self._terms = _fast_terms(source)
         if self._terms is None:
-            self._jinja = ENV.from_string(ast)  # type: ignore[arg-type]
+            self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
 
     def _syntax(self, exc: jinja2.TemplateSyntaxError) -> TemplateError:
         line = (self.line or 1) + (exc.lineno or 1) - 1 if self.line else None
@@ -239,16 +257,13 @@ class Template(Compiled):
                 found = view.first(name) if kind == "attr" else view.lookup(name)
                 if found:
                     break
+            # A source value copied as it is: no template work to bound.
             return _lines(f"{before}{found}{after}" if before or after else found)
         assert self._jinja is not None
         try:
-            text = str(self._jinja.make_module(view, shared=True))  # type: ignore[arg-type]
-        except jinja2.TemplateError as exc:
-            raise self.error(_explain(exc)) from None
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError,
-                ZeroDivisionError) as exc:
-            raise self.error(f"{type(exc).__name__}: {exc}") from None
-        return _lines(text)
+            return sized_lines(_lines(_render(self._jinja, view)[0]))
+        except _FAILURES as exc:
+            raise self.failed(exc) from None
 
     def first(self, view: SourceView) -> str:
         found = self.values(view)
@@ -269,17 +284,13 @@ class Expression(Compiled):
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
-        self._jinja = ENV.from_string(ast)  # type: ignore[arg-type]
+        self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
 
     def value(self, view: SourceView) -> Any:
         try:
-            module = self._jinja.make_module(view, shared=True)  # type: ignore[arg-type]
-            return module.result  # type: ignore[attr-defined]
-        except jinja2.TemplateError as exc:
-            raise self.error(_explain(exc)) from None
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError,
-                ZeroDivisionError) as exc:
-            raise self.error(f"{type(exc).__name__}: {exc}") from None
+            return _render(self._jinja, view)[1].get_exported()["result"]
+        except _FAILURES as exc:
+            raise self.failed(exc) from None
 
     def truth(self, view: SourceView) -> bool:
         return bool(self.value(view))
@@ -302,6 +313,38 @@ class Expression(Compiled):
             if text.strip():
                 out.append(text.strip())
         return out
+
+
+#: What a render may raise for one entry, besides Jinja's own errors: each
+#: becomes a per-entry error, never a traceback.
+_FAILURES = (jinja2.TemplateError, LimitExceeded, TypeError, ValueError, AttributeError,
+             KeyError, IndexError, ZeroDivisionError, OverflowError, RecursionError,
+             MemoryError)
+
+
+def _render(template: jinja2.Template, view: SourceView) -> tuple[str, Any]:
+    """(text, context) of one render, within the budget of the entry.
+
+    The output is taken chunk by chunk (instead of Jinja's ``make_module``,
+    which lists it whole) so that its time and size are checked as it grows.
+    """
+    budget = active()
+    if budget is None:
+        with LoneRender() as budget:
+            return _chunks(template, view, budget)
+    return _chunks(template, view, budget)
+
+
+def _chunks(template: jinja2.Template, view: SourceView, budget: Any) -> tuple[str, Any]:
+    context = template.new_context(view, shared=True)  # type: ignore[arg-type]
+    parts: list[str] = []
+    tick = budget.tick
+    spend = budget.spend
+    for chunk in template.root_render_func(context):
+        tick()
+        spend(len(chunk))
+        parts.append(chunk)
+    return "".join(parts), context
 
 
 def _lines(text: str) -> list[str]:

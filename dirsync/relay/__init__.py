@@ -17,7 +17,7 @@ The package is split the way aiosmtpd splits a server (STYLE.md item 9):
 
 The address forms themselves live in :mod:`dirsync.addresses`.
 
-Floor 8: imports the ground floor, :mod:`dirsync.ldif`,
-:mod:`dirsync.addresses` and :mod:`dirsync.directories` (the hub lookups);
+Floor 8: imports the ground floor, :mod:`dirsync.addresses`,
+:mod:`dirsync.ldif` and :mod:`dirsync.directories` (the hub lookups);
 never the sync.
 """

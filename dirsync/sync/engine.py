@@ -35,6 +35,8 @@ from typing import Any
 
 import ldap.filter
 
+from dirsync.addresses.values import Problem as ValueProblem
+from dirsync.addresses.values import mapped_problems, screen_for
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, parent_dn, same_dn
@@ -51,10 +53,13 @@ from dirsync.mapping.mapfile import (
     fingerprint,
     load_mapping,
 )
+from dirsync.mapping.templatebudget import RunBudget
 from dirsync.mapping.templates import SourceView, TemplateError
 from dirsync.state.runlife import AppliedSoFar
 from dirsync.state.store import StateRow, StateStore, now
+from dirsync.state.unconfirmed import Unconfirmed
 from dirsync.sync.containers import container_adds, first_rdn
+from dirsync.sync.ownership import AddressGuard, Lost
 from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions, peak_memory_mb, recorded
 from dirsync.sync.plan import (
     PHASE_ADD,
@@ -86,8 +91,9 @@ from dirsync.sync.spool import Spool, change_from_record, change_record
 log = logging.getLogger("dirsync.engine")
 
 #: Bump when the same mapping and source would give other hub entries, so
-#: that every connection's next run is a full one.
-ENGINE_VERSION = 2
+#: that every connection's next run is a full one. 3: source values are
+#: checked against their syntax (dirsync.addresses.values) before mapping.
+ENGINE_VERSION = 3
 
 #: Hub entries read per search when a run compares re-mapped entries.
 FETCH_CHUNK = 200
@@ -162,9 +168,13 @@ class ImportRun:
         self.applied = False
         self.streaming = False          # a first sync, adding as it reads
         self.failed: dict[int, EntryError] = {}
+        # Items with a change sent when the connection was lost, unanswered.
+        self.unknown: dict[int, str | None] = {}
         self.done: dict[int, int] = {}
         self.applied_anchors: set[str] = set()
         self.so_far: AppliedSoFar | None = None   # made when applying starts
+        # What the mapping's templates may spend in this run, entry by entry.
+        self.budget = RunBudget(config.template_limits)
 
     # -- entry point -----------------------------------------------------
     def __call__(self) -> RunResult:
@@ -194,6 +204,11 @@ class ImportRun:
     def _run(self) -> RunResult:
         log.info("%s: %s %s run%s", self.name, self.mode, self.direction,
                  " (dry run)" if self.options.dry_run else "")
+        same_server = self.hub.kind == self.foreign.kind == "ldap" \
+            and self.hub.server_url == self.foreign.server_url
+        self.unconfirmed = Unconfirmed(self.state, self.name, self.direction)
+        self.addresses = AddressGuard(self.hub, self.hub_base(), self.name,
+                                      outside=[self.foreign.base] if same_server else [])
         self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.load_state_rows()
         self.new_plan()
@@ -237,6 +252,10 @@ class ImportRun:
             status = "ok"
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
+            self.unconfirmed.save(self.unknown.values())
+        found = self.unconfirmed.summary()
+        if found:
+            self.problems.append(Problem("note", None, None, found, None))
         ended = now()
         log_problems(self.name, self.run_id, self.direction, self.problems)
         files = self.timed("report", lambda: self.report.finish(
@@ -272,6 +291,19 @@ class ImportRun:
         finally:
             log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
                       time.perf_counter() - started, peak_memory_mb())
+
+    def hub_base(self) -> str:
+        """Where addresses are looked up: the hub's base, else the naming
+        context that holds the import container."""
+        base = self.config.directories[self.connection.hub].base
+        if base:
+            return base
+        if self.hub.kind == "ldap":
+            root = self.hub.get("", ["namingContexts"])
+            for context in (root.texts("namingContexts") if root is not None else []):
+                if normalize_dn(self.container).endswith(normalize_dn(context)):
+                    return context
+        return self.container
 
     # -- 1. the hub --------------------------------------------------------
     def scan_hub(self) -> HubIndex:
@@ -393,10 +425,15 @@ class ImportRun:
         # Loop prevention: what this connection exported comes back marked.
         self._exported = exported_by(selected.mapping.export, self.name)
         self._returned = 0
+        self.screen = screen_for(selected.mapping)
         self.progress.start("reading the source")
 
     def consider(self, entry: Entry) -> _Target | None:
         """One source entry: unchanged, skipped, an error, or a mapped target."""
+        with self.budget.entry():
+            return self.consider_mapped(entry)
+
+    def consider_mapped(self, entry: Entry) -> _Target | None:
         selected = self.selected
         self.source_entries += 1
         self.progress.advance()
@@ -442,6 +479,13 @@ class ImportRun:
                 self.kept[anchor] = row
                 self.counts.unchanged += 1
                 return None
+        # Values are checked before mapping. An unchanged entry passed when
+        # it was synced (the state holds hashes of accepted entries only).
+        bad = self.screen.problems(entry.dn, entry.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, self.bad_values(entry, bad))
+            return None
         try:
             kind = selected.kind(view)
             if kind is None:
@@ -454,12 +498,19 @@ class ImportRun:
             self.held.add(anchor)
             self.entry_problem("error", entry, anchor, self.where(exc))
             return None
+        bad = mapped_problems(mapped.attrs)
+        if bad:
+            self.held.add(anchor)
+            self.entry_problem("error", entry, anchor, "the mapping makes a bad address: "
+                               + self.bad_values(entry, bad))
+            return None
         if not mapped.rdn_value:
             self.held.add(anchor)
             self.entry_problem("error", entry, anchor, "the RDN template yields nothing ("
                                f"{selected.mapping.where('rdn.value')})")
             return None
         state_kind = "group" if kind == KIND_LIST and selected.list_mode == "group" else kind
+        self.addresses.claim(anchor, mapped.attrs)
         return _Target(anchor, state_kind, digest, mapped.rdn_value, mapped.attrs,
                        mapped.object_classes, mapped.members, entry.line)
 
@@ -519,13 +570,15 @@ class ImportRun:
             self.count_unfinished()
             return f"stopped early, the rest is applied by the next run: {exc}"
         if stop_requested.is_set():
-            self.count_unfinished(as_errors=False)
+            self.count_unfinished()
             return INTERRUPTED
         self.end_read()
         return None
 
     def streamed_adds(self, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
         selected = self.selected
+        # Held back a few at a time: their addresses are looked up together.
+        pending: list[tuple[_Target, Entry]] = []
         for entry in entries:
             target = self.consider(entry)
             if target is None:
@@ -543,10 +596,35 @@ class ImportRun:
                                              conflict or "", target.line))
                 continue
             self.final_dns[target.anchor] = dn
-            built = self.build(target, dn, None)
+            pending.append((target, self.build(target, dn, None)))
+            if len(pending) >= FETCH_CHUNK:
+                yield from self.streamed_batch(pending)
+                pending = []
+        yield from self.streamed_batch(pending)
+
+    def streamed_batch(self, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
+        self.check_addresses([(target, built, None) for target, built in pending])
+        for target, built in pending:
             plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
-            yield from self.new_item(target.kind, target.anchor, dn, plan, target.hash,
+            yield from self.new_item(target.kind, target.anchor, built.dn, plan, target.hash,
                                      target.kind, spool=False)
+
+    def check_addresses(self, batch: list[tuple[_Target, Entry, Entry | None]]) -> None:
+        """Leave out of each entry the addresses another entry holds or claims first.
+
+        An entry that lost one is a conflict; its state row gets no source
+        hash, so that the next run checks it again (the holder may let go).
+        """
+        lost = self.addresses.check(
+            ((target.anchor, entry, current) for target, entry, current in batch),
+            remapped=self.remapped, deleted=self.deleted)
+        for target, entry, _ in batch:
+            taken: list[Lost] | None = lost.get(target.anchor)
+            if taken:
+                target.hash = ""
+                self.counts.conflict += 1
+                self.problems.append(Problem("conflict", target.anchor, entry.dn,
+                                             "; ".join(t.text() for t in taken), target.line))
 
     def build(self, target: _Target, dn: str, members: list[str] | None) -> Entry:
         selected = self.selected
@@ -554,6 +632,13 @@ class ImportRun:
                             rdn_attribute=selected.rdn_attribute, rdn_value=first_rdn(dn)[1],
                             anchor=target.anchor, connection=self.name, members=members,
                             member_attribute=selected.mapping.member_attribute)
+
+    def bad_values(self, entry: Entry, problems: list[ValueProblem]) -> str:
+        """File, line and fields of an entry whose values fail their syntax."""
+        path = getattr(self.foreign, "path", None) or getattr(self.foreign, "name", "")
+        at = f"{path}:{entry.line}" if entry.line is not None else str(path)
+        return (f"{at}: " + "; ".join(str(p) for p in problems)
+                + "; the entry is skipped (nothing of it is applied)")
 
     def where(self, exc: TemplateError) -> str:
         mapping = self.selected.mapping
@@ -576,6 +661,7 @@ class ImportRun:
         selected = self.selected
         ours = self.index.ours
         wanted_anchors = {a for a, _ in self.wanted}
+        self.remapped.update(wanted_anchors)
         # Anchors the source no longer has (or now skips) go; entries with
         # errors stay as they are. With unreadable source entries, an
         # anchor that is simply missing may be one of them: hold it back.
@@ -596,6 +682,7 @@ class ImportRun:
 
         # Where each re-mapped entry goes.
         deleted = set(self.deletes)
+        self.deleted.update(deleted)
         # DNs the other entries of this connection keep (only needed to place some),
         # including those a first sync has just added.
         held_dns = dict(self.placed_dns)
@@ -650,6 +737,9 @@ class ImportRun:
         self.final_dns: dict[str, str] = {}         # anchor -> the DN it ends up with
         self.placed_dns: dict[str, str] = {}        # normalized DN -> anchor (a first sync)
         self.deletes: list[str] = []
+        # Anchors the plan maps again and deletes (for the address check).
+        self.remapped: set[str] = set()
+        self.deleted: set[str] = set()
         self.inflight: dict[int, tuple[Any, ...]] = {}  # applied at once, not yet reported
         self.next_item = 0
         self._state_anchors = {anchor: anchor for anchor in self.state_rows}
@@ -670,8 +760,11 @@ class ImportRun:
         changes = plan.changes
         self.item_changes[item] = len(changes)
         counted = kind != "container"
+        notes = self.notes.pop(anchor, []) if anchor else []
+        if counted and (redone := self.unconfirmed.planned(anchor)) is not None:
+            notes.append(redone)
         record = (item, kind, anchor, plan.action, dn, plan.old_dn, plan.before, plan.after,
-                  self.notes.pop(anchor, []) if anchor else [])
+                  notes)
         if spool:
             self.items.append(record)
         else:
@@ -729,6 +822,8 @@ class ImportRun:
             if record is not None:
                 fetch.append(target.anchor)
         found = self.fetch(fetch)
+        self.check_addresses([(target, entry, found.get(target.anchor))
+                              for target, entry, _ in built])
         for target, entry, owned in built:
             # An entry deleted by hand since the scan is simply added again.
             plan = plan_entry(entry, found.get(target.anchor), owned,
@@ -742,6 +837,8 @@ class ImportRun:
         self.refresh[target.anchor] = StateRow(dn, target.hash, target.kind)
         self.counts.unchanged += 1
         notes = self.notes.pop(target.anchor, None)
+        if (found := self.unconfirmed.unchanged(target.anchor)) is not None:
+            notes = [*(notes or []), found]
         if notes:
             self.problems.append(Problem("note", target.anchor, dn, "; ".join(notes),
                                          target.line))
@@ -830,7 +927,7 @@ class ImportRun:
             log.error("%s: %s", self.name, exc)
             stopped = f"stopped early, the rest is applied by the next run: {exc}"
         if stopped is not None:
-            self.count_unfinished(as_errors=stopped is not INTERRUPTED)
+            self.count_unfinished()
         return stopped
 
     @contextmanager
@@ -879,9 +976,22 @@ class ImportRun:
             if not self.streaming:
                 # A first sync counts source rows instead, as it reads them.
                 self.progress.advance()
+            if result.unknown:
+                # Applied or not: not a failure, and not recorded in the state,
+                # so that the next run compares it and says what it found.
+                if item not in self.failed and item not in self.unknown and action:
+                    self.counts.bump(action, -1)
+                    self.counts.unknown += 1
+                self.unknown[item] = anchor
+                if item in self.inflight:
+                    self.report.item(self.report_item(self.inflight.pop(item)))
+                continue
             if result.error is not None:
                 if item not in self.failed and action:
-                    self.counts.bump(action, -1)
+                    if item in self.unknown:
+                        self.counts.unknown -= 1
+                    else:
+                        self.counts.bump(action, -1)
                     self.counts.error += 1
                 self.failed[item] = result.error
                 if item in self.inflight:
@@ -901,21 +1011,20 @@ class ImportRun:
             else:
                 self.record_state(anchor, state)
 
-    def count_unfinished(self, as_errors: bool = True) -> None:
-        """After a stopped apply: entries not (fully) applied leave the counts.
-
-        A server that went away makes them errors; a stop on request leaves
-        them out (the counts say what was applied, the report marks them
-        not applied).
-        """
+    def count_unfinished(self) -> None:
+        """After a stopped apply (the hub lost, or a stop on request): entries
+        none of whose changes was sent leave their action's count and count
+        as not attempted (the report marks them not applied). Entries with
+        some changes confirmed stay counted as their action (the hub shows
+        it; the next run does the rest); failed and unknown ones are counted
+        already."""
         for record in itertools.chain(self.items, self.inflight.values()):
-            item, kind, _, action = record[0], record[1], record[2], record[3]
-            if kind == "container" or item in self.failed:
+            item, kind, action = record[0], record[1], record[3]
+            if kind == "container" or item in self.failed or item in self.unknown:
                 continue
-            if self.done.get(item, 0) < self.item_changes.get(item, 0):
+            if self.done.get(item, 0) == 0 and self.item_changes.get(item, 0) > 0:
                 self.counts.bump(action, -1)
-                if as_errors:
-                    self.counts.error += 1
+                self.counts.not_attempted += 1
 
     def record_state(self, anchor: str, state: tuple[Any, ...]) -> None:
         if state[0] == "drop":
@@ -969,10 +1078,17 @@ class ImportRun:
             status = "failed"
             failure = self.failed[item]
             error = f"{failure.result}: {failure.message}" if failure.result else failure.message
+        elif item in self.unknown:
+            status = "unknown"
+            error = ("sent, but the connection was lost before the answer; the next run "
+                     "checks it")
         elif self.done.get(item, 0) >= self.item_changes.get(item, 0):
             status = "applied"
+        elif self.done.get(item, 0):
+            status = "partly applied"
+            error = "stopped early; the next run applies the rest"
         else:
-            status = "not applied"
+            status = "not attempted"
         return ReportItem(kind=kind, anchor=anchor, action=action, dn=dn, old_dn=old_dn,
                           status=status, error=error, before=before, after=after, notes=notes)
 

@@ -129,6 +129,7 @@ class _Item:
     error: EntryError | None = None
     target: Entry | None = None     # what the foreign entry should be (not for deletes)
     counted: bool = True
+    unknown: bool = False           # sent when the connection was lost, unanswered
 
 
 class ExportRun:
@@ -807,11 +808,13 @@ class ExportRun:
                 for anchor, row in self.deferred:
                     self.record(anchor, row)
         if stopped is not None:
+            # As the import counts them (docs/operations.md): confirmed changes
+            # are applied, unanswered ones unknown, unsent ones not attempted.
             for item in self.items:
-                if item.counted and item.error is None and item.done < item.changes:
+                if item.counted and item.error is None and not item.unknown \
+                        and item.done == 0 < item.changes:
                     self.counts.bump(item.action, -1)
-                    if stopped is not INTERRUPTED:
-                        self.counts.error += 1
+                    self.counts.not_attempted += 1
         return stopped
 
     def apply_hub(self) -> None:
@@ -855,6 +858,12 @@ class ExportRun:
             position += 1
             self.progress.advance()
             item = self.items[index]
+            if result.unknown:
+                if item.error is None and not item.unknown and item.counted:
+                    self.counts.bump(item.action, -1)
+                    self.counts.unknown += 1
+                item.unknown = True
+                continue
             if result.error is not None:
                 if item.error is None and item.counted:
                     self.counts.bump(item.action, -1)
@@ -944,10 +953,12 @@ class ExportRun:
                 status = "failed"
                 error = f"{item.error.result}: {item.error.message}" if item.error.result \
                     else item.error.message
+            elif item.unknown:
+                status = "unknown"
             elif item.done >= item.changes:
                 status = "applied"
             else:
-                status = "not applied"
+                status = "partly applied" if item.done else "not attempted"
             yield ReportItem(kind=item.kind, anchor=item.anchor, action=item.action,
                              dn=item.dn, old_dn=item.old_dn, status=status, error=error,
                              before=item.before, after=item.after, notes=item.notes)

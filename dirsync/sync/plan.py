@@ -21,7 +21,8 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, MARKER_CLASS, SOURCE_ATTR
 from dirsync.schema import matcher
 from dirsync.wording import plural
 
-COUNT_NAMES = ("add", "modify", "rename", "delete", "unchanged", "skipped", "conflict", "error")
+COUNT_NAMES = ("add", "modify", "rename", "delete", "unchanged", "skipped", "conflict", "error",
+               "unknown", "not_attempted")
 
 #: Apply phases, in order (PRODUCT.md, "What a sync run does", step 5).
 PHASE_CONTAINER = 0     # the import container itself, when missing
@@ -45,6 +46,11 @@ class Counts:
     skipped: int = 0
     conflict: int = 0
     error: int = 0
+    #: Entries whose change was sent when the connection was lost, with no
+    #: answer: applied or not, the next run finds out.
+    unknown: int = 0
+    #: Entries a run that stopped early never sent a change of.
+    not_attempted: int = 0
 
     def bump(self, name: str, by: int = 1) -> None:
         setattr(self, name, getattr(self, name) + by)

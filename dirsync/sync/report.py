@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from dirsync.escapes import line_writer
 from dirsync.ldif import htmlreport
 from dirsync.ldif.changes import Change, value_changes
 from dirsync.ldif.io import LDIFWriter
@@ -306,13 +307,13 @@ class _TextWriter:
     def start(self, out: IO[str], run: dict[str, Any], counts: Counts,
               paths: dict[str, Path]) -> None:
         for line in summary_lines(run, counts):
-            out.write(line + "\n")
+            line_writer(out.write)(line + "\n")
         out.write(f"report: {paths['text'].parent}\n")
         if run.get("status") == "stopped" and self.any:
             out.write(f"\n{entries_heading(run)}:")
 
     def item(self, item: ReportItem) -> None:
-        write = self.body.write
+        write = line_writer(self.body.write)  # foreign values: no terminal controls
         if not self.any:
             write("\n")
             self.any = True
@@ -338,7 +339,7 @@ class _TextWriter:
         if problems:
             out.write("\n")
         for problem in problems:
-            out.write(problem.text() + "\n")
+            line_writer(out.write)(problem.text() + "\n")
 
     def end(self, out: IO[str]) -> None:
         pass

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.interrupt import stop_requested
+from dirsync.mapping.templatebudget import configure
 from dirsync.state.locks import ConnectionLock
 from dirsync.state.runlife import reap
 from dirsync.state.store import RunRecord, StateStore
@@ -45,6 +46,7 @@ def run(config: Config, names: Iterable[str] = (), options: SyncOptions | None =
     ``interrupted`` and starts no other.
     """
     opts = options or SyncOptions()
+    configure(config.template_limits)
     connections = config.select(list(names))
     results: list[RunResult] = []
     with StateStore(config.state) as state:

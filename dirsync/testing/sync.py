@@ -10,6 +10,7 @@ from typing import Any
 
 import ldap
 
+from dirsync.entry import parent_dn
 from dirsync.testing.slapd import SlapdServer
 
 GAL_COLUMNS = ["Alias", "Type", "Display Name", "First Name", "Last Name", "Email", "Phone",
@@ -53,8 +54,12 @@ def hub_config(folder: Path, slapd: SlapdServer, container: str, source: Path, *
                name: str = "gal", mapping: str = "csv-gal", recipients: str = "contact",
                lists: str = "contact", threshold: int | str | None = None,
                source_kind: str = "csv", extra: str = "", page_size: int | None = None,
-               window: int | None = None) -> Path:
-    """A dirsync.toml: ``source`` synced into ``container`` on ``slapd``."""
+               window: int | None = None, hub_base: str | None = None) -> Path:
+    """A dirsync.toml: ``source`` synced into ``container`` on ``slapd``.
+
+    The hub's base is the container's parent unless ``hub_base`` is given:
+    tests share one server, and each one's hub is its own subtree.
+    """
     password = folder / "hub.pw"
     password.write_text(slapd.root_pw + "\n")
     lines = [
@@ -64,7 +69,7 @@ def hub_config(folder: Path, slapd: SlapdServer, container: str, source: Path, *
         "[directories.hub]",
         'kind = "ldap"',
         f'url = "{slapd.url}"',
-        f'base = "{slapd.suffix}"',
+        f'base = "{hub_base or parent_dn(container)}"',
         f'bind_dn = "{slapd.root_dn}"',
         'password_file = "hub.pw"',
     ]

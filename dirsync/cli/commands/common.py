@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from dirsync.directories import Credentials, Directory, TLSOptions, is_url, open_directory
+from dirsync.errors import UsageError
+from dirsync.ldif.urlvalues import URLValueRefused, URLValues
 
 
 def directory_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,6 +29,25 @@ def directory_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def url_values_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--allow-url-values DIR: LDIF ``attr:< file:`` values read under DIR only."""
+    return click.option(
+        "--allow-url-values", "allow_url_values", metavar="DIR",
+        type=click.Path(file_okay=False),
+        help="Read LDIF URL values (attr:< file:///...) of files inside DIR (each at most "
+             "1 MiB, regular files only). Without it, any URL value is an error.")(func)
+
+
+def url_values_from(options: dict[str, Any]) -> URLValues | None:
+    folder = options.get("allow_url_values")
+    if not folder:
+        return None
+    try:
+        return URLValues.under(folder)
+    except URLValueRefused as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def open_from_options(ctx: click.Context, spec: str, *, create: bool = False,
                       **options: Any) -> Directory:
     """A DIRECTORY argument: a config name, an LDAP URL, or an .ldif/.csv path."""
@@ -37,7 +58,8 @@ def open_from_options(ctx: click.Context, spec: str, *, create: bool = False,
     tls = TLSOptions(ca_file=options.get("ca_file"), verify=not options.get("no_verify"),
                      starttls=bool(options.get("starttls")))
     creds = Credentials.resolve(options.get("bind_dn"), options.get("password_file"))
-    return open_directory(spec, credentials=creds, tls=tls, create=create)
+    return open_directory(spec, credentials=creds, tls=tls, create=create,
+                          url_values=url_values_from(options))
 
 
 def _from_config(ctx: click.Context, name: str) -> Directory | None:

@@ -11,7 +11,12 @@ from typing import IO, Any
 
 import click
 
-from dirsync.cli.commands.common import directory_options, open_from_options
+from dirsync.cli.commands.common import (
+    directory_options,
+    open_from_options,
+    url_values_from,
+    url_values_option,
+)
 from dirsync.entry import Entry
 from dirsync.errors import UsageError
 from dirsync.ldif.diff import SINKS, ChangeSink, DiffOptions, Summary, ldif_entries
@@ -32,7 +37,7 @@ def _entries(ctx: click.Context, spec: str, options: dict[str, Any]) -> Iterator
             lower.endswith(".ldif") or Path(spec).is_file()):
         if not Path(spec).is_file():
             raise UsageError(f"{spec}: no such file")
-        yield from ldif_entries(spec)
+        yield from ldif_entries(spec, url_values=url_values_from(options))
         return
     directory = open_from_options(ctx, spec, **options)
     try:
@@ -82,6 +87,7 @@ def _parse_size(text: str) -> int:
 @click.option("--sort-memory", metavar="SIZE", default="64M", show_default=True,
               help="Memory per sorted run when an input needs sorting; more runs spill "
                    "to the temp folder ($TMPDIR).")
+@url_values_option
 @directory_options
 @click.pass_context
 def diff(ctx: click.Context, old: str, new: str, fmt: str | None, output: str | None,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dirsync.cli.commands.common import directory_options, open_from_options
+from dirsync.cli.commands.common import directory_options, open_from_options, url_values_option
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.ldifexport import export as export_entries
 from dirsync.directories.memory import write_atomically
@@ -26,6 +26,7 @@ from dirsync.wording import plural
               help="Attributes to export; '*' user, '+' operational (e.g. '*,+').")
 @click.option("--sort", is_flag=True, help="Deterministic, diffable order of entries, "
               "attributes and values.")
+@url_values_option
 @directory_options
 @click.pass_context
 def export(ctx: click.Context, directory: str, output: str | None, base: str | None,

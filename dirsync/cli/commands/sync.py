@@ -12,6 +12,7 @@ import click
 
 from dirsync.checks.run import run_checks
 from dirsync.config import load_config
+from dirsync.escapes import escape_controls
 from dirsync.interrupt import exit_status as interrupt_status
 from dirsync.interrupt import stop_requested, stopping_on_signals
 from dirsync.state.runlife import reap
@@ -106,11 +107,11 @@ def check(ctx: Any) -> int:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False))
     else:
         for line in result.passed:
-            click.echo(f"ok       {line}")
+            click.echo(f"ok       {escape_controls(line)}")
         for line in result.notes:
-            click.echo(f"note     {line}")
+            click.echo(f"note     {escape_controls(line)}")
         for line in result.problems:
-            click.echo(f"problem  {line}")
+            click.echo(f"problem  {escape_controls(line)}")
         click.echo(plural(len(result.problems), "problem") if result.problems else
                    "everything checked is in order")
     return 0 if result.ok else 2
@@ -183,7 +184,7 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
                            f"{kind} {record.mode:<11} {record.outcome or 'running':<8} "
                            f"{counts or 'no changes'}")
                 if record.message:
-                    click.echo(f"      {record.message}")
+                    click.echo(f"      {escape_controls(record.message)}")
                 if record.report:
                     click.echo(f"      report: {record.report}")
     sys.stdout.flush()
