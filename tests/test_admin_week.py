@@ -42,7 +42,8 @@ from dirsync.testing.twoway import FIXTURES, copy_fixture, entries, load_ldif
 
 WAIT = 30.0  # upper bound for anything that should take a second; the machine may be busy
 BIG = 3000   # recipients of the big post office (the Ctrl-C run)
-COUNTS = ("add", "modify", "rename", "delete", "unchanged", "skipped", "conflict", "error")
+COUNTS = ("add", "modify", "rename", "delete", "unchanged", "skipped", "conflict", "error",
+          "unknown", "not_attempted")
 
 JEAN_X400 = "X400:c=FR;a=ATLAS;p=Fabrikam;o=Paris;s=Dupont;g=Jean;"
 JEAN_IMCEA = "IMCEAX400-c=FR+3Ba=ATLAS+3Bp=Fabrikam+3Bo=Paris+3Bs=Dupont+3Bg=Jean+3B@contoso.example"
