@@ -31,7 +31,7 @@ def test_a_first_time_config_checks_clean_and_sync_creates_the_containers(
     # Neither the container nor its parent exists yet.
     container = f"ou=Import,ou=Contacts,{base}"
     source = write_csv(tmp_path / "gal.csv", gal_rows(3))
-    config = hub_config(tmp_path, slapd, container, source)
+    config = hub_config(tmp_path, slapd, container, source, hub_base=base)
     status, result = check(config, capsys)
     assert status == 0 and result["problems"] == [], result
     notes = [n for n in result["notes"] if "import container" in n]
@@ -50,7 +50,7 @@ def test_a_container_sync_cannot_create_is_a_problem(
         capsys: pytest.CaptureFixture[str]) -> None:
     container = f"ou=Import,cn=Contacts,{base}"
     source = write_csv(tmp_path / "gal.csv", gal_rows(3))
-    config = hub_config(tmp_path, slapd, container, source)
+    config = hub_config(tmp_path, slapd, container, source, hub_base=base)
     status, result = check(config, capsys)
     expected = (f"connections[0].import_container: cn=Contacts,{base} does not exist and "
                 "dirsync creates only ou=, o= and dc= containers; create it first")

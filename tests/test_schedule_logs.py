@@ -63,7 +63,8 @@ def test_a_run_with_an_erroring_entry_is_in_the_log_without_v(
     assert end["result"] == "errors" and end["mode"] == "full"
     assert isinstance(end["run"], int)
     assert end["counts"] == {"add": 5, "modify": 0, "rename": 0, "delete": 0,
-                             "unchanged": 0, "skipped": 0, "conflict": 0, "error": 1}
+                             "unchanged": 0, "skipped": 0, "conflict": 0, "error": 1,
+                             "unknown": 0, "not_attempted": 0}
     assert end["message"] == "gal import: errors: add 5, error 1"
     for event in events:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", event["time"])
