@@ -416,12 +416,30 @@ class ExportRun:
                 if value.casefold().startswith(prefix):
                     yield value
 
+    def hub_holds_address(self, value: str) -> bool:
+        """Whether a hub entry holds ``value`` (``TYPE:address``, any case) in
+        proxyAddresses: one equality search (``index proxyAddresses eq``)."""
+        base = self.config.directories[self.connection.hub].base or ""
+        wanted = value.casefold()
+        options = ReadOptions(base=base, scope="sub",
+                              filter=f"(proxyAddresses={ldap.filter.escape_filter_chars(value)})",
+                              attrs=["proxyAddresses"])
+        return any(v.casefold() == wanted for entry in self.hub.read(options)
+                   for v in entry.texts("proxyAddresses"))
+
     def read_hub(self) -> None:
         export = self.export
         kind = export.proxy_type
         hub_name = self.connection.hub
-        self.assigner = Assigner(kind, self.hub_proxy_addresses,
-                                 self.assignments.load(hub_name, kind))
+        if self.mode == "incremental":
+            # Only the anchors this run touches are looked up, and only the
+            # addresses it is about to give out (STYLE: cost follows change).
+            holds = self.hub_holds_address if self.hub.kind == "ldap" else None
+            self.assigner = Assigner(kind, self.hub_proxy_addresses,
+                                     self.assignments.view(hub_name, kind), hub_holds=holds)
+        else:
+            self.assigner = Assigner(kind, self.hub_proxy_addresses,
+                                     self.assignments.load(hub_name, kind))
         name = self.name.casefold()
         self.wanted: list[_Wanted] = []
         self.kept: dict[str, StateRow] = {}      # unchanged by the state fast path

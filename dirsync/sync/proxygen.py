@@ -39,6 +39,15 @@ Entries created by an import connection are never written either: their
 value back out on its next compare. An address that is not written is
 remembered in the state store, so it stays the same from run to run and
 counts as taken for everyone else.
+
+What a run costs follows what changed, not the size of the hub: an
+incremental run looks up the remembered address of each anchor it touches
+(:meth:`AssignmentStore.view`) and whether a candidate address is taken by
+its key in an index of every remembered and former address
+(``proxy_assignment_keys``), and asks an LDAP hub for one address at a time
+(an equality search, ``index proxyAddresses eq``) instead of reading all of
+them. A full run reads every one of them once, as it reads the whole hub
+anyway.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from dirsync.addresses.proxy import of_type, with_suffix
 from dirsync.entry import Entry
@@ -76,6 +85,21 @@ CREATE TABLE IF NOT EXISTS proxy_assignments (
     PRIMARY KEY (hub, anchor, type)
 ) WITHOUT ROWID
 """
+
+#: Every remembered and former address by its key (``TYPE:address``, casefolded):
+#: who holds a candidate address, answered by the primary key's index.
+_KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS proxy_assignment_keys (
+    hub TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT NOT NULL,
+    anchor TEXT NOT NULL,
+    PRIMARY KEY (hub, type, key, anchor)
+) WITHOUT ROWID
+"""
+
+#: Addresses asked of the hub one at a time before a run reads them all at once.
+PROBE_LIMIT = 200
 
 #: Columns added since the table's first version (a state file of that
 #: version gets them on open; ``base`` NULL means "not known").
@@ -124,8 +148,43 @@ class Remembered(NamedTuple):
     former: tuple[str, ...] = ()      # the addresses generated before it, oldest first
 
 
+def address_key(kind: str, address: str) -> str:
+    """How two addresses of a type are the same: ``TYPE:address``, casefolded."""
+    return f"{kind.upper()}:{address}".casefold()
+
+
+def _remembered(address: str, base: str | None, former: str) -> Remembered:
+    return Remembered(address, base, tuple(v for v in former.split("\n") if v))
+
+
+class Memory(Protocol):
+    """The addresses generated before this run, as the :class:`Assigner` asks for them."""
+
+    def get(self, anchor: str) -> Remembered | None: ...
+
+    def owner(self, key: str) -> str | None: ...
+
+
+class InMemory:
+    """Every remembered address of one type, loaded at once (a full run's way)."""
+
+    def __init__(self, kind: str, remembered: Mapping[str, Remembered | str]) -> None:
+        self.rows = {anchor: Remembered(r) if isinstance(r, str) else r
+                     for anchor, r in remembered.items()}
+        self.owners: dict[str, str] = {}
+        for anchor, memo in self.rows.items():
+            for address in (*memo.former, memo.address):
+                self.owners[address_key(kind, address)] = anchor
+
+    def get(self, anchor: str) -> Remembered | None:
+        return self.rows.get(anchor)
+
+    def owner(self, key: str) -> str | None:
+        return self.owners.get(key)
+
+
 class AssignmentStore:
-    """Generated addresses by hub, anchor and type, in the state file (own table)."""
+    """Generated addresses by hub, anchor and type, in the state file (own tables)."""
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
@@ -137,12 +196,38 @@ class AssignmentStore:
                 if column not in have:
                     self.db.execute(f"ALTER TABLE proxy_assignments ADD COLUMN {column} "
                                     f"{declaration}")
+            indexed = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                                      "AND name='proxy_assignment_keys'").fetchone()
+            if indexed is None:
+                # A state file from before the index: built once from the rows it has.
+                self.db.execute(_KEYS_SCHEMA)
+                rows = self.db.execute("SELECT hub, type, anchor, address, former "
+                                       "FROM proxy_assignments").fetchall()
+                for hub, kind, anchor, address, former in rows:
+                    self._index(hub, kind, anchor, _remembered(address, None, former))
 
     def load(self, hub: str, kind: str) -> dict[str, Remembered]:
         rows = self.db.execute("SELECT anchor, address, base, former FROM proxy_assignments "
                                "WHERE hub=? AND type=?", (hub, kind))
-        return {anchor: Remembered(address, base, tuple(v for v in former.split("\n") if v))
+        return {anchor: _remembered(address, base, former)
                 for anchor, address, base, former in rows}
+
+    def get(self, hub: str, kind: str, anchor: str) -> Remembered | None:
+        row = self.db.execute("SELECT address, base, former FROM proxy_assignments "
+                              "WHERE hub=? AND anchor=? AND type=?",
+                              (hub, anchor, kind)).fetchone()
+        return None if row is None else _remembered(*row)
+
+    def owner(self, hub: str, kind: str, key: str) -> str | None:
+        """An anchor whose remembered or former address of ``kind`` has ``key``."""
+        row = self.db.execute("SELECT anchor FROM proxy_assignment_keys "
+                              "WHERE hub=? AND type=? AND key=? LIMIT 1",
+                              (hub, kind, key)).fetchone()
+        return None if row is None else str(row[0])
+
+    def view(self, hub: str, kind: str) -> StoredMemory:
+        """The remembered addresses of one hub and type, looked up one at a time."""
+        return StoredMemory(self, hub, kind)
 
     def put(self, hub: str, kind: str, anchor: str, remembered: Remembered | str) -> None:
         if isinstance(remembered, str):
@@ -153,6 +238,31 @@ class AssignmentStore:
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (hub, anchor, kind, remembered.address, now(), remembered.base,
                              "\n".join(remembered.former)))
+            self.db.execute("DELETE FROM proxy_assignment_keys WHERE hub=? AND type=? "
+                            "AND anchor=?", (hub, kind, anchor))
+            self._index(hub, kind, anchor, remembered)
+
+    def _index(self, hub: str, kind: str, anchor: str, remembered: Remembered) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO proxy_assignment_keys (hub, type, key, anchor) "
+            "VALUES (?, ?, ?, ?)",
+            [(hub, kind, address_key(kind, a), anchor)
+             for a in (*remembered.former, remembered.address)])
+
+
+@dataclass
+class StoredMemory:
+    """One hub's and type's remembered addresses, asked of the state store."""
+
+    store: AssignmentStore
+    hub: str
+    kind: str
+
+    def get(self, anchor: str) -> Remembered | None:
+        return self.store.get(self.hub, self.kind, anchor)
+
+    def owner(self, key: str) -> str | None:
+        return self.store.owner(self.hub, self.kind, key)
 
 
 class Assigner:
@@ -160,39 +270,59 @@ class Assigner:
 
     ``hub_addresses`` is called once, when an address must be checked: it
     returns every ``TYPE:address`` of this type the hub holds (any case).
-    ``remembered`` holds the addresses generated earlier, by anchor.
+    ``hub_holds``, when given, answers for one ``TYPE:address`` (any case)
+    instead, for the first :data:`PROBE_LIMIT` addresses checked: a run that
+    checks few addresses does not read them all. ``remembered`` holds the
+    addresses generated earlier: a mapping by anchor, or a :class:`Memory`
+    that looks them up (:meth:`AssignmentStore.view`).
     """
 
     def __init__(self, kind: str, hub_addresses: Callable[[], Iterable[str]],
-                 remembered: Mapping[str, Remembered | str]) -> None:
+                 remembered: Mapping[str, Remembered | str] | Memory, *,
+                 hub_holds: Callable[[str], bool] | None = None) -> None:
         self.kind = kind.upper()
         self._load = hub_addresses
         self._hub: set[str] | None = None
-        self.remembered = {anchor: Remembered(r) if isinstance(r, str) else r
-                           for anchor, r in remembered.items()}
-        # key -> anchor of every remembered, former or newly generated address
+        self._holds = hub_holds
+        self._probed: dict[str, bool] = {}
+        self.memory: Memory = (InMemory(self.kind, remembered)
+                               if isinstance(remembered, Mapping) else remembered)
+        # What this run assigned: anchor -> address, and key -> anchor of
+        # each address it gave out or kept (over what the memory says).
+        self.remembered: dict[str, Remembered] = {}
         self._owner: dict[str, str] = {}
-        for anchor, memo in self.remembered.items():
-            for address in (*memo.former, memo.address):
-                self._owner[self.key(address)] = anchor
         self.changed: dict[str, Remembered] = {}    # anchor -> what to remember
 
     def key(self, address: str) -> str:
-        return f"{self.kind}:{address}".casefold()
+        return address_key(self.kind, address)
+
+    def _memo(self, anchor: str) -> Remembered | None:
+        if anchor in self.remembered:
+            return self.remembered[anchor]
+        return self.memory.get(anchor)
 
     def _hub_keys(self) -> set[str]:
         if self._hub is None:
             self._hub = {v.casefold() for v in self._load()}
         return self._hub
 
+    def _on_hub(self, key: str, address: str) -> bool:
+        if self._hub is None and self._holds is not None:
+            if key in self._probed:
+                return self._probed[key]
+            if len(self._probed) < PROBE_LIMIT:
+                held = self._probed[key] = self._holds(f"{self.kind}:{address}")
+                return held
+        return key in self._hub_keys()
+
     def taken(self, address: str, anchor: str, own: Iterable[str]) -> bool:
         key = self.key(address)
         if key in {f"{self.kind}:{a}".casefold() for a in own}:
             return False
-        owner = self._owner.get(key)
+        owner = self._owner.get(key) or self.memory.owner(key)
         if owner is not None and owner != anchor:
             return True
-        return key in self._hub_keys()
+        return self._on_hub(key, address)
 
     def made_from(self, memo: Remembered, base: str) -> bool:
         """Was ``memo`` generated from the template value ``base``?"""
@@ -220,7 +350,7 @@ class Assigner:
         """
         proxies = of_type(existing, self.kind)
         primary = next((p.address for p in proxies if p.primary), None)
-        memo = self.remembered.get(anchor)
+        memo = self._memo(anchor)
         # A primary dirsync generated (now or before) is its to move; any
         # other primary was set in the hub, and is the truth.
         ours = primary is not None and memo is not None and primary.casefold() in {
