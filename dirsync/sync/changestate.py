@@ -22,8 +22,7 @@ from typing import Any
 
 from dirsync.directories.syncrepl import supports_syncrepl
 from dirsync.state.fingerprints import FileFingerprint, check
-from dirsync.state.store import StateRow, StateStore, now
-from dirsync.sync.pipeline import RunResult
+from dirsync.state.store import StateRow, StateStore
 
 #: Cursor names (the ``name`` column of the ``cursors`` table).
 COOKIE = "syncrepl-cookie"
@@ -173,7 +172,7 @@ class ChangeDetection:
     def go_full(self, why: str) -> None:  # pragma: no cover - provided by the run
         raise NotImplementedError
 
-    def finish_unchanged(self, message: str, run_fields: dict[str, Any]) -> Any:
+    def finish_unchanged(self, message: str) -> Any:
         """End a run whose source file is as last time: nothing read, nothing
         changed; the report, the run history and the result say ``message``."""
         run: Any = self
@@ -182,18 +181,7 @@ class ChangeDetection:
         # as the run that read it did (the file cursor moves only on a clean run).
         run.counts.skipped = int(run.state.last_counts(run.name, run.direction)
                                  .get("skipped", 0))
-        ended = now()
-        files = run.report.finish(
-            run={"connection": run.name, "direction": run.direction, "mode": self.mode,
-                 "dry_run": run.options.dry_run, "status": "ok", "run": run.run_id,
-                 "started": run.started, "ended": ended, "message": message,
-                 "hub": self.connection.hub, **run_fields},
-            counts=run.counts, items=iter(()), problems=[])
-        run.state.end_run(run.run_id, "ok", run.counts.as_dict(), str(run.report.folder),
-                          message)
-        return RunResult(run.name, run.direction, self.mode, run.options.dry_run, "ok",
-                         run.counts, run.report.folder, files, run.run_id, run.started,
-                         ended, message)
+        return run.conclude("ok", message, iter(()))
 
     def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
         """Decide the mode and read the LDAP changes; True for an unchanged file."""

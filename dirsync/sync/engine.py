@@ -56,18 +56,17 @@ from dirsync.mapping.mapfile import (
 from dirsync.mapping.templatebudget import RunBudget
 from dirsync.mapping.templates import SourceView, TemplateError
 from dirsync.state.runlife import AppliedSoFar
-from dirsync.state.store import StateRow, StateStore, now
+from dirsync.state.store import StateRow, StateStore
 from dirsync.state.unconfirmed import Unconfirmed
 from dirsync.sync.containers import container_adds, first_rdn
 from dirsync.sync.ownership import AddressGuard, Lost
-from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions, peak_memory_mb, recorded
+from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions, peak_memory_mb
 from dirsync.sync.plan import (
     PHASE_ADD,
     PHASE_CONTAINER,
     PHASE_RENAME,
     PHASE_RENAME_FINAL,
     PHASES,
-    Counts,
     EntryPlan,
     assign_dns,
     candidate_dns,
@@ -84,8 +83,7 @@ from dirsync.sync.plan import (
     source_hash,
     target_entry,
 )
-from dirsync.sync.report import Problem, Report, ReportItem
-from dirsync.sync.runlog import log_problems
+from dirsync.sync.report import Problem, ReportItem
 from dirsync.sync.spool import Spool, change_from_record, change_record
 
 log = logging.getLogger("dirsync.engine")
@@ -139,30 +137,17 @@ class _Target:
                 self.object_classes, self.members, self.line)
 
 
-class ImportRun:
+class ImportRun(Run):
     """One run of one connection, foreign directory -> hub import container."""
 
     direction = "import"
-    report: Report  # set by recorded() when the run starts
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
         assert connection.import_container is not None
-        self.config = config
-        self.connection = connection
-        self.state = state
-        self.options = options
-        self.progress = options.progress
-        self.name = connection.name
+        super().__init__(config, connection, state, options)
         self.container = connection.import_container
         self.container_key = normalize_dn(self.container)
-        self.counts = Counts()
-        self.problems: list[Problem] = []
-        self.started = now()
-        self.mode = "full"
-        self.run_id = 0
-        self.hub: Any = None
-        self.foreign: Any = None
         self._classes: dict[frozenset[str], frozenset[str]] = {}
         # Set by apply(): what happened to each planned item.
         self.applied = False
@@ -176,8 +161,8 @@ class ImportRun:
         # What the mapping's templates may spend in this run, entry by entry.
         self.budget = RunBudget(config.template_limits)
 
-    # -- entry point -----------------------------------------------------
-    def __call__(self) -> RunResult:
+    # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
+    def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
         self.selected: Selected = mapping.select(self.connection.recipients,
                                                  self.connection.lists)
@@ -185,21 +170,13 @@ class ImportRun:
             mapping, engine=ENGINE_VERSION, connection=self.name, container=self.container_key,
             recipients=self.connection.recipients, lists=self.connection.lists,
             hub=self.connection.hub)
-        stored = self.state.fingerprint(self.name, self.direction)
-        self.mode = "full" if self.options.full or stored != self.fingerprint else "incremental"
-        self.hub = self.config.directories[self.connection.hub].open()
-        try:
-            self.foreign = self.config.directories[self.connection.foreign].open()
-            try:
-                return recorded(self)
-            finally:
-                self.close_spools()
-        finally:
-            self.progress.finish()
-            if self.foreign is not None:
-                self.foreign.close()
-            # A file hub writes itself back here, and only if changes were applied.
-            self.hub.close()
+
+    def release(self) -> None:
+        self.close_spools()
+
+    def report_fields(self) -> dict[str, Any]:
+        return {"container": self.container, "source": self.connection.foreign,
+                "hub": self.connection.hub, "mapping": str(self.selected.mapping.path)}
 
     def _run(self) -> RunResult:
         log.info("%s: %s %s run%s", self.name, self.mode, self.direction,
@@ -256,20 +233,9 @@ class ImportRun:
         found = self.unconfirmed.summary()
         if found:
             self.problems.append(Problem("note", None, None, found, None))
-        ended = now()
-        log_problems(self.name, self.run_id, self.direction, self.problems)
-        files = self.timed("report", lambda: self.report.finish(
-            run={"connection": self.name, "direction": self.direction, "mode": self.mode,
-                 "dry_run": self.options.dry_run, "status": status, "run": self.run_id,
-                 "started": self.started, "ended": ended, "message": message,
-                 "container": self.container, "source": self.connection.foreign,
-                 "hub": self.connection.hub, "mapping": str(self.selected.mapping.path)},
-            counts=self.counts, items=self.report_items(), problems=self.problems))
-        self.state.end_run(self.run_id, status, self.counts.as_dict(), str(self.report.folder),
-                           message)
-        return RunResult(self.name, self.direction, self.mode, self.options.dry_run, status,
-                         self.counts, self.report.folder, files, self.run_id, self.started,
-                         ended, message)
+        result: RunResult = self.timed("report", lambda: self.conclude(
+            status, message, self.report_items()))
+        return result
 
     # Hooks that a run reading only changes (dirsync.sync.incremental) replaces.
     def load_state_rows(self) -> dict[str, StateRow]:

@@ -419,11 +419,7 @@ class DetectingExportRun(ChangeDetection, ExportRun):
     def unchanged_hub(self) -> RunResult:
         """The hub file is as last time: nothing to read, nothing to export."""
         log.info("%s: %s is unchanged since the last run", self.name, self.hub.path)
-        containers = "; ".join(self.connection.export_containers)
-        result: RunResult = self.finish_unchanged("hub unchanged", {
-            "container": f"{self.connection.foreign} {self.container}".strip(),
-            "source": f"{self.connection.hub} ({containers})",
-            "mapping": str(self.mapping.path)})
+        result: RunResult = self.finish_unchanged("hub unchanged")
         return result
 
 

@@ -60,17 +60,16 @@ from dirsync.mapping.exportnames import NumberedNames, qualifier_text
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
 from dirsync.mapping.templates import TemplateError
 from dirsync.schema import matcher
-from dirsync.state.store import StateRow, StateStore, now
+from dirsync.state.store import StateRow, StateStore
 from dirsync.sync.changefile import write_csv_changes
 from dirsync.sync.changelog import logged
 from dirsync.sync.containers import container_adds
-from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions, recorded
+from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
     PHASE_RENAME,
     PHASE_RENAME_FINAL,
     PHASES,
-    Counts,
     EntryPlan,
     assign_dns,
     delete_plan,
@@ -81,8 +80,7 @@ from dirsync.sync.plan import (
     source_hash,
 )
 from dirsync.sync.proxygen import Assigner, AssignmentStore, writeback_change, writeback_policy
-from dirsync.sync.report import Problem, Report, ReportItem
-from dirsync.sync.runlog import log_problems
+from dirsync.sync.report import Problem, ReportItem
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -132,27 +130,14 @@ class _Item:
     unknown: bool = False           # sent when the connection was lost, unanswered
 
 
-class ExportRun:
+class ExportRun(Run):
     """One run of one connection, hub export containers -> foreign directory."""
 
     direction = "export"
-    report: Report  # set by engine.recorded() when the run starts
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
-        self.config = config
-        self.connection = connection
-        self.state = state
-        self.options = options
-        self.progress = options.progress
-        self.name = connection.name
-        self.counts = Counts()
-        self.problems: list[Problem] = []
-        self.started = now()
-        self.mode = "full"
-        self.run_id = 0
-        self.hub: Any = None
-        self.foreign: Any = None
+        super().__init__(config, connection, state, options)
         self.items: list[_Item] = []
         #: phase -> [(item index, anchor, change, state kind, digest)]
         self.phases: dict[int, list[tuple[int, str | None, Change, str, str]]] = {
@@ -161,8 +146,8 @@ class ExportRun:
         self.applied = False
         self.unreadable_rows = 0
 
-    # -- entry point -----------------------------------------------------
-    def __call__(self) -> RunResult:
+    # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
+    def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
         if mapping.export is None:
             raise ConfigError(f"{self.connection.key_path}.mapping: {mapping.path} has no "
@@ -173,7 +158,6 @@ class ExportRun:
         if not self.connection.export_containers:
             raise ConfigError(f"{self.connection.key_path}.export_containers: none given; the "
                               "export direction reads one or more export containers")
-        hub_config = self.config.directories[self.connection.hub]
         foreign_config = self.config.directories[self.connection.foreign]
         self.csv = foreign_config.kind == "csv"
         self.check_marker_names()
@@ -184,28 +168,26 @@ class ExportRun:
             foreign_container=self.connection.foreign_container,
             writeback=self.connection.proxy_writeback, hub=self.connection.hub,
             foreign=self.connection.foreign, kind=foreign_config.kind)
-        stored = self.state.fingerprint(self.name, self.direction)
-        self.mode = "full" if self.options.full or stored != self.fingerprint else "incremental"
-        self.hub = hub_config.open()
-        try:
-            self.foreign = foreign_config.open()
-            self.container = "" if self.csv else (self.connection.foreign_container
-                                                  or foreign_config.base or "")
-            if not self.csv and not self.container:
-                raise ConfigError(f"{self.connection.key_path}.foreign_container: needed when "
-                                  f"the foreign directory {self.connection.foreign!r} has no "
-                                  "base: where exported entries go")
-            self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
-            #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
-            self.qualifiers: dict[str, str] = {}
-            self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
-            self.assignments = AssignmentStore(self.state)
-            return recorded(self)
-        finally:
-            self.progress.finish()
-            if self.foreign is not None:
-                self.foreign.close()
-            self.hub.close()
+
+    def setup(self) -> None:
+        foreign_config = self.config.directories[self.connection.foreign]
+        self.container = "" if self.csv else (self.connection.foreign_container
+                                              or foreign_config.base or "")
+        if not self.csv and not self.container:
+            raise ConfigError(f"{self.connection.key_path}.foreign_container: needed when "
+                              f"the foreign directory {self.connection.foreign!r} has no "
+                              "base: where exported entries go")
+        self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
+        #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
+        self.qualifiers: dict[str, str] = {}
+        self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
+        self.assignments = AssignmentStore(self.state)
+
+    def report_fields(self) -> dict[str, Any]:
+        containers = "; ".join(self.connection.export_containers)
+        return {"container": f"{self.connection.foreign} {self.container}".strip(),
+                "source": f"{self.connection.hub} ({containers})",
+                "hub": self.connection.hub, "mapping": str(self.mapping.path)}
 
     def check_marker_names(self) -> None:
         if not self.csv:
@@ -256,23 +238,7 @@ class ExportRun:
                       and i.done >= i.changes)
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
-        ended = now()
-        log_problems(self.name, self.run_id, self.direction, self.problems)
-        containers = "; ".join(self.connection.export_containers)
-        files = self.report.finish(
-            run={"connection": self.name, "direction": self.direction, "mode": self.mode,
-                 "dry_run": self.options.dry_run, "status": status, "run": self.run_id,
-                 "started": self.started, "ended": ended, "message": message,
-                 "container": f"{self.connection.foreign} {self.container}".strip(),
-                 "source": f"{self.connection.hub} ({containers})",
-                 "hub": self.connection.hub, "mapping": str(self.mapping.path)},
-            counts=self.counts, items=self.report_items(), problems=self.problems)
-        files.update(self.extra_files)
-        self.state.end_run(self.run_id, status, self.counts.as_dict(), str(self.report.folder),
-                           message)
-        return RunResult(self.name, self.direction, self.mode, self.options.dry_run, status,
-                         self.counts, self.report.folder, files, self.run_id, self.started,
-                         ended, message)
+        return self.conclude(status, message, self.report_items(), self.extra_files)
 
     # -- 1. the foreign side -----------------------------------------------
     def foreign_entries(self) -> Iterator[Entry]:

@@ -343,9 +343,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
     def unchanged_source(self) -> RunResult:
         """The source file is as last time: nothing to read, nothing to change."""
         log.info("%s: %s is unchanged since the last run", self.name, self.foreign.path)
-        result: RunResult = self.finish_unchanged("source unchanged", {
-            "container": self.container, "source": self.connection.foreign,
-            "mapping": str(self.selected.mapping.path)})
+        result: RunResult = self.finish_unchanged("source unchanged")
         return result
 
 

@@ -1,18 +1,32 @@
-"""What every run shares, whichever its direction: its options, its result,
-and the frame that records it in the run history and ends its report.
+"""What every run shares, whichever its direction.
+
+:class:`Run` is the lifecycle of one run of one connection in one direction:
+open both sides, decide full or incremental from the mapping's fingerprint,
+start the history row and the report (:func:`recorded`), run the steps,
+then end the report, the history row and the result (:meth:`Run.conclude`),
+and close both sides whatever happened. The import
+(:class:`dirsync.sync.engine.ImportRun`) and the export
+(:class:`dirsync.sync.exportrun.ExportRun`) fill in what differs: what the
+mapping and fingerprint are (:meth:`Run.load`), what a run needs once both
+sides are open (:meth:`Run.setup`), the steps themselves (``_run``), and
+what the report says the source and the target were (:meth:`Run.report_fields`).
 """
 
 from __future__ import annotations
 
 import resource
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dirsync.config import Config, ConnectionConfig
 from dirsync.errors import DirsyncError
+from dirsync.state.store import StateStore, now
 from dirsync.sync.plan import Counts
 from dirsync.sync.progress import Progress, Silent
-from dirsync.sync.report import Report
+from dirsync.sync.report import Problem, Report, ReportItem
+from dirsync.sync.runlog import log_problems
 
 #: The message of a run stopped by SIGINT or SIGTERM (status ``interrupted``).
 INTERRUPTED = "interrupted on request; the rest is applied by the next run"
@@ -93,3 +107,85 @@ def peak_memory_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Run:
+    """One run of one connection in one direction: the lifecycle both directions share."""
+
+    direction: str
+    report: Report              # set by recorded() when the run starts
+    fingerprint: str            # set by load()
+
+    def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
+                 options: SyncOptions) -> None:
+        self.config = config
+        self.connection = connection
+        self.state = state
+        self.options = options
+        self.progress = options.progress
+        self.name = connection.name
+        self.counts = Counts()
+        self.problems: list[Problem] = []
+        self.started = now()
+        self.mode = "full"
+        self.run_id = 0
+        self.hub: Any = None
+        self.foreign: Any = None
+
+    # -- what each direction fills in --------------------------------------
+    def load(self) -> None:
+        """Load the mapping and set :attr:`fingerprint` (before any directory opens)."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """What the run needs once both directories are open."""
+
+    def release(self) -> None:
+        """Let go of what the run holds (spools), whatever happened."""
+
+    def _run(self) -> RunResult:
+        raise NotImplementedError
+
+    def report_fields(self) -> dict[str, Any]:
+        """What the report says the target, the source, the hub and the mapping were."""
+        raise NotImplementedError
+
+    # -- the lifecycle -----------------------------------------------------
+    def __call__(self) -> RunResult:
+        self.load()
+        # Full when asked, or when anything that decides the result changed.
+        stored = self.state.fingerprint(self.name, self.direction)
+        self.mode = "full" if self.options.full or stored != self.fingerprint else "incremental"
+        self.hub = self.config.directories[self.connection.hub].open()
+        try:
+            self.foreign = self.config.directories[self.connection.foreign].open()
+            try:
+                self.setup()
+                return recorded(self)
+            finally:
+                self.release()
+        finally:
+            self.progress.finish()
+            if self.foreign is not None:
+                self.foreign.close()
+            # A file hub writes itself back here, and only if changes were applied.
+            self.hub.close()
+
+    def conclude(self, status: str, message: str | None, items: Iterable[ReportItem],
+                 files: dict[str, Path] | None = None) -> RunResult:
+        """End the run: its problems logged, its report written, its history row
+        ended, its result."""
+        ended = now()
+        log_problems(self.name, self.run_id, self.direction, self.problems)
+        written = self.report.finish(
+            run={"connection": self.name, "direction": self.direction, "mode": self.mode,
+                 "dry_run": self.options.dry_run, "status": status, "run": self.run_id,
+                 "started": self.started, "ended": ended, "message": message,
+                 **self.report_fields()},
+            counts=self.counts, items=items, problems=self.problems)
+        written.update(files or {})
+        self.state.end_run(self.run_id, status, self.counts.as_dict(), str(self.report.folder),
+                           message)
+        return RunResult(self.name, self.direction, self.mode, self.options.dry_run, status,
+                         self.counts, self.report.folder, written, self.run_id, self.started,
+                         ended, message)
