@@ -79,7 +79,6 @@ from dirsync.sync.plan import (
     place_dn,
     plan_entry,
     resolve_members,
-    safety_stop,
     source_hash,
     target_entry,
 )
@@ -206,10 +205,7 @@ class ImportRun(Run):
             message = "interrupted while reading the source; nothing was changed"
         if not interrupted:
             self.timed("plan", self.plan)
-            stop = safety_stop(deletes=len(self.deletes), held=self.held_count(),
-                               threshold=self.connection.delete_threshold,
-                               source_entries=self.source_entries,
-                               allow_deletes=self.options.allow_deletes)
+            stop = self.safety(len(self.deletes), self.source_entries)
             if stop is not None:
                 log.warning("%s: stopped: %s", self.name, stop)
                 message = stop
@@ -219,14 +215,7 @@ class ImportRun(Run):
             else:
                 message = self.timed("apply", self.apply)
                 interrupted = message is not None
-        if stop is not None:
-            status = "stopped"
-        elif interrupted and stop_requested.is_set():
-            status = "interrupted"
-        elif interrupted or self.counts.error or self.counts.conflict:
-            status = "errors"
-        else:
-            status = "ok"
+        status = self.status(stop, interrupted, interrupted and stop_requested.is_set())
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
             self.unconfirmed.save(self.unknown.values())

@@ -76,7 +76,6 @@ from dirsync.sync.plan import (
     order_deletes,
     order_renames,
     plan_entry,
-    safety_stop,
     source_hash,
 )
 from dirsync.sync.proxygen import Assigner, AssignmentStore, writeback_change, writeback_policy
@@ -206,10 +205,7 @@ class ExportRun(Run):
         self.state_rows = self.load_state_rows()
         self.read_hub()
         self.plan()
-        stop = safety_stop(deletes=len(self.deletes), held=self.held_count(),
-                           threshold=self.connection.delete_threshold,
-                           source_entries=self.source_count(),
-                           allow_deletes=self.options.allow_deletes)
+        stop = self.safety(len(self.deletes), self.source_count())
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
             stop = (f"{self.foreign.path} has {plural(self.unreadable_rows, 'row')} that "
@@ -224,14 +220,7 @@ class ExportRun(Run):
             message = self.apply()
             interrupted = message is not None
         self.write_change_files(planned=stop is not None or self.options.dry_run)
-        if stop is not None:
-            status = "stopped"
-        elif message is INTERRUPTED:
-            status = "interrupted"
-        elif interrupted or self.counts.error or self.counts.conflict:
-            status = "errors"
-        else:
-            status = "ok"
+        status = self.status(stop, interrupted, message is INTERRUPTED)
         if not self.options.dry_run and stop is None:
             self.finish_state(interrupted)
         written = sum(1 for i in self.items if i.kind == "proxy" and i.changes

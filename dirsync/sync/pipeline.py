@@ -23,7 +23,7 @@ from typing import Any
 from dirsync.config import Config, ConnectionConfig
 from dirsync.errors import DirsyncError
 from dirsync.state.store import StateStore, now
-from dirsync.sync.plan import Counts
+from dirsync.sync.plan import Counts, safety_stop
 from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import Problem, Report, ReportItem
 from dirsync.sync.runlog import log_problems
@@ -149,6 +149,29 @@ class Run:
     def report_fields(self) -> dict[str, Any]:
         """What the report says the target, the source, the hub and the mapping were."""
         raise NotImplementedError
+
+    def held_count(self) -> int:
+        """Entries of this connection the target holds, for the delete threshold."""
+        raise NotImplementedError
+
+    # -- the steps both directions take alike --------------------------------
+    def safety(self, deletes: int, source_entries: int) -> str | None:
+        """Why the run must stop before changing anything, or None."""
+        return safety_stop(deletes=deletes, held=self.held_count(),
+                           threshold=self.connection.delete_threshold,
+                           source_entries=source_entries,
+                           allow_deletes=self.options.allow_deletes)
+
+    def status(self, stop: str | None, interrupted: bool, on_request: bool) -> str:
+        """The run's status: stopped by a safety limit, interrupted on request,
+        ended with errors (or a lost connection), or ok."""
+        if stop is not None:
+            return "stopped"
+        if on_request:
+            return "interrupted"
+        if interrupted or self.counts.error or self.counts.conflict:
+            return "errors"
+        return "ok"
 
     # -- the lifecycle -----------------------------------------------------
     def __call__(self) -> RunResult:
