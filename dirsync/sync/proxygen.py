@@ -233,13 +233,19 @@ class AssignmentStore:
         if isinstance(remembered, str):
             remembered = Remembered(remembered)
         with self.state.transaction():
+            before = self.get(hub, kind, anchor)
+            if before is not None:
+                # By the full primary key: a delete by anchor alone would scan
+                # the table, once per recipient of a first run.
+                self.db.executemany(
+                    "DELETE FROM proxy_assignment_keys WHERE hub=? AND type=? AND key=? "
+                    "AND anchor=?", [(hub, kind, address_key(kind, a), anchor)
+                                     for a in (*before.former, before.address)])
             self.db.execute("INSERT OR REPLACE INTO proxy_assignments "
                             "(hub, anchor, type, address, updated, base, former) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (hub, anchor, kind, remembered.address, now(), remembered.base,
                              "\n".join(remembered.former)))
-            self.db.execute("DELETE FROM proxy_assignment_keys WHERE hub=? AND type=? "
-                            "AND anchor=?", (hub, kind, anchor))
             self._index(hub, kind, anchor, remembered)
 
     def _index(self, hub: str, kind: str, anchor: str, remembered: Remembered) -> None:
