@@ -1,6 +1,6 @@
 """What pyproject.toml cannot say: the compiled part and the shipped files.
 
-- dirsync._ldifstream (see its source for why) links against libldap,
+- dirsync.ldif._ldifstream (see its source for why) links against libldap,
   which python-ldap needs anyway. It is optional: a machine without the
   headers still installs dirsync and exports through the Python writer.
 - The ready mappings and the OpenLDAP schema live at the top of the
@@ -30,7 +30,7 @@ class BuildWithShippedFiles(build_py):  # type: ignore[misc]
 
 
 setup(
-    ext_modules=[Extension("dirsync._ldifstream", ["dirsync/_ldifstream.c"],
+    ext_modules=[Extension("dirsync.ldif._ldifstream", ["dirsync/ldif/_ldifstream.c"],
                            libraries=["ldap", "lber"], optional=True)],
     cmdclass={"build_py": BuildWithShippedFiles},
 )

@@ -128,8 +128,8 @@ def csn_snapshot(server: SlapdServer) -> dict[str, bytes]:
 def mapping_speed(rows: int, source: Path) -> dict[str, float]:
     """The csv-gal mapping on every row, in this process (no I/O but the CSV read)."""
     from dirsync.directories import CSVDirectory, CSVLayout
-    from dirsync.mapping import load_mapping
-    from dirsync.templates import Template
+    from dirsync.mapping.mapfile import load_mapping
+    from dirsync.mapping.templates import Template
 
     mapping = load_mapping(ROOT / "mappings" / "csv-gal.toml")
     selected = mapping.select("contact", "contact")
@@ -152,7 +152,7 @@ def mapping_speed(rows: int, source: Path) -> dict[str, float]:
         if isinstance(template, Template) and template._terms is not None:
             originals[id(template)] = template._terms
             template._terms = None
-            from dirsync.templates import ENV
+            from dirsync.mapping.templates import ENV
             template._jinja = ENV.from_string(template.source)
     jinja_only = run()
     return {"rows": len(entries), "mapping_s": with_fast_paths, "jinja_only_s": jinja_only}
@@ -169,7 +169,7 @@ def diff_speed() -> dict[str, float] | None:
     except ImportError:
         return None
 
-    from dirsync.report import ReportItem
+    from dirsync.sync.report import ReportItem
 
     pairs = []
     for i in range(1000):

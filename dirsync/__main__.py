@@ -1,5 +1,5 @@
 import sys
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 
 sys.exit(main())

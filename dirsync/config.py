@@ -21,7 +21,7 @@ from typing import Any
 from dirsync.bundled import bundled_dir
 from dirsync.entry import is_under, split_dn
 from dirsync.errors import ConfigError, UsageError
-from dirsync.templatebudget import DEFAULT_LIMITS, TemplateLimits, parse_limits
+from dirsync.mapping.templatebudget import DEFAULT_LIMITS, TemplateLimits, parse_limits
 
 #: Where the bundled mappings live (``mapping = "csv-gal"`` names one of them).
 BUNDLED_MAPPINGS = bundled_dir("mappings")
@@ -282,7 +282,7 @@ def check_schedule(value: str) -> None:
     One definition: the scheduler's own parser, imported here only when a
     connection has a schedule (it loads APScheduler).
     """
-    from dirsync.scheduler import parse_schedule
+    from dirsync.schedule.scheduler import parse_schedule
 
     parse_schedule(value)
 
@@ -541,7 +541,7 @@ class _Checker:
                          "TLS: use an ldaps:// URL or set starttls = true")
 
     def ad_hidden_filter(self, directory: DirectoryConfig, value: str, where: str) -> None:
-        from dirsync.ldapfilter import FilterError, compile_filter
+        from dirsync.directories.ldapfilter import FilterError, compile_filter
 
         try:
             compile_filter(value)

@@ -146,6 +146,10 @@ def normalize_dn(dn: str) -> str:
         [sorted((t.lower(), v.casefold(), f) for t, v, f in rdn) for rdn in parts])
 
 
+def same_dn(a: str, b: str) -> bool:
+    return a == b or normalize_dn(a) == normalize_dn(b)
+
+
 def display_dn(dn: str) -> str:
     """The one string form dirsync shows and records a DN in: RFC 4514 with
     special characters escaped by a backslash (``O'Neil\\, Pat``), as

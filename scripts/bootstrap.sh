@@ -54,8 +54,8 @@ stamp="$venv/.dirsync-installed"
 # Reinstalled when the packaging or the compiled reader's source changed,
 # or when the built extension is missing (a fresh clone, a cleaned tree).
 if [ ! -e "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] \
-    || [ "$root/setup.py" -nt "$stamp" ] || [ "$root/dirsync/_ldifstream.c" -nt "$stamp" ] \
-    || ! compgen -G "$root/dirsync/_ldifstream*.so" >/dev/null; then
+    || [ "$root/setup.py" -nt "$stamp" ] || [ "$root/dirsync/ldif/_ldifstream.c" -nt "$stamp" ] \
+    || ! compgen -G "$root/dirsync/ldif/_ldifstream*.so" >/dev/null; then
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
   "$venv/bin/python" -m pip install -q -e "$root[test]"
   touch "$stamp"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.ownership import AddressGuard, Claims, Holder, address_key, blocking, lookup_terms
+from dirsync.cli.main import main
+from dirsync.sync.ownership import AddressGuard, Claims, Holder, address_key, blocking, lookup_terms
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import first, gal_row, gal_rows, hub_config, search, values, write_csv
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_rows, hub_config, search, write_csv
 from dirsync.testing.twoway import FIXTURES, ldap_directory, load_ldif, write_config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.sync import gal_rows, write_csv
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import pytest
 
-from dirsync.cli import cli, main
-from dirsync.commands import COMMANDS
+from dirsync.cli.commands import COMMANDS
+from dirsync.cli.main import cli, main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change, Mod
-from dirsync.cli import main
-from dirsync.diff import DiffOptions, DiffOrderError, Summary, diff
+from dirsync.cli.main import main
 from dirsync.directories.memory import MemoryStore
 from dirsync.entry import Entry, normalize_dn, parent_dn
 from dirsync.errors import InputError
-from dirsync.ldifio import LDIFWriter, read_ldif
+from dirsync.ldif.changes import Change, Mod
+from dirsync.ldif.diff import DiffOptions, DiffOrderError, Summary, diff
+from dirsync.ldif.io import LDIFWriter, read_ldif
 from dirsync.schema import DEFAULT_DIFF_IGNORE
 
 B = "dc=example,dc=org"
@@ -422,7 +422,7 @@ def test_duplicate_dn_is_an_input_error_naming_both_lines(tmp_path: Path) -> Non
     path.write_text(f"dn: uid=a,{B}\nuid: a\n\ndn: uid=b,{B}\nuid: b\n\ndn: UID=A,{B}\nuid: a\n")
     assert main(["diff", str(path), str(path)]) == 2
     with pytest.raises(InputError) as info:
-        from dirsync.diff import ldif_entries
+        from dirsync.ldif.diff import ldif_entries
         diff(ldif_entries(str(path)), [], ListSink())
     assert info.value.line == 7 and "line 1" in str(info.value)
 
@@ -534,7 +534,7 @@ def test_mods_keep_new_attribute_spelling() -> None:
 
 def read_both(path: Path) -> tuple[object, object]:
     """What the fast path and the lexer alone make of one file."""
-    from dirsync.ldifio import LDIFReader
+    from dirsync.ldif.io import LDIFReader
 
     def outcome(fast: bool) -> object:
         out: list[object] = []
@@ -591,9 +591,9 @@ TRICKY = [
 @pytest.mark.parametrize("text", TRICKY)
 def test_fast_path_reads_exactly_as_the_lexer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               text: str, chunk: int) -> None:
-    import dirsync.ldifio
+    import dirsync.ldif.io
 
-    monkeypatch.setattr(dirsync.ldifio, "_FAST_CHUNK", chunk)
+    monkeypatch.setattr(dirsync.ldif.io, "_FAST_CHUNK", chunk)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8")
     path = tmp_path / "in.ldif"
@@ -604,7 +604,7 @@ def test_fast_path_reads_exactly_as_the_lexer(tmp_path: Path, monkeypatch: pytes
 
 def test_fast_path_reads_random_ldif_exactly_as_the_lexer(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import dirsync.ldifio
+    import dirsync.ldif.io
 
     dns = ["dn: cn=a,dc=x", "dn: cn=b\\,c,dc=x", "dn:: Y249w6ksZGM9eA==", "dn:cn=d,dc=x",
            "dn: cn=ü+uid=1,dc=x"]
@@ -624,13 +624,13 @@ def test_fast_path_reads_random_ldif_exactly_as_the_lexer(tmp_path: Path,
         text = rnd.choice(["\n\n", "\n\n\n", "\r\n\r\n"]).join(blocks)
         text += rnd.choice(["", "\n", "\n\n"])
         path.write_bytes(text.encode("utf-8"))
-        monkeypatch.setattr(dirsync.ldifio, "_FAST_CHUNK", rnd.choice([3, 17, 1 << 20]))
+        monkeypatch.setattr(dirsync.ldif.io, "_FAST_CHUNK", rnd.choice([3, 17, 1 << 20]))
         fast, lexer = read_both(path)
         assert fast == lexer, text
 
 
 def test_fast_path_names_the_exact_line_of_a_bad_byte(tmp_path: Path) -> None:
-    from dirsync.ldifio import LDIFReader
+    from dirsync.ldif.io import LDIFReader
 
     body = "".join(f"dn: cn=u{i},dc=x\ncn: u{i}\ndescription: filler filler\n\n"
                    for i in range(3000)).encode()

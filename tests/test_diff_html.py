@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from dirsync import diffhtml
-from dirsync.changes import value_changes
-from dirsync.cli import main
-from dirsync.diff import DiffOptions, diff
-from dirsync.diffhtml import HTMLSink
+from dirsync.cli.main import main
 from dirsync.entry import Entry
-from dirsync.htmlreport import dn_html, escape, rdns, value_html
+from dirsync.ldif import diffhtml
+from dirsync.ldif.changes import value_changes
+from dirsync.ldif.diff import DiffOptions, diff
+from dirsync.ldif.diffhtml import HTMLSink
+from dirsync.ldif.htmlreport import dn_html, escape, rdns, value_html
 from dirsync.testing.browser import chromium, dump_dom, have_chromium
 
 SUFFIX = "dc=example,dc=org"

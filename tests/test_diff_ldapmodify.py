@@ -11,9 +11,9 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn
-from dirsync.ldifio import read_ldif
+from dirsync.ldif.io import read_ldif
 from dirsync.schema import OPERATIONAL
 from dirsync.testing.slapd import SlapdServer
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change, Mod
 from dirsync.directories import CSVDirectory, LDAPDirectory, LDIFDirectory, ReadOptions
 from dirsync.directories.base import Directory
 from dirsync.directories.csvfile import CSVLayout
 from dirsync.entry import make_rdn, normalize_dn
 from dirsync.errors import InputError
+from dirsync.ldif.changes import Change, Mod
 from dirsync.testing.slapd import SlapdServer
 
 KINDS = ["ldap", "ldif", "csv"]

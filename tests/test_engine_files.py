@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.ldifio import LDIFReader
+from dirsync.cli.main import main
+from dirsync.ldif.io import LDIFReader
 
 ROOT = Path(__file__).resolve().parent.parent
 

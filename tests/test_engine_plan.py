@@ -1,4 +1,4 @@
-"""The pure core of a sync (dirsync.plan): table-style, no server."""
+"""The pure core of a sync (dirsync.sync.plan): table-style, no server."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Mod
 from dirsync.config import Threshold
 from dirsync.entry import Entry, normalize_dn
-from dirsync.exportnames import NumberedNames, qualifier_text
-from dirsync.plan import (
+from dirsync.ldif.changes import Mod
+from dirsync.mapping.exportnames import NumberedNames, qualifier_text
+from dirsync.sync.plan import (
     PHASE_ADD,
     PHASE_DELETE,
     PHASE_GROUP,
@@ -246,8 +246,8 @@ def test_hashes() -> None:
 
 def test_missing_containers_are_added_top_first_and_only_ou_o_dc(tmp_path: Path) -> None:
     from dirsync.directories import LDIFDirectory
-    from dirsync.engine import container_adds
     from dirsync.errors import ConfigError
+    from dirsync.sync.containers import container_adds
 
     hub_file = tmp_path / "hub.ldif"
     hub_file.write_text("dn: dc=example,dc=org\nobjectClass: domain\ndc: example\n")

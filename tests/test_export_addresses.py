@@ -12,10 +12,10 @@ from typing import Any
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import normalize_dn
-from dirsync.proxygen import AssignmentStore
-from dirsync.state import StateStore
+from dirsync.state.store import StateStore
+from dirsync.sync.proxygen import AssignmentStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.twoway import FIXTURES, entries, ldap_directory, load_ldif, write_config
 

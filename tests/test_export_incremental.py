@@ -15,10 +15,10 @@ from typing import Any
 import ldap
 import pytest
 
-from dirsync.changestate import COOKIE
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import normalize_dn
-from dirsync.state import StateStore
+from dirsync.state.store import StateStore
+from dirsync.sync.changestate import COOKIE
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.twoway import (
     FIXTURES,

@@ -12,9 +12,9 @@ from typing import Any
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn, rdn_values
-from dirsync.ldifio import LDIFReader
+from dirsync.ldif.io import LDIFReader
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.twoway import FIXTURES, entries, ldap_directory, load_ldif, write_config
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dirsync.entry import normalize_dn
-from dirsync.exportnames import NumberedNames
-from dirsync.plan import assign_dns
+from dirsync.mapping.exportnames import NumberedNames
+from dirsync.sync.plan import assign_dns
 
 C = "ou=Contoso,o=Partner"
 VALUES = ["Sam Wu", "sam wu", "Sam Wu (2)", "Lee"]

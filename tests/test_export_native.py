@@ -1,4 +1,4 @@
-"""The compiled LDIF reader (dirsync._ldifstream) against a real slapd.
+"""The compiled LDIF reader (dirsync.ldif._ldifstream) against a real slapd.
 
 Export of an LDAP directory in server order goes through it; it must write
 byte for byte what the Python path (python-ldap's entries through
@@ -14,12 +14,12 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.directories import LDAPDirectory, ReadOptions
+from dirsync.directories.ldifexport import export
 from dirsync.entry import Entry
 from dirsync.errors import DirectoryError
-from dirsync.exporter import export
-from dirsync.ldifio import LDIFWriter, read_ldif
+from dirsync.ldif.io import LDIFWriter, read_ldif
 from dirsync.testing.slapd import SlapdServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -27,7 +27,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 def test_the_extension_is_built() -> None:
     # The test set-up installs libldap's headers: a missing build is a failure.
-    from dirsync import _ldifstream
+    from dirsync.ldif import _ldifstream
 
     assert callable(_ldifstream.write_page)
 
@@ -134,7 +134,7 @@ def test_native_export_over_tls_and_to_stdout(tmp_path: Path, capfd: pytest.Capt
 
 def test_a_connection_object_the_extension_does_not_know_falls_back(
         slapd: SlapdServer, base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dirsync import _ldifstream
+    from dirsync.ldif import _ldifstream
 
     with pytest.raises(TypeError):
         _ldifstream.socket_of(object())   # refused, never read as a handle

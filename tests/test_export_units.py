@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from dirsync.directories.ldapfilter import FilterError, compile_filter
 from dirsync.entry import Entry
 from dirsync.errors import ConfigError
-from dirsync.exportmap import exported_by, proxy_of
-from dirsync.ldapfilter import FilterError, compile_filter
-from dirsync.mapping import load_mapping
-from dirsync.proxygen import (
+from dirsync.mapping.exportmap import exported_by, proxy_of
+from dirsync.mapping.mapfile import load_mapping
+from dirsync.mapping.textfilters import ascii_fold, mailboxes, x400_value
+from dirsync.sync.proxygen import (
     Assigner,
     Remembered,
     with_primary,
     writeback_change,
     writeback_policy,
 )
-from dirsync.textfilters import ascii_fold, mailboxes, x400_value
 
 MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dirsync.entry import Entry
-from dirsync.extsort import (
+from dirsync.ldif.extsort import (
     FAN_IN,
     DnKeys,
     ReverseSpool,
@@ -19,7 +19,7 @@ from dirsync.extsort import (
     sort_entries,
     sort_ldif,
 )
-from dirsync.ldifio import LDIFWriter, read_ldif
+from dirsync.ldif.io import LDIFWriter, read_ldif
 
 B = "dc=example,dc=org"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dirsync.fingerprint import FileFingerprint, check
+from dirsync.state.fingerprints import FileFingerprint, check
 
 
 def test_first_look_is_a_change(tmp_path: Path) -> None:

@@ -22,11 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dirsync.addresses.values import dn_problem
 from dirsync.config import check_config
 from dirsync.directories.csvfile import CSVDirectory, CSVLayout
 from dirsync.errors import ConfigError, DirsyncError
-from dirsync.ldifio import LDIFReader
-from dirsync.mapping import load_mapping
+from dirsync.ldif.io import LDIFReader
+from dirsync.mapping.mapfile import load_mapping
 from dirsync.testing.fuzz import (
     FIGURES,
     QUICKSTART_CONFIG,
@@ -43,7 +44,6 @@ from dirsync.testing.fuzz import (
 )
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import context_csn
-from dirsync.values import dn_problem
 
 # The readers take milliseconds an input, a command a tenth of a second:
 # the long run (DIRSYNC_FUZZ_EXAMPLES) gives the readers five times more.

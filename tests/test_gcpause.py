@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from dirsync.gcpause import paused_gc
+from dirsync.directories.gcpause import paused_gc
 
 
 def test_collector_is_off_inside_and_on_again_after_even_on_error() -> None:

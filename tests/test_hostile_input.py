@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.ldifio import read_ldif
+from dirsync.cli.main import main
+from dirsync.ldif.io import read_ldif
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import first, gal_row, hub_config, search, values, write_csv
 
@@ -356,7 +356,7 @@ def test_text_log_lines_escape_control_characters(capsys: pytest.CaptureFixture[
     import json
     import logging
 
-    from dirsync.cli import _setup_logging
+    from dirsync.cli.main import _setup_logging
 
     value = "a\x1b[2Jb\nforged line"
     try:

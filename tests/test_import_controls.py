@@ -18,9 +18,9 @@ import ldap.controls
 import ldap.controls.libldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.directories.ldap import LDAPDirectory
-from dirsync.importer import run_import
+from dirsync.directories.ldifimport import run_import
 from dirsync.testing.slapd import SlapdServer
 
 MANAGE_DSA_IT = "2.16.840.1.113730.3.4.2"

@@ -10,10 +10,10 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.changes import modify_ops
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn
-from dirsync.ldifio import read_ldif
+from dirsync.ldif.changes import modify_ops
+from dirsync.ldif.io import read_ldif
 from dirsync.schema import OPERATIONAL
 from dirsync.testing.slapd import SlapdServer
 
@@ -46,7 +46,7 @@ def test_round_trip_through_a_real_server(creds: SlapdServer, base: str, tmp_pat
     source = tmp_path / "in.ldif"
     # Re-home the fixture under this test's own subtree (base64 DNs included).
     records = list(read_ldif(FIXTURES / "roundtrip.ldif"))
-    from dirsync.ldifio import LDIFWriter
+    from dirsync.ldif.io import LDIFWriter
 
     with open(source, "w", encoding="utf-8") as out:
         writer = LDIFWriter(out)

@@ -10,9 +10,9 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.changestate import COOKIE
-from dirsync.cli import main
-from dirsync.state import StateStore
+from dirsync.cli.main import main
+from dirsync.state.store import StateStore
+from dirsync.sync.changestate import COOKIE
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_rows, hub_config, search, write_csv
 

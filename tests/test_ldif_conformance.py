@@ -32,12 +32,12 @@ import ldap
 import ldap.controls
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn
-from dirsync.ldifio import LDIFReader, Record
+from dirsync.ldif.io import LDIFReader, Record
+from dirsync.ldif.urlvalues import URLValues
 from dirsync.schema import OPERATIONAL, matcher
 from dirsync.testing.slapd import SYSTEM_SCHEMA_DIR, SlapdServer, find_slapd
-from dirsync.urlvalues import URLValues
 
 CORPUS = Path(os.environ.get("DIRSYNC_LDIF_CORPUS")
               or Path(__file__).resolve().parents[2] / "shared" / "conformance" / "ldif")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change, Control
-from dirsync.controls import parse_control
 from dirsync.entry import Entry
 from dirsync.errors import InputError
-from dirsync.ldifio import LDIFReader
+from dirsync.ldif.changes import Change, Control
+from dirsync.ldif.controls import parse_control
+from dirsync.ldif.io import LDIFReader
 
 COMMENT_FIRST = ("# a comment before the version line\n\n"
                  "version: 1\n\n\n"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change
 from dirsync.entry import Entry
 from dirsync.errors import InputError
-from dirsync.ldifio import LDIFReader, LDIFWriter, read_ldif
-from dirsync.urlvalues import URLValues
+from dirsync.ldif.changes import Change
+from dirsync.ldif.io import LDIFReader, LDIFWriter, read_ldif
+from dirsync.ldif.urlvalues import URLValues
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -92,7 +92,7 @@ def test_writer_base64_for_binary_and_unsafe_values() -> None:
 
 
 def test_writer_writes_every_change_kind() -> None:
-    from dirsync.changes import Mod
+    from dirsync.ldif.changes import Mod
 
     out = io.StringIO()
     writer = LDIFWriter(out)
@@ -116,7 +116,7 @@ def test_writer_writes_every_change_kind() -> None:
 def test_base64_rule_matches_python_ldap(value: bytes) -> None:
     import ldif
 
-    from dirsync.ldifio import _unsafe
+    from dirsync.ldif.io import _unsafe
 
     assert _unsafe(value) == (ldif.safe_string_re.search(value) is not None)
 

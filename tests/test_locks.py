@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.locks import ConnectionLock, LockBusy, nobody_runs
+from dirsync.state.locks import ConnectionLock, LockBusy, nobody_runs
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from dirsync.locks import ConnectionLock
+from dirsync.state.locks import ConnectionLock
 lock = ConnectionLock(Path(sys.argv[1]), "po1", shared=sys.argv[2] == "shared")
 lock.acquire()
 print("held", flush=True)

@@ -8,8 +8,8 @@ import pytest
 
 from dirsync.entry import Entry
 from dirsync.errors import ConfigError
-from dirsync.mapping import KIND_LIST, KIND_PERSON, key_lines, load_mapping
-from dirsync.templates import ENV, Expression, SourceView, Template, TemplateError
+from dirsync.mapping.mapfile import KIND_LIST, KIND_PERSON, key_lines, load_mapping
+from dirsync.mapping.templates import ENV, Expression, SourceView, Template, TemplateError
 
 ROOT = Path(__file__).resolve().parent.parent
 GAL = ROOT / "mappings" / "csv-gal.toml"

@@ -22,12 +22,12 @@ def test_a_wheel_carries_the_extension_mappings_and_schema(tmp_path: Path) -> No
         assert f"dirsync/bundled/mappings/{mapping.name}" in names
     assert "dirsync/bundled/schemas/dirsync.schema" in names
     assert "dirsync/bundled/schemas/dirsync.ldif" in names
-    assert any(n.startswith("dirsync/_ldifstream") and n.endswith(".so") for n in names)
+    assert any(n.startswith("dirsync/ldif/_ldifstream") and n.endswith(".so") for n in names)
     # Imported from the unpacked wheel (not this source tree), dirsync finds
     # its mappings inside the package.
     site = tmp_path / "site"
     code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-            "import dirsync.config as c, dirsync._ldifstream as x\n"
+            "import dirsync.config as c, dirsync.ldif._ldifstream as x\n"
             "print(c.__file__); print(c.BUNDLED_MAPPINGS); print(x.__file__)\n"
             "print(','.join(c.bundled_mappings()))")
     out = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dirsync import proxy
+from dirsync.addresses import proxy
 
 
 @pytest.mark.parametrize(("value", "kind", "address", "is_primary"), [

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.changes import Change, Mod
-from dirsync.ldifio import LDIFReader
-from dirsync.plan import Counts
-from dirsync.report import HTML_ENTRIES, Problem, Report, ReportItem
+from dirsync.ldif.changes import Change, Mod
+from dirsync.ldif.io import LDIFReader
+from dirsync.sync.plan import Counts
+from dirsync.sync.report import HTML_ENTRIES, Problem, Report, ReportItem
 from dirsync.testing.browser import chromium, have_chromium
 
 RUN = {"connection": "po1", "direction": "import", "mode": "incremental", "dry_run": False,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from dirsync.state import RunRecord, StateStore
+from dirsync.state.store import RunRecord, StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_rows, hub_config, write_csv
 

@@ -14,8 +14,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from dirsync.errors import ConfigError
 from dirsync.interrupt import stop_requested
-from dirsync.locks import ConnectionLock, LockBusy
-from dirsync.scheduler import RunOutcome, Scheduler, parse_schedule
+from dirsync.schedule.scheduler import RunOutcome, Scheduler, parse_schedule
+from dirsync.state.locks import ConnectionLock, LockBusy
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def test_an_overlapping_run_is_skipped(tmp_path: Path) -> None:
 HOLD = """
 import sys, time
 from pathlib import Path
-from dirsync.locks import ConnectionLock
+from dirsync.state.locks import ConnectionLock
 lock = ConnectionLock(Path(sys.argv[1]), "po1")
 lock.acquire()
 print("held", flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.state import StateRow, StateStore
+from dirsync.state.store import StateRow, StateStore
 
 
 def test_entries_put_drop_and_reopen(tmp_path: Path) -> None:

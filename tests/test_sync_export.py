@@ -12,7 +12,7 @@ from typing import Any
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.twoway import (
     FIXTURES,

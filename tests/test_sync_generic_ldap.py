@@ -8,8 +8,8 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.cli import main
-from dirsync.ldifio import LDIFReader
+from dirsync.cli.main import main
+from dirsync.ldif.io import LDIFReader
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, first, hub_config, search, values
 

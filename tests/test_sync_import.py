@@ -9,7 +9,7 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import (
     anchors,

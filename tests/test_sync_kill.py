@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, first, gal_row, gal_rows, hub_config, search, write_csv
 

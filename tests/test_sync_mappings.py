@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dirsync.ldifio import LDIFReader
+from dirsync.ldif.io import LDIFReader
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.twoway import (
     FIXTURES,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, list_row, search, write_csv
 

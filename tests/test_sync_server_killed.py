@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.state import StateStore
+from dirsync.cli.main import main
+from dirsync.state.store import StateStore
+from dirsync.state.unconfirmed import FOUND, REDONE, Unconfirmed
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
 from dirsync.testing.twoway import ldap_directory, write_config
-from dirsync.unconfirmed import FOUND, REDONE, Unconfirmed
 
 ROWS = 1500
 

@@ -172,8 +172,7 @@ def test_a_full_read_gives_the_attributes_asked_for_and_every_uuid(server: Slapd
 
 def test_entries_read_back_by_uuid_in_chunks(server: SlapdServer,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from dirsync.directories import ReadOptions
-    from dirsync.directories import syncrepl
+    from dirsync.directories import ReadOptions, syncrepl
 
     d = directory(server)
     uuids = {e.dn.split(",")[0]: u for u, e in read_changes(d, None)}

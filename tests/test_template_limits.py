@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.config import load_config
 from dirsync.entry import Entry
-from dirsync.templatebudget import RunBudget, TemplateLimits, parse_limits
-from dirsync.templates import Expression, SourceView, Template, TemplateError
+from dirsync.mapping.templatebudget import RunBudget, TemplateLimits, parse_limits
+from dirsync.mapping.templates import Expression, SourceView, Template, TemplateError
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, gal_row, gal_rows, hub_config, write_csv
 

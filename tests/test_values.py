@@ -1,4 +1,4 @@
-"""dirsync.values and dirsync.escapes: the syntax checks, table by table."""
+"""dirsync.addresses.values and dirsync.escapes: the syntax checks, table by table."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dirsync.escapes import escape_controls, line_writer
-from dirsync.values import (
+from dirsync.addresses.values import (
     Screen,
     address_problem,
     dn_problem,
@@ -17,6 +16,7 @@ from dirsync.values import (
     smtp_problem,
     typed_problem,
 )
+from dirsync.escapes import escape_controls, line_writer
 
 
 @pytest.mark.parametrize("address", [

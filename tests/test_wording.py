@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.directories.csvfile import CSVDirectory
 from dirsync.directories.ldiffile import LDIFDirectory
 from dirsync.entry import display_dn
 from dirsync.errors import InputError
-from dirsync.state import StateStore
+from dirsync.state.store import StateStore
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, hub_config, search, write_csv
 from dirsync.wording import plural

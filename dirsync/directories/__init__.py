@@ -3,6 +3,13 @@
 A DIRECTORY argument on the command line is a directory name from the
 config, an ``ldap://``, ``ldaps://`` or ``ldapi://`` URL (RFC 4516), or a
 path to an ``.ldif`` or ``.csv`` file.
+
+Beside the kinds: :mod:`.ldapfilter` (RFC 4515 filters evaluated in memory),
+and the library parts of ``dirsync import`` (:mod:`.ldifimport`) and
+``dirsync export`` (:mod:`.ldifexport`), which work on any kind.
+
+Floor 3: imports the ground floor, :mod:`dirsync.addresses` and
+:mod:`dirsync.ldif`; never a mapping, the state or the sync.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dirsync.directories.csvfile import CSVDirectory, CSVLayout
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions
 from dirsync.directories.ldiffile import LDIFDirectory
 from dirsync.errors import UsageError
-from dirsync.urlvalues import URLValues
+from dirsync.ldif.urlvalues import URLValues
 
 __all__ = ["ADDirectory", "ApplyResult", "CSVDirectory", "CSVLayout", "Credentials", "Directory",
            "LDAPDirectory", "LDIFDirectory", "ReadOptions", "TLSOptions", "open_directory"]

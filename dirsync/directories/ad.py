@@ -36,6 +36,7 @@ import ldap
 from dirsync.directories.adrange import complete_ranges
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions, directory_error
+from dirsync.directories.ldapfilter import FilterError, Predicate, compile_filter
 from dirsync.entry import Entry, is_under
 from dirsync.errors import (
     DirectoryError,
@@ -44,7 +45,6 @@ from dirsync.errors import (
     TransientDirectoryError,
     UsageError,
 )
-from dirsync.ldapfilter import FilterError, Predicate, compile_filter
 
 UF_ACCOUNTDISABLE = 0x2
 HIDE_ATTRIBUTE = "msExchHideFromAddressLists"

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from dirsync.changes import Change
 from dirsync.entry import Entry
 from dirsync.errors import EntryError
+from dirsync.ldif.changes import Change
 
 Scope = Literal["base", "one", "sub"]
 

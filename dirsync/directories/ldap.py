@@ -20,7 +20,6 @@ import ldap.modlist
 import ldap.schema
 import ldapurl
 
-from dirsync.changes import Change, Control, Mod
 from dirsync.directories.base import ApplyResult, DirectoryBase, ReadOptions
 from dirsync.directories.ldapresults import ERROR_CLASSES as _ERRORS
 from dirsync.directories.ldapresults import (
@@ -37,11 +36,12 @@ from dirsync.errors import (
     TransientDirectoryError,
     UsageError,
 )
-from dirsync.ldifio import LDIFWriter
+from dirsync.ldif.changes import Change, Control, Mod
+from dirsync.ldif.io import LDIFWriter
 from dirsync.wording import plural
 
 try:  # the compiled LDIF reader; optional (see setup.py)
-    from dirsync import _ldifstream
+    from dirsync.ldif import _ldifstream
 except ImportError:  # pragma: no cover - built wherever the test suite runs
     _ldifstream = None  # type: ignore[assignment]
 
@@ -236,7 +236,7 @@ class LDAPDirectory(DirectoryBase):
     def write_ldif(self, options: ReadOptions, stream: IO[str],
                    writer: LDIFWriter) -> int | None:
         """The entries ``read`` would give, written to ``stream`` as ``writer``
-        would write them, by the compiled reader (:mod:`dirsync._ldifstream`):
+        would write them, by the compiled reader (:mod:`dirsync.ldif._ldifstream`):
         no Python object per entry. Returns how many entries were written, or
         None, having written nothing, when that reader cannot be used here
         (not built, a stream without a file descriptor, a connection it cannot

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ldap
 
-from dirsync.changes import Change
 from dirsync.errors import (
     DirectoryError,
     EntryError,
     FatalDirectoryError,
     TransientDirectoryError,
 )
+from dirsync.ldif.changes import Change
 
 _TRANSIENT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY,
               ldap.CONNECT_ERROR, ldap.TIMELIMIT_EXCEEDED, ldap.OTHER)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from dirsync.changes import add_change
 from dirsync.directories.base import DirectoryBase, ReadOptions
 from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
 from dirsync.entry import Entry, display_dn, dn_depth
 from dirsync.errors import InputError
-from dirsync.ldifio import LDIFReader, LDIFWriter
-from dirsync.urlvalues import URLValues
+from dirsync.ldif.changes import add_change
+from dirsync.ldif.io import LDIFReader, LDIFWriter
+from dirsync.ldif.urlvalues import URLValues
 
 
 class LDIFDirectory(StoreBacked, DirectoryBase):

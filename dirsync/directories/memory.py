@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from dirsync.changes import Change, renamed_entry
 from dirsync.directories.base import ApplyResult, ReadOptions
 from dirsync.entry import Entry, is_under, normalize_dn, parent_dn, rebase_dn
 from dirsync.errors import EntryError
+from dirsync.ldif.changes import Change, renamed_entry
 from dirsync.schema import matcher
 
 log = logging.getLogger("dirsync.file")

@@ -15,5 +15,9 @@ The package is split the way aiosmtpd splits a server (STYLE.md item 9):
 * reports and records -- :mod:`.reports` (RFC 3464) and :mod:`.tracking`;
 * wiring -- :mod:`.config`, :mod:`.server` and :mod:`.cli`.
 
-The address forms themselves live in :mod:`dirsync.x400` and :mod:`dirsync.imcea`.
+The address forms themselves live in :mod:`dirsync.addresses`.
+
+Floor 8: imports the ground floor, :mod:`dirsync.addresses`,
+:mod:`dirsync.ldif` and :mod:`dirsync.directories` (the hub lookups);
+never the sync.
 """

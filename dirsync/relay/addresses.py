@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dirsync.addresses.imcea import EncapsulationError, parse_one_off
+from dirsync.addresses.proxy import TYPED
+from dirsync.addresses.proxy import parse as parse_proxy
+from dirsync.addresses.x400 import parse_or_address
 from dirsync.errors import InputError
-from dirsync.imcea import EncapsulationError, parse_one_off
-from dirsync.proxy import TYPED
-from dirsync.proxy import parse as parse_proxy
-from dirsync.x400 import parse_or_address
 
 SMTP = "SMTP"
 X400 = "X400"
@@ -63,7 +63,7 @@ class TypedAddress:
 
 def parse_typed(text: str) -> TypedAddress:
     """Read ``TYPE:value`` (as stored in proxyAddresses and targetAddress),
-    by the rule the hub's proxy addresses are read with (dirsync.proxy)."""
+    by the rule the hub's proxy addresses are read with (dirsync.addresses.proxy)."""
     try:
         proxy = parse_proxy(text.strip())
     except ValueError:

@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dirsync.addresses.x400 import (
+    MappingRule,
+    MappingTables,
+    ORAddress,
+    ORAddressError,
+    parse_or_address,
+)
 from dirsync.errors import ConfigError
 from dirsync.relay.paths import is_hostname, is_mailbox
-from dirsync.x400 import MappingRule, MappingTables, ORAddress, ORAddressError, parse_or_address
 
 T = TypeVar("T")
 

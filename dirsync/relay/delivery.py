@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from dirsync.addresses.x400 import ORAddress
 from dirsync.relay.addresses import X400, AddressSyntaxError, parse_typed
 from dirsync.relay.config import RelayConfig
 from dirsync.relay.errors import AmbiguousAddress, HubUnavailable, Unmappable
@@ -43,7 +44,6 @@ from dirsync.relay.routing import Choice, Router
 from dirsync.relay.smtp_hop import Outcome, OutRecipient, SmtpHop
 from dirsync.relay.tracking import Tracker
 from dirsync.relay.translate import Resolution, Translator
-from dirsync.x400 import ORAddress
 
 log = logging.getLogger("dirsync.relay.delivery")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dirsync.addresses.imcea import EncapsulationError
+from dirsync.addresses.x400 import ORAddressError
 from dirsync.errors import DirsyncError, FatalDirectoryError, TransientDirectoryError
-from dirsync.imcea import EncapsulationError
-from dirsync.x400 import ORAddressError
 
 __all__ = [
     "AmbiguousAddress",

@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dirsync.imcea import encode_imcea
+from dirsync.addresses.imcea import encode_imcea
+from dirsync.addresses.x400 import ORAddress
 from dirsync.relay.addresses import SMTP, X400, TypedAddress, parse_any
 from dirsync.relay.delivery import Hop
 from dirsync.relay.errors import Unmappable
 from dirsync.relay.gateway import X400Hop
 from dirsync.relay.translate import Translator
-from dirsync.x400 import ORAddress
 
 
 @dataclass

@@ -31,13 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dirsync.errors import InputError
-from dirsync.relay.addresses import X400, AddressSyntaxError, TypedAddress, parse_any
-from dirsync.relay.errors import Unmappable
-from dirsync.relay.message import count_trace, header_fields
-from dirsync.relay.reports import rfc822_date
-from dirsync.relay.smtp_hop import Outcome
-from dirsync.x400 import (
+from dirsync.addresses.x400 import (
     UB_DDA_TYPE,
     UB_DDA_VALUE,
     MappingTables,
@@ -47,6 +41,12 @@ from dirsync.x400 import (
     parse_or_address,
     rfc822_to_x400,
 )
+from dirsync.errors import InputError
+from dirsync.relay.addresses import X400, AddressSyntaxError, TypedAddress, parse_any
+from dirsync.relay.errors import Unmappable
+from dirsync.relay.message import count_trace, header_fields
+from dirsync.relay.reports import rfc822_date
+from dirsync.relay.smtp_hop import Outcome
 
 CONTENT_TYPE = "P2-1988 (22)"  # RFC 2156: interpersonal messaging, 1988
 _ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$")

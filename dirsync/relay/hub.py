@@ -24,12 +24,12 @@ from typing import Any, Protocol
 import ldap
 import ldap.filter
 
+from dirsync.addresses.x400 import ORAddressError, parse_or_address
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions
 from dirsync.errors import DirsyncError, TransientDirectoryError
 from dirsync.relay.addresses import SMTP, X400, AddressSyntaxError, TypedAddress, parse_typed
 from dirsync.relay.config import HubConfig
 from dirsync.relay.errors import AmbiguousAddress, HubRefused, HubUnavailable
-from dirsync.x400 import ORAddressError, parse_or_address
 
 log = logging.getLogger("dirsync.relay.hub")
 

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dirsync.addresses.imcea import encode_imcea
+from dirsync.addresses.x400 import ORAddressError, parse_or_address
 from dirsync.errors import InputError
-from dirsync.imcea import encode_imcea
 from dirsync.relay.addresses import TypedAddress
 from dirsync.relay.errors import AmbiguousAddress, HubUnavailable
 from dirsync.relay.gateway import read_gateway_message
@@ -30,7 +31,6 @@ from dirsync.relay.message import received_header
 from dirsync.relay.queue import Queue, QueuedMessage, Recipient, new_id
 from dirsync.relay.tracking import Tracker
 from dirsync.relay.translate import Translator
-from dirsync.x400 import ORAddressError, parse_or_address
 
 log = logging.getLogger("dirsync.relay.pickup")
 

@@ -22,9 +22,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dirsync.addresses.x400 import ORAddressError
 from dirsync.relay.addresses import SMTP, TypedAddress
 from dirsync.relay.config import RouteConfig
-from dirsync.x400 import ORAddressError
 
 
 def _compile(addr_type: str, pattern: str) -> tuple[re.Pattern[str], int]:

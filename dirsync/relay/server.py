@@ -23,6 +23,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
+from dirsync.addresses.x400 import ORAddress
 from dirsync.relay.auth import Authenticator, load_users
 from dirsync.relay.config import RelayConfig, SmtpHopConfig
 from dirsync.relay.delivery import DeliveryAgent, Hop
@@ -38,7 +39,6 @@ from dirsync.relay.scheduler import Scheduler
 from dirsync.relay.smtp_hop import SmtpHop
 from dirsync.relay.tracking import Tracker
 from dirsync.relay.translate import Translator
-from dirsync.x400 import ORAddress
 
 log = logging.getLogger("dirsync.relay")
 

@@ -27,13 +27,13 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dirsync.imcea import encode_imcea
+from dirsync.addresses.imcea import encode_imcea
+from dirsync.addresses.x400 import ORAddressError
 from dirsync.relay.addresses import TypedAddress
 from dirsync.relay.config import SmtpHopConfig
 from dirsync.relay.dsn import RecipientDsn, mail_options
 from dirsync.relay.errors import Unmappable
 from dirsync.relay.paths import PathSyntaxError, check_mailbox
-from dirsync.x400 import ORAddressError
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 _LINE_END = re.compile(rb"\r\n|\r|\n")

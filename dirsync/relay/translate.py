@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dirsync.imcea import EncapsulationError, decode_imcea, encode_imcea, is_imcea
+from dirsync.addresses.imcea import EncapsulationError, decode_imcea, encode_imcea, is_imcea
+from dirsync.addresses.x400 import (
+    MappingTables,
+    ORAddressError,
+    parse_or_address,
+    rfc822_to_x400,
+    x400_to_rfc822,
+)
 from dirsync.relay.addresses import (
     SMTP,
     X400,
@@ -43,13 +50,6 @@ from dirsync.relay.errors import AmbiguousAddress, Unmappable
 from dirsync.relay.hub import HubEntry, HubLookup
 from dirsync.relay.paths import check_mailbox, is_mailbox
 from dirsync.relay.routing import Router
-from dirsync.x400 import (
-    MappingTables,
-    ORAddressError,
-    parse_or_address,
-    rfc822_to_x400,
-    x400_to_rfc822,
-)
 
 MAX_NESTING = 3  # IMCEASMTP inside IMCEASMTP...: refuse rather than recurse forever
 

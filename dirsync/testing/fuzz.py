@@ -134,7 +134,7 @@ def run_cli(args: list[str]) -> Outcome:
     let through) is what a user would see as a traceback: it is raised
     again as an AssertionError naming the input.
     """
-    from dirsync.cli import main
+    from dirsync.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     try:

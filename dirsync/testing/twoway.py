@@ -14,9 +14,10 @@ from typing import Any
 import ldap
 
 from dirsync.config import load_config
-from dirsync.engine import RunResult, SyncOptions, run
 from dirsync.entry import dn_depth, is_under, rebase_dn
-from dirsync.ldifio import LDIFReader
+from dirsync.ldif.io import LDIFReader
+from dirsync.sync.pipeline import RunResult, SyncOptions
+from dirsync.sync.run import run
 from dirsync.testing.slapd import SlapdServer
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

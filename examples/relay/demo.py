@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from dirsync.cli import main  # noqa: E402
+from dirsync.cli.main import main  # noqa: E402
 from dirsync.relay.config import load_relay_config  # noqa: E402
 from dirsync.relay.server import RelayThread  # noqa: E402
 from dirsync.testing.slapd import SlapdServer  # noqa: E402

@@ -10,7 +10,7 @@ from pathlib import Path
 import ldif
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.directories import ADDirectory, TLSOptions
 from dirsync.directories.ad import ADUnreachable
 from dirsync.errors import FatalDirectoryError, TransientDirectoryError, UsageError

@@ -8,7 +8,7 @@ from pathlib import Path
 import ldap
 import pytest
 
-from dirsync.cli import main
+from dirsync.cli.main import main
 from dirsync.testing.samba import SambaDC
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, first, hub_config, search, values

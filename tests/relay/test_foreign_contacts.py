@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.imcea import encode_imcea
+from dirsync.addresses.imcea import encode_imcea
+from dirsync.cli.main import main
 from dirsync.relay.gateway import read_gateway_message
 
 from .helpers import Hub, RelayEnv, ServeProcess, Sink, contoso_relay, swaks

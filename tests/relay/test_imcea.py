@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dirsync.imcea import (
+from dirsync.addresses.imcea import (
     EncapsulationError,
     OneOff,
     decode_imcea,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.x400 import parse_or_address
+from dirsync.addresses.x400 import parse_or_address
 
 from .helpers import (
     TED_X400,

@@ -1,4 +1,4 @@
-"""``dirsync relay route`` and ``hash-password``, in-process through ``dirsync.cli.main``."""
+"""``dirsync relay route`` and ``hash-password``, in-process through ``dirsync.cli.main.main``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dirsync.cli import main
-from dirsync.imcea import encode_imcea
+from dirsync.addresses.imcea import encode_imcea
+from dirsync.cli.main import main
 from dirsync.relay.auth import verify_password
 
 from .helpers import CAROL_X400, Hub, RelayEnv, Sink, contoso_relay

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from dirsync.imcea import decode_imcea, encode_imcea
+from dirsync.addresses.imcea import decode_imcea, encode_imcea
+from dirsync.addresses.x400 import parse_or_address
 from dirsync.relay.gateway import read_gateway_message
-from dirsync.x400 import parse_or_address
 
 from .helpers import (
     CAROL_X400,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dirsync.errors import InputError
-from dirsync.x400 import (
+from dirsync.addresses.x400 import (
     MappingRule,
     MappingTables,
     ORAddress,
@@ -16,6 +15,7 @@ from dirsync.x400 import (
     rfc822_to_x400,
     x400_to_rfc822,
 )
+from dirsync.errors import InputError
 
 TED = ORAddress(country="US", admd=" ", prmd="Contoso", organization="SiteA",
                 surname="Bremer", given="Ted")

@@ -1,0 +1,203 @@
+"""What change detection keeps in the state store, beside the entries.
+
+- the cursors of a connection's direction (a syncrepl cookie, a
+  ``modifyTimestamp`` high-water mark, a file fingerprint, the time of the
+  last full reconcile, the UUIDs of entries to read again), through the
+  store's own ``cursors`` table;
+- the map of source entryUUIDs to anchors: RFC 4533 reports a deleted entry
+  by its UUID alone (section 3.4), and the anchor is whatever the mapping
+  makes it, so the map is how a delete finds the hub entry to remove.
+
+Reads of state rows by anchor live here too, so that an incremental run
+loads the rows its changes touch and not every row of the connection.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dirsync.directories.syncrepl import supports_syncrepl
+from dirsync.state.fingerprints import FileFingerprint, check
+from dirsync.state.store import StateRow, StateStore
+
+#: Cursor names (the ``name`` column of the ``cursors`` table).
+COOKIE = "syncrepl-cookie"
+HIGH_WATER = "modify-timestamp"
+FILE = "file-fingerprint"
+LAST_FULL = "last-full"
+RETRY = "retry-uuids"
+
+#: SQLite's default limit on the parameters of one statement is 999 (older builds).
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uuids (
+    connection TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    anchor TEXT NOT NULL,
+    PRIMARY KEY (connection, direction, uuid)
+) WITHOUT ROWID
+"""
+
+
+def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) >= _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class ChangeState:
+    """One connection's direction: its cursors, UUID map and rows by anchor."""
+
+    def __init__(self, state: StateStore, connection: str, direction: str) -> None:
+        self.state = state
+        self.db = state.db
+        self.connection = connection
+        self.direction = direction
+        self.db.execute(_SCHEMA)
+        self._held: int | None = None
+
+    # -- cursors -----------------------------------------------------------
+    def cursor(self, name: str) -> str | None:
+        return self.state.cursor(self.connection, self.direction, name)
+
+    def set_cursor(self, name: str, value: str | None) -> None:
+        """Store a cursor (None forgets it); joins an open transaction."""
+        if value is None:
+            self.db.execute("DELETE FROM cursors WHERE connection=? AND direction=? AND name=?",
+                            (self.connection, self.direction, name))
+        else:
+            self.state.set_cursor(self.connection, self.direction, name, value)
+
+    def last_full(self) -> datetime | None:
+        value = self.cursor(LAST_FULL)
+        return datetime.fromisoformat(value) if value else None
+
+    def mark_full(self) -> None:
+        self.set_cursor(LAST_FULL, datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def retry(self) -> set[str]:
+        value = self.cursor(RETRY)
+        return set(json.loads(value)) if value else set()
+
+    def set_retry(self, uuids: set[str]) -> None:
+        self.set_cursor(RETRY, json.dumps(sorted(uuids)) if uuids else None)
+
+    # -- the UUID map --------------------------------------------------------
+    def anchors_of(self, uuids: Iterable[str]) -> dict[str, str]:
+        """UUID -> anchor for those of ``uuids`` the map knows."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(uuids):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(
+                f"SELECT uuid, anchor FROM uuids WHERE connection=? AND direction=? "
+                f"AND uuid IN ({marks})", (self.connection, self.direction, *chunk)))
+        return found
+
+    def all_uuids(self) -> dict[str, str]:
+        return dict(self.db.execute(
+            "SELECT uuid, anchor FROM uuids WHERE connection=? AND direction=?",
+            (self.connection, self.direction)))
+
+    def remember(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO uuids VALUES (?, ?, ?, ?)",
+                            ((self.connection, self.direction, u, a) for u, a in pairs))
+
+    def forget(self, uuids: Iterable[str]) -> None:
+        self.db.executemany("DELETE FROM uuids WHERE connection=? AND direction=? AND uuid=?",
+                            ((self.connection, self.direction, u) for u in uuids))
+
+    def replace(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The map after a full read: exactly ``pairs``."""
+        self.db.execute("DELETE FROM uuids WHERE connection=? AND direction=?",
+                        (self.connection, self.direction))
+        self.remember(pairs)
+
+    # -- state rows by anchor --------------------------------------------------
+    def rows(self, anchors: Iterable[str]) -> dict[str, StateRow]:
+        found: dict[str, StateRow] = {}
+        for chunk in _chunks(anchors):
+            marks = ",".join("?" * len(chunk))
+            for anchor, dn, hash_, kind in self.db.execute(
+                    f"SELECT anchor, dn, hash, kind FROM entries WHERE connection=? "
+                    f"AND direction=? AND anchor IN ({marks})",
+                    (self.connection, self.direction, *chunk)):
+                found[anchor] = StateRow(dn, hash_, kind)
+        return found
+
+    def count(self) -> int:
+        return self.state.count(self.connection, self.direction)
+
+    def held(self) -> int:
+        """Rows in the state, counted once per run: a count scans them."""
+        if self._held is None:
+            self._held = self.count()
+        return self._held
+
+    def full_due(self, full_every: float) -> str | None:
+        """Why an incremental run must be a full one after all, or None."""
+        if self.held() == 0:
+            return "the state holds no entries"
+        last = self.last_full()
+        if last is None:
+            return "no full run recorded"
+        age = (datetime.now(UTC) - last).total_seconds()
+        if age >= full_every:
+            return f"the last full run was {age / 3600:.1f} h ago (full_every)"
+        return None
+
+
+class ChangeDetection:
+    """What the import and the export run share before they read anything:
+    whether this incremental run must be a full one after all, and how the
+    source can say what changed (syncrepl, a timestamp mark, a file's
+    fingerprint). The run classes provide the attributes named here."""
+
+    mode: str
+    method: str | None
+    tracking: ChangeState
+    connection: Any
+    file_print: Any
+
+    def go_full(self, why: str) -> None:  # pragma: no cover - provided by the run
+        raise NotImplementedError
+
+    def finish_unchanged(self, message: str) -> Any:
+        """End a run whose source file is as last time: nothing read, nothing
+        changed; the report, the run history and the result say ``message``."""
+        run: Any = self
+        run.counts.unchanged = self.tracking.held()
+        # The rows skipped when this file was read are skipped still: say so
+        # as the run that read it did (the file cursor moves only on a clean run).
+        run.counts.skipped = int(run.state.last_counts(run.name, run.direction)
+                                 .get("skipped", 0))
+        return run.conclude("ok", message, iter(()))
+
+    def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
+        """Decide the mode and read the LDAP changes; True for an unchanged file."""
+        if self.mode == "incremental":
+            due = self.tracking.full_due(self.connection.full_every)
+            if due:
+                self.go_full(due)
+        if source.kind == "ldap":
+            self.method = "syncrepl" if supports_syncrepl(source) else "timestamp"
+            if self.mode == "incremental":
+                read_changes()
+            return False
+        path = getattr(source, "path", None)
+        if isinstance(path, Path) and path.exists():
+            self.method = "file"
+            changed, self.file_print = check(path,
+                                             FileFingerprint.loads(self.tracking.cursor(FILE)))
+            return self.mode == "incremental" and not changed
+        return False
