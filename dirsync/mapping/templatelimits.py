@@ -317,11 +317,16 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         current = scope()
         current.tick()
+        target = getattr(obj, "__wrapped__", obj)
+        owner = getattr(target, "__self__", None)
+        if getattr(owner, "dirsync_source", False):
+            # The source entry's own methods (has_class, values, attr): they
+            # read what the entry holds and call nothing back, so only the
+            # time check applies. Most calls of a mapping are these.
+            return super().call(context, obj, *args, **kwargs)
         if isinstance(obj, LoopContext) and args:
             # A recursive loop's ``loop(children)``: its items are counted too.
             args = (guarded(args[0]), *args[1:])
-        target = getattr(obj, "__wrapped__", obj)
-        owner = getattr(target, "__self__", None)
         if isinstance(owner, str):
             name = getattr(target, "__name__", "")
             for item in [*args, *kwargs.values()]:
@@ -348,9 +353,6 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
                                 "(template_limits.depth)")
         try:
             found = super().call(context, obj, *args, **kwargs)
-            # What the source entry holds (attr(), values()) is as large as it is.
-            if getattr(owner, "dirsync_source", False):
-                return found
             return check_size(found, (owner, *args, *kwargs.values()))
         finally:
             current.depth -= 1
