@@ -32,6 +32,7 @@ if [ "${DIRSYNC_TEST_TOOLS:-0}" = 1 ]; then
   [ -e /usr/share/doc/libnet-ldap-perl ] || missing+=(libnet-ldap-perl)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   # A Samba AD domain controller for the ad kind's tests (dirsync/testing/samba.py).
   command -v samba >/dev/null 2>&1 || [ -x /usr/sbin/samba ] || missing+=(samba samba-ad-dc)
   command -v samba-tool >/dev/null 2>&1 || missing+=(samba-common-bin)
