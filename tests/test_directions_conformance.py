@@ -249,7 +249,7 @@ def case_conflict(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def case_safety_stop(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
-    config, ids = first_sync(side, capsys, delete_threshold=2)
+    config, ids = first_sync(side, capsys, delete_threshold="50%")
     before = side.snapshot()
     conn = side.slapd.connect()
     for name in PEOPLE[:3]:
@@ -258,7 +258,11 @@ def case_safety_stop(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     side.add("Eve Stone")
     status, line = sync(config, capsys, side.direction)
     assert status == 3 and line["status"] == "stopped"
-    assert "this run would delete 3 entries, but delete_threshold = 2" in str(line["message"])
+    # The percentage counts what the target holds for the connection, and says so.
+    target = {"import": "the hub", "export": "the foreign side"}[side.direction]
+    assert ('this run would delete 3 entries, but delete_threshold = "50%" allows at most 2 '
+            f"in one run (50% of the 4 entries {target} holds for this connection); nothing "
+            "was changed") in line["message"]
     assert side.snapshot() == before
     status, line = sync(config, capsys, side.direction, "--allow-deletes", "3")
     assert status == 0
