@@ -248,6 +248,23 @@ def case_conflict(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     assert side.one(side.uuid("Eve Stone"))[0] == theirs
 
 
+def case_conflict_on_rename(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """A new name held by a stranger: the entry keeps its old name, the stranger stays."""
+    config, ids = first_sync(side, capsys)
+    theirs = side.stranger("Cy Old")
+    before = entries(side.slapd, theirs, attrs=["*", "entryCSN"])
+    old_dn, old = side.one(ids["Cy Young"])
+    conn = side.slapd.connect()
+    conn.rename_s(f"cn=Cy Young,{side.source}", "cn=Cy Old", None, 1)
+    conn.unbind_s()
+    for _ in range(2):
+        status, line = sync(config, capsys, side.direction)
+        assert status == 1 and line["counts"]["conflict"] == 1
+        assert entries(side.slapd, theirs, attrs=["*", "entryCSN"]) == before
+        assert side.one(ids["Cy Young"]) == (old_dn, old)
+    assert sorted(side.owned()) == sorted(ids.values())
+
+
 def case_safety_stop(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     config, ids = first_sync(side, capsys, delete_threshold="50%")
     before = side.snapshot()
@@ -317,6 +334,7 @@ def case_kill_and_resume(side: Setup, capsys: pytest.CaptureFixture[str]) -> Non
 
 CASES = {"add": case_add, "modify": case_modify, "rename": case_rename,
          "delete": case_delete, "conflict": case_conflict,
+         "conflict-on-rename": case_conflict_on_rename,
          "safety-stop": case_safety_stop, "kill-and-resume": case_kill_and_resume}
 
 
