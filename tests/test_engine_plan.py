@@ -231,6 +231,11 @@ def test_the_safety_stop_says_what_the_threshold_is_and_how_to_allow_the_deletes
                        allow_deletes=None) == (
         "the source is empty while the hub holds 1 entry of this connection; nothing was "
         "changed (to let this run delete it, run it again with --allow-deletes 1)")
+    # An export's target is the foreign side: the message says so.
+    assert safety_stop(deletes=1, held=1, threshold=Threshold(500), source_entries=0,
+                       allow_deletes=None, target="the foreign side") == (
+        "the source is empty while the foreign side holds 1 entry of this connection; "
+        "nothing was changed (to let this run delete it, run it again with --allow-deletes 1)")
 
 
 def test_hashes() -> None:

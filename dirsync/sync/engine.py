@@ -140,6 +140,7 @@ class ImportRun(Run):
     """One run of one connection, foreign directory -> hub import container."""
 
     direction = "import"
+    target_words = "the hub"
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:

@@ -133,6 +133,7 @@ class ExportRun(Run):
     """One run of one connection, hub export containers -> foreign directory."""
 
     direction = "export"
+    target_words = "the foreign side"
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:

@@ -113,6 +113,7 @@ class Run:
     """One run of one connection in one direction: the lifecycle both directions share."""
 
     direction: str
+    target_words: str           # what the target is called in messages: "the hub"...
     report: Report              # set by recorded() when the run starts
     fingerprint: str            # set by load()
 
@@ -160,7 +161,8 @@ class Run:
         return safety_stop(deletes=deletes, held=self.held_count(),
                            threshold=self.connection.delete_threshold,
                            source_entries=source_entries,
-                           allow_deletes=self.options.allow_deletes)
+                           allow_deletes=self.options.allow_deletes,
+                           target=self.target_words)
 
     def status(self, stop: str | None, interrupted: bool, on_request: bool) -> str:
         """The run's status: stopped by a safety limit, interrupted on request,

@@ -380,24 +380,25 @@ def member_key_fold(value: str, by_dn: bool) -> str:
 # -- safety -------------------------------------------------------------------
 
 def safety_stop(*, deletes: int, held: int, threshold: Threshold, source_entries: int,
-                allow_deletes: int | None) -> str | None:
+                allow_deletes: int | None, target: str = "the hub") -> str | None:
     """Why the run must stop before changing anything, or None.
 
-    ``held``: entries the hub holds for this connection. An empty source
-    while the hub holds entries stops; so do more deletes than the
-    threshold. ``allow_deletes`` approves up to that many deletes.
+    ``held``: entries ``target`` holds for this connection (the hub for an
+    import, the foreign side for an export). An empty source while the
+    target holds entries stops; so do more deletes than the threshold.
+    ``allow_deletes`` approves up to that many deletes.
     """
     approved = allow_deletes is not None and deletes <= allow_deletes
     approve = (f"to let this run delete {'it' if deletes == 1 else 'them'}, run it again "
                f"with --allow-deletes {deletes}")
     if source_entries == 0 and held > 0 and not approved:
-        return (f"the source is empty while the hub holds {plural(held, 'entry')} of this "
+        return (f"the source is empty while {target} holds {plural(held, 'entry')} of this "
                 f"connection; nothing was changed ({approve})")
     limit = threshold.limit(held)
     if deletes > limit and not approved:
         if threshold.percent is not None:
             allows = (f"delete_threshold = \"{threshold}\" allows at most {limit} in one run "
-                      f"({threshold} of the {plural(held, 'entry')} the hub holds for this "
+                      f"({threshold} of the {plural(held, 'entry')} {target} holds for this "
                       "connection)")
         else:
             allows = f"delete_threshold = {threshold} allows at most {limit} in one run"
