@@ -24,6 +24,7 @@ from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import gal_row, gal_rows, hub_config, write_csv
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "scheduling.md"
+RELAY_DOCS = DOCS.parent / "relay.md"
 
 
 def json_lines(stderr: str) -> list[dict[str, Any]]:
@@ -79,9 +80,9 @@ def test_a_run_with_an_erroring_entry_is_in_the_log_without_v(
     assert end["counts"]["unchanged"] == 5 and end["counts"]["error"] == 0
 
 
-def unit(name: str) -> str:
-    """The text of a unit file shown in docs/scheduling.md."""
-    text = DOCS.read_text()
+def unit(name: str, docs: Path = DOCS) -> str:
+    """The text of a unit file shown in docs/scheduling.md (or ``docs``)."""
+    text = docs.read_text()
     start = text.index(f"`/etc/systemd/system/{name}`:")
     block = []
     for line in text[start:].splitlines()[2:]:
@@ -112,8 +113,23 @@ def test_the_documented_units_log_json_to_the_journal() -> None:
         assert service["Environment"] == "DIRSYNC_CONFIG=/etc/dirsync/dirsync.toml"
 
 
-def test_systemd_accepts_the_documented_units(tmp_path: Path) -> None:
-    """``systemd-analyze verify`` on the units as docs/scheduling.md shows them."""
+def test_the_documented_relay_unit_stops_on_sigterm_and_keeps_a_bad_config_down() -> None:
+    service = directives(unit("dirsync-relay.service", RELAY_DOCS))
+    assert service["ExecStart"].split() == ["/usr/local/bin/dirsync", "relay", "serve"]
+    assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) > 60
+    assert service["RestartPreventExitStatus"] == "2"
+    assert service["StandardError"] == "journal"
+    assert service["StateDirectory"] == "dirsync"
+    assert service["Environment"] == "DIRSYNC_CONFIG=/etc/dirsync/dirsync.toml"
+
+
+@pytest.mark.parametrize("docs,names", [
+    (DOCS, ("dirsync.service", "dirsync-once.service", "dirsync-once.timer")),
+    (RELAY_DOCS, ("dirsync-relay.service",)),
+], ids=["scheduling", "relay"])
+def test_systemd_accepts_the_documented_units(tmp_path: Path, docs: Path,
+                                              names: tuple[str, ...]) -> None:
+    """``systemd-analyze verify`` on the units as docs/scheduling.md and docs/relay.md show them."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         if os.environ.get("CI"):
@@ -121,9 +137,8 @@ def test_systemd_accepts_the_documented_units(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed")
     installed = Path(sys.executable).parent / "dirsync"    # the console script
     assert installed.exists()
-    names = ("dirsync.service", "dirsync-once.service", "dirsync-once.timer")
     for name in names:
-        text = unit(name).replace("/usr/local/bin/dirsync", str(installed))
+        text = unit(name, docs).replace("/usr/local/bin/dirsync", str(installed))
         (tmp_path / name).write_text(text + "\n")
     done = subprocess.run([analyze, "verify", *(str(tmp_path / n) for n in names)],
                           capture_output=True, text=True, timeout=60, check=False)

@@ -409,3 +409,38 @@ def test_a_foreign_file_with_unreadable_rows_is_not_written_back(hub: Hub) -> No
     assert csv_path.read_bytes() == before           # the broken row is still there
     csv_path.write_text(text, encoding="utf-8")
     assert counts(sync(config))["add"] == 26
+
+
+def status_of(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    assert main(["-c", str(config), *args, "status"]) == 0
+    return capsys.readouterr().out
+
+
+def test_status_counts_what_an_export_connection_holds(
+        hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    config, _ = msmail(hub)
+    results = sync(config)
+    exported = counts(results)["add"]
+    assert exported > 0 and results[0].status == "ok"
+    out = status_of(config, capsys)
+    assert f"po1: {exported} entries in the state (export)\n" in out
+    lines = [json.loads(line) for line in status_of(config, capsys, "--json").splitlines()]
+    assert [(line["direction"], line["entries_in_state"]) for line in lines] == \
+        [("export", exported)]
+    assert lines[0]["counts"]["add"] == exported          # the record's own fields kept
+
+
+def test_status_counts_each_direction_of_a_two_way_connection(
+        hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    csv_path = copy_fixture("msmail-po1.csv", hub.folder)
+    contacts = f"ou=Contacts,{hub.base}"
+    config = hub.config({"kind": "csv", "path": csv_path.name, "key": "Address"}, {
+        "mapping": "msmail", "direction": "both", "import_container": f"ou=PO1,{contacts}",
+        "export_containers": [hub.people, hub.groups, contacts],
+        "variables": {"postoffice": "SITEA"}})
+    results = sync(config)
+    imported, exported = counts(results, "import")["add"], counts(results, "export")["add"]
+    assert (imported, exported) == (32, 26)
+    out = status_of(config, capsys)
+    assert "po1: 58 entries in the state (32 import, 26 export)\n" in out

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import ldap
 import ldap.dn
 
+from dirsync.addresses.mailbox import ANY_UTF8, grammar, is_literal_form
 from dirsync.addresses.proxy import TYPED
 from dirsync.addresses.x400 import parse_or_address
 from dirsync.errors import InputError
@@ -52,27 +53,20 @@ MAX_ADDRESS = 1024
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 # RFC 5321 section 4.1.2, with RFC 6531 section 3.3: atext and qtext also
-# take any non-ASCII character (the UTF-8 is checked on decoding), and a
-# sub-domain may be a U-label.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
-_DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
-_QUOTED = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"'
-_LET_DIG = r"[A-Za-z0-9\u0080-\U0010ffff]"
-_SUB_DOMAIN = rf"{_LET_DIG}(?:[A-Za-z0-9\-\u0080-\U0010ffff]*{_LET_DIG})?"
-_DOMAIN = rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*"
-_IPV4 = r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}"
-_LITERAL = rf"\[(?:{_IPV4}|IPv6:[0-9A-Fa-f:.]+|[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+)\]"
-_MAILBOX = re.compile(rf"(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})")
+# take any non-ASCII character (the UTF-8 is checked on decoding, controls by
+# line_problem), and a sub-domain may be a U-label.
+_SMTP = grammar(ANY_UTF8)
 
 
 def smtp_problem(address: str) -> str | None:
     """Why ``address`` is not an RFC 5321 ``Mailbox``, or None."""
-    match = _MAILBOX.fullmatch(address)
-    if match is None:
+    match = _SMTP.compiled.fullmatch(address)
+    domain = match.group("domain") if match is not None else ""
+    if match is None or (domain.startswith("[") and not is_literal_form(domain)):
         return f"not an SMTP address (RFC 5321): {address!r}"
     if len(match.group("local").encode("utf-8")) > 64:
         return "the local part of an SMTP address is longer than 64 octets"
-    if len(match.group("domain").encode("utf-8")) > 255:
+    if len(domain.encode("utf-8")) > 255:
         return "the domain of an SMTP address is longer than 255 octets"
     return None
 

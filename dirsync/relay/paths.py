@@ -27,40 +27,28 @@ dropped, as RFC 5321 section 4.1.1.3 asks.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
+from dirsync.addresses.mailbox import SAFE_UTF8, grammar, is_address_literal
 from dirsync.relay.addresses import AddressSyntaxError
 
 MAX_DOMAIN = 255
 MAX_PATH = 256
 
-# Non-ASCII a UTF-8 address may hold: no C1 controls, no surrogates (bytes that
-# were not UTF-8 arrive as lone surrogates), no line or paragraph separators.
-_U = "\u00a0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff"
-_ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
-_QTEXT = r"\x20\x21\x23-\x5b\x5d-\x7e"
-
 
 def _grammar(utf8: bool) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    u = _U if utf8 else ""
-    atom = f"[{_ATEXT}{u}]+"
-    dot_string = rf"{atom}(?:\.{atom})*"
-    quoted = rf'"(?:[{_QTEXT}{u}]|\\[\x20-\x7e])*"'
-    label = rf"[A-Za-z0-9{u}](?:[A-Za-z0-9{u}-]*[A-Za-z0-9{u}])?"
-    domain = rf"{label}(?:\.{label})*"
-    literal = r"\[[\x21-\x5a\x5e-\x7e]+\]"
-    mailbox = rf"(?P<local>{dot_string}|{quoted})@(?P<domain>{domain}|{literal})"
-    route = rf"@{domain}(?:,@{domain})*:"
-    path = rf"<(?:{route})?(?P<mailbox>{mailbox})>"
-    return re.compile(mailbox), re.compile(path)
+    # Non-ASCII only for SMTPUTF8, and never a C1 control, a surrogate (bytes
+    # that were not UTF-8 arrive as lone surrogates) or a line separator.
+    mailbox = grammar(SAFE_UTF8 if utf8 else "")
+    route = rf"@{mailbox.domain}(?:,@{mailbox.domain})*:"
+    path = rf"<(?:{route})?(?P<mailbox>{mailbox.mailbox})>"
+    return mailbox.compiled, re.compile(path)
 
 
 _ASCII = _grammar(False)
 _UTF8 = _grammar(True)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _POSTMASTER = re.compile(r"<postmaster>", re.IGNORECASE)
-_TAG = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 
 class PathSyntaxError(AddressSyntaxError):
@@ -71,32 +59,13 @@ class NeedsSmtpUtf8(PathSyntaxError):
     """A valid RFC 6531 address sent without the SMTPUTF8 parameter."""
 
 
-def _literal_ok(literal: str) -> bool:
-    inner = literal[1:-1]
-    tag, colon, value = inner.partition(":")
-    if not colon:
-        try:
-            ipaddress.IPv4Address(inner)
-        except ValueError:
-            return False
-        return True
-    if tag.upper() == "IPV6":
-        try:
-            ipaddress.IPv6Address(value)
-        except ValueError:
-            return False
-        return True
-    # A General-address-literal: a standardized tag and dcontent.
-    return _TAG.fullmatch(tag) is not None and bool(value)
-
-
 def _check(match: re.Match[str] | None, text: str) -> str:
     if match is None:
         raise PathSyntaxError(f"{text!r} is not a valid mailbox")
     domain = match.group("domain")
     if len(domain.encode()) > MAX_DOMAIN:
         raise PathSyntaxError(f"{text!r}: the domain is longer than {MAX_DOMAIN} octets")
-    if domain.startswith("[") and not _literal_ok(domain):
+    if domain.startswith("[") and not is_address_literal(domain):
         raise PathSyntaxError(f"{text!r}: {domain} is not an address literal")
     if not domain.startswith("[") and any(len(label.encode()) > 63
                                           for label in domain.split(".")):

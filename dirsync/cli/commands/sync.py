@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from dirsync.checks.run import run_checks
-from dirsync.config import load_config
+from dirsync.config import ConnectionConfig, load_config
 from dirsync.escapes import escape_controls
 from dirsync.interrupt import exit_status as interrupt_status
 from dirsync.interrupt import stop_requested, stopping_on_signals
@@ -20,7 +20,7 @@ from dirsync.state.store import RunRecord, StateStore
 from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import FILES, printable
-from dirsync.sync.run import run
+from dirsync.sync.run import directions, run
 from dirsync.wording import plural
 
 #: At most this many lines of a text report are printed; the file has them all.
@@ -158,23 +158,27 @@ def sync(ctx: Any, names: tuple[str, ...], dry_run: bool, full: bool,
 def status(ctx: Any, name: str | None, limit: int) -> int:
     """The last runs of each connection (or of NAME): counts and outcome."""
     config = load_config(ctx.config_path)
-    names = [c.name for c in config.select([name] if name else [])]
+    connections = config.select([name] if name else [])
     if not config.state.exists():
         if ctx.json:
             return 0
         click.echo(f"no runs yet (no state file {config.state})")
         return 0
     with StateStore(config.state) as state:
-        for connection in names:
+        for selected in connections:
+            connection = selected.name
             # A run shown as going whose process is gone ends here as "died".
             reap(state, config.state.parent, connection)
             runs = state.runs(connection, limit)
             if ctx.json:
                 for record in runs:
-                    click.echo(json.dumps(record.as_dict(), ensure_ascii=False))
+                    # Added beside the record's own fields: what the state holds now
+                    # for this connection in the run's direction.
+                    line = {**record.as_dict(),
+                            "entries_in_state": state.count(connection, record.direction)}
+                    click.echo(json.dumps(line, ensure_ascii=False))
                 continue
-            held = state.count(connection)
-            click.echo(f"{connection}: {plural(held, 'entry')} in the state"
+            click.echo(f"{connection}: {_held(state, selected)}"
                        + ("" if runs else ", no runs yet"))
             for record in runs:
                 duration = f"{record.duration:.2f}s" if record.duration is not None else "-"
@@ -189,3 +193,14 @@ def status(ctx: Any, name: str | None, limit: int) -> int:
                     click.echo(f"      report: {record.report}")
     sys.stdout.flush()
     return 0
+
+
+def _held(state: StateStore, connection: ConnectionConfig) -> str:
+    """What the state holds for ``connection`` in each direction it runs:
+    "35 entries in the state (import)", "59 entries in the state (35 import,
+    24 export)"."""
+    held = {direction: state.count(connection.name, direction)
+            for direction in directions(connection)}
+    detail = (next(iter(held)) if len(held) == 1
+              else ", ".join(f"{count} {direction}" for direction, count in held.items()))
+    return f"{plural(sum(held.values()), 'entry')} in the state ({detail})"
