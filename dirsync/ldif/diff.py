@@ -23,9 +23,10 @@ under its parent's post-rename DN. OLD, re-sorted by that DN (only the
 entries that moved are sorted again), is then merged with NEW exactly as
 without renames. Entries whose key is on one side only are matched by DN.
 
-The key index lives in an SQLite file in the work folder (two rows per
-keyed entry, no entry bodies), so rename detection stays within bounded
-memory too.
+The key index (:mod:`dirsync.ldif.diffkeys`) lives in an SQLite file in the
+work folder (two rows per keyed entry, no entry bodies), so rename
+detection stays within bounded memory too. The output goes to a sink
+(:mod:`dirsync.ldif.diffsinks`).
 
 Records flowing through the merge are ``(key, line, dn, attrs_pickle,
 key_value, meta)`` tuples (see :mod:`dirsync.ldif.extsort`); two entries whose
@@ -35,23 +36,30 @@ which is most of any real diff.
 
 from __future__ import annotations
 
-import base64
 import heapq
-import json
 import pickle
-import sqlite3
 import tempfile
-from collections.abc import Callable, Collection, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
 
 import ldap.dn
 
 from dirsync.entry import Entry
 from dirsync.errors import DirsyncError, InputError
-from dirsync.escapes import line_writer
 from dirsync.ldif.changes import Change, add_change, modify_ops, rename_change, renamed_entry
+from dirsync.ldif.diffkeys import KeyIndex, Rename
+from dirsync.ldif.diffsinks import (
+    SINKS,
+    ChangeSink,
+    EntrySink,
+    JSONSink,
+    LDIFSink,
+    Summary,
+    TextSink,
+    change_json,
+    json_value,
+)
 from dirsync.ldif.extsort import (
     DEFAULT_RUN_BYTES,
     SEP,
@@ -64,12 +72,18 @@ from dirsync.ldif.extsort import (
     parent_key,
     sort_records,
 )
-from dirsync.ldif.io import LDIFWriter
 from dirsync.ldif.urlvalues import URLValues
-from dirsync.schema import DEFAULT_DIFF_IGNORE, is_binary, matcher
+from dirsync.schema import DEFAULT_DIFF_IGNORE, matcher
 
 # One change of the plan, with the entry before it and after it where known.
 Step = tuple[Change, Entry | None, Entry | None]
+
+
+# Importable from here as before the sinks and the key index had modules
+# of their own.
+__all__ = ["SINKS", "ChangeSink", "DiffOptions", "DiffOrderError", "EntrySink", "JSONSink",
+           "KeyIndex", "LDIFSink", "Rename", "Summary", "TextSink", "change_json", "diff",
+           "json_value", "ldif_entries"]
 
 # Flags in an annotated OLD record's meta (see _annotate).
 MATCHED = 1   # matched by key to a NEW entry at another DN
@@ -86,42 +100,6 @@ class DiffOptions:
     ignore: frozenset[str] = DEFAULT_DIFF_IGNORE
     run_bytes: int = DEFAULT_RUN_BYTES
     tmpdir: str | None = None
-
-
-@dataclass
-class Summary:
-    added: int = 0
-    modified: int = 0
-    renamed: int = 0
-    deleted: int = 0
-    old_entries: int = 0
-    new_entries: int = 0
-    sorted_inputs: list[str] = field(default_factory=list)
-
-    def count(self, change: Change) -> None:
-        if change.kind == "add":
-            self.added += 1
-        elif change.kind == "delete":
-            self.deleted += 1
-        elif change.kind == "modrdn":
-            self.renamed += 1
-        else:
-            self.modified += 1
-
-    @property
-    def changes(self) -> int:
-        return self.added + self.modified + self.renamed + self.deleted
-
-    def describe(self) -> str:
-        if not self.changes:
-            return "no differences"
-        return (f"{self.added} added, {self.modified} modified, {self.renamed} renamed, "
-                f"{self.deleted} deleted")
-
-    def as_dict(self) -> dict[str, int]:
-        return {"added": self.added, "modified": self.modified, "renamed": self.renamed,
-                "deleted": self.deleted, "old_entries": self.old_entries,
-                "new_entries": self.new_entries}
 
 
 class DiffOrderError(DirsyncError):
@@ -214,108 +192,6 @@ def _unique(stream: Iterable[Record], name: str) -> Iterator[Record]:
                              path=name, line=record[1], field="dn")
         prev = record
         yield record
-
-
-# -- the key index -----------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Rename:
-    old_key: str
-    new_key: str
-    new_dn: str
-    old_dn: str
-
-
-class KeyIndex:
-    """Key value -> DN on both sides, and the renames found, in SQLite.
-
-    Sort keys are stored as UTF-8 BLOBs: compared bytewise they keep the
-    order of the Python strings (NUL included).
-    """
-
-    def __init__(self, path: Path, names: dict[str, str]) -> None:
-        self.names = names
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.executescript("""
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            PRAGMA temp_store = FILE;
-            PRAGMA cache_size = -16000;
-            CREATE TABLE old (k BLOB, skey BLOB, dn TEXT, line INTEGER);
-            CREATE TABLE new (k BLOB, skey BLOB, dn TEXT, line INTEGER);
-            CREATE TABLE renames (old_skey BLOB PRIMARY KEY, new_skey BLOB, new_dn TEXT,
-                                  old_dn TEXT) WITHOUT ROWID;
-            CREATE INDEX renames_new ON renames(new_skey);
-            BEGIN;
-        """)
-        self.renamed = 0
-
-    def close(self) -> None:
-        self.db.close()
-
-    def insert(self, side: str, rows: list[tuple[bytes | None, bytes, str, int]]) -> None:
-        # Keyless entries matter on the OLD side only (where DNs get reused).
-        if side == "new":
-            rows = [r for r in rows if r[0] is not None]
-        self.db.executemany(f"INSERT INTO {side} VALUES (?, ?, ?, ?)", rows)
-
-    def finish(self) -> None:
-        """Index both sides, refusing a key value held by two entries."""
-        self.db.execute("COMMIT")
-        for side in ("old", "new"):
-            try:
-                self.db.execute(f"CREATE UNIQUE INDEX {side}_k ON {side}(k)")
-            except sqlite3.IntegrityError:
-                first, second, dn = self.db.execute(
-                    f"SELECT MIN(line), MAX(line), MIN(dn) FROM {side} WHERE k = "
-                    f"(SELECT k FROM {side} WHERE k IS NOT NULL GROUP BY k "
-                    f"HAVING COUNT(*) > 1 ORDER BY MIN(line) LIMIT 1)").fetchone()
-                raise InputError(f"key value of {dn!r} also held by the entry at line {first}",
-                                 path=self.names[side], line=second, field="key") from None
-        self.db.execute("CREATE INDEX old_skey ON old(skey)")
-        self.db.execute("BEGIN")
-
-    def moves(self) -> Iterator[tuple[str, str, str]]:
-        """(old key, new key, new DN) of entries matched by key at another DN,
-        in order of the old key."""
-        cursor = self.db.execute(
-            "SELECT o.skey, n.skey, n.dn FROM old o JOIN new n ON n.k = o.k "
-            "WHERE o.k IS NOT NULL AND o.skey != n.skey ORDER BY o.skey")
-        for old_key, new_key, new_dn in cursor:
-            yield old_key.decode("utf-8"), new_key.decode("utf-8"), new_dn
-
-    def has_moves(self) -> bool:
-        return self.db.execute(
-            "SELECT 1 FROM old o JOIN new n ON n.k = o.k WHERE o.k IS NOT NULL "
-            "AND o.skey != n.skey LIMIT 1").fetchone() is not None
-
-    def new_dn(self, k: bytes) -> str | None:
-        row = self.db.execute("SELECT dn FROM new WHERE k = ?", (k,)).fetchone()
-        return row[0] if row else None
-
-    def old_at(self, skey: str) -> bool:
-        return self.db.execute("SELECT 1 FROM old WHERE skey = ?",
-                               (skey.encode("utf-8"),)).fetchone() is not None
-
-    def add_rename(self, rename: Rename) -> None:
-        self.db.execute("INSERT INTO renames VALUES (?, ?, ?, ?)",
-                        (rename.old_key.encode("utf-8"), rename.new_key.encode("utf-8"),
-                         rename.new_dn, rename.old_dn))
-        self.renamed += 1
-
-    def rename_to(self, new_key: str) -> Rename | None:
-        row = self.db.execute("SELECT old_skey, new_dn, old_dn FROM renames WHERE new_skey = ?",
-                              (new_key.encode("utf-8"),)).fetchone()
-        if row is None:
-            return None
-        return Rename(row[0].decode("utf-8"), new_key, row[1], row[2])
-
-    def rename_of(self, old_key: str) -> Rename | None:
-        row = self.db.execute("SELECT new_skey, new_dn, old_dn FROM renames WHERE old_skey = ?",
-                              (old_key.encode("utf-8"),)).fetchone()
-        if row is None:
-            return None
-        return Rename(old_key, row[0].decode("utf-8"), row[1], row[2])
 
 
 # -- post-rename DNs -------------------------------------------------------
@@ -556,120 +432,6 @@ class _Planner:
         current = self._current(y.old_key, y.old_dn, now)[1]
         self.early.add(y.old_key)
         yield rename_change(current, y.new_dn), None, None
-
-
-# -- output ------------------------------------------------------------------
-
-class ChangeSink(Protocol):
-    def write(self, change: Change) -> None: ...
-
-    def close(self, summary: Summary) -> None: ...
-
-
-class EntrySink(ChangeSink, Protocol):
-    """A sink that shows entries (the HTML report): :func:`diff` calls its
-    ``write_entry`` instead of ``write``, with the entry as it is before the
-    change and after it (``None`` where not known: an early rename)."""
-
-    def write_entry(self, change: Change, before: Entry | None,
-                    after: Entry | None) -> None: ...
-
-
-class LDIFSink:
-    """RFC 2849 change records, ready for ``ldapmodify``."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.writer = LDIFWriter(out)
-        self.started = False
-
-    def write(self, change: Change) -> None:
-        if not self.started:
-            self.writer.version()
-            self.started = True
-        self.writer.change(change)
-
-    def close(self, summary: Summary) -> None:
-        pass
-
-
-def json_value(attr: str, value: bytes) -> str | dict[str, str]:
-    """A value as JSON: text, or ``{"base64": ...}`` for binary and non-UTF-8."""
-    if not is_binary(attr):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    return {"base64": base64.b64encode(value).decode("ascii")}
-
-
-def change_json(change: Change) -> dict[str, object]:
-    """One change record as a JSON object (the LDIF field names)."""
-    out: dict[str, object] = {"changetype": change.kind, "dn": change.dn}
-    if change.kind == "add":
-        out["attributes"] = {k: [json_value(k, v) for v in vs]
-                             for k, vs in (change.attrs or {}).items()}
-    elif change.kind == "modify":
-        out["modifications"] = [{"op": m.op, "attribute": m.attr,
-                                 "values": [json_value(m.attr, v) for v in m.values]}
-                                for m in change.mods]
-    elif change.kind == "modrdn":
-        out.update(newrdn=change.newrdn, deleteoldrdn=change.deleteoldrdn,
-                   newsuperior=change.newsuperior)
-    return out
-
-
-class JSONSink:
-    """One JSON object per line per change (JSON Lines)."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-
-    def write(self, change: Change) -> None:
-        self.out.write(json.dumps(change_json(change), ensure_ascii=False) + "\n")
-
-    def close(self, summary: Summary) -> None:
-        pass
-
-
-def _show(attr: str, value: bytes, width: int = 72) -> str:
-    shown = json_value(attr, value)
-    if isinstance(shown, dict):
-        return f"<{len(value)} bytes>"
-    return shown if len(shown) <= width else shown[:width - 3] + "..."
-
-
-class TextSink:
-    """A human summary: one line per entry, the attribute changes under it."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-
-    def write(self, change: Change) -> None:
-        write = line_writer(self.out.write)
-        if change.kind == "modrdn":
-            write(f"> {change.dn}\n    renamed to {change.target_dn}\n")
-        elif change.kind == "add":
-            write(f"+ {change.dn}\n")
-            for attr, values in (change.attrs or {}).items():
-                for value in values:
-                    write(f"    {attr}: {_show(attr, value)}\n")
-        elif change.kind == "delete":
-            write(f"- {change.dn}\n")
-        else:
-            write(f"~ {change.dn}\n")
-            for mod in change.mods:
-                shown = ", ".join(_show(mod.attr, v) for v in mod.values)
-                if mod.op == "delete" and not mod.values:
-                    write(f"    delete {mod.attr}\n")
-                else:
-                    write(f"    {mod.op} {mod.attr}: {shown}\n")
-
-    def close(self, summary: Summary) -> None:
-        self.out.write(f"{summary.describe()}\n")
-
-
-SINKS: dict[str, Callable[[IO[str]], ChangeSink]] = {
-    "ldif": LDIFSink, "json": JSONSink, "text": TextSink}
 
 
 # -- the whole diff ----------------------------------------------------------

@@ -1,0 +1,249 @@
+"""Step 3 of an export (:class:`dirsync.sync.exportrun.ExportRun`): plan.
+
+Each recipient is mapped (:mod:`dirsync.mapping.exportmap`), given its
+foreign DN and compared with the same pure functions as the import
+(:mod:`dirsync.sync.plan`); planned changes wait by phase as :class:`_Item`
+records. These functions are the run's methods (the run binds them).
+"""
+
+from __future__ import annotations
+
+import ldap.filter
+
+from dirsync.directories import ReadOptions
+from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, rdn_values, same_dn
+from dirsync.ldif.changes import Change, rename_change
+from dirsync.mapping.exportmap import (
+    KIND_LIST,
+)
+from dirsync.mapping.templates import TemplateError
+from dirsync.schema import matcher
+from dirsync.state.store import StateRow
+from dirsync.sync.containers import container_adds
+from dirsync.sync.exportitems import _Item
+from dirsync.sync.plan import (
+    PHASE_CONTAINER,
+    PHASE_RENAME,
+    PHASE_RENAME_FINAL,
+    EntryPlan,
+    assign_dns,
+    delete_plan,
+    order_deletes,
+    order_renames,
+    plan_entry,
+)
+from dirsync.sync.report import Problem
+
+
+def plan(run) -> None:
+    run.refresh = {}    # found unchanged by comparing
+    run.renames = []
+    wanted_anchors = {w.anchor for w in run.wanted}
+    run.deletes = [a for a in run.ours
+                    if a not in wanted_anchors and a not in run.kept and a not in run.held]
+    deleted = set(run.deletes)
+    # Names other entries of the connection keep: those of this run that are
+    # not re-mapped, and (incremental) those of entries it does not plan.
+    held_dns = dict(run.others)
+    held_dns.update({normalize_dn(e.dn): a for a, e in run.ours.items()
+                     if a not in wanted_anchors and a not in deleted})
+    current = {a: run.ours[a].dn for a in wanted_anchors if a in run.ours}
+    assignment = assign_dns([(w.anchor, w.rdn_value) for w in run.wanted], current,
+                            held_dns, run.unowned, rdn_attribute=run.rdn_attribute,
+                            container=run.container, naming=run.naming)
+    run.final_dns = {a: r.dn for a, r in run.kept.items()}
+    run.final_dns.update({a: run.ours[a].dn for a in run.held if a in run.ours})
+    run.final_dns.update(assignment.dns)
+
+    if not run.container_exists and (run.wanted or run.kept):
+        for change in run.container_changes():
+            run.add_item("container", None, EntryPlan(
+                "add", [(PHASE_CONTAINER, change)], after=dict(change.attrs or {})),
+                change.dn, "", "", None)
+    owned = run.export.owned(rdn=not run.csv)
+    if run.csv:
+        owned |= {run.key_column.lower()}
+    run.progress.start("comparing", len(run.wanted))
+    for wanted in sorted(run.wanted, key=lambda w: w.kind == KIND_LIST):
+        run.progress.advance()
+        if wanted.anchor in assignment.conflicts:
+            run.conflict(wanted.anchor, wanted.hub_dn, assignment.conflicts[wanted.anchor])
+            continue
+        dn = run.final_dns[wanted.anchor]
+        notes: list[str] = []
+        if wanted.kind == KIND_LIST:
+            refs, unknown = run.member_refs(wanted.member_dns)
+            wanted.extra["members"] = refs
+            if unknown:
+                notes.append("members not exported to this system, left out: "
+                             + ", ".join(unknown))
+        view = run.export.view(wanted.entry, **wanted.extra)
+        try:
+            mapped = run.export.map(view, wanted.kind)
+        except TemplateError as exc:
+            run.hold(wanted.anchor, wanted.hub_dn, run.where(exc))
+            continue
+        target = run.foreign_entry(dn, mapped.attrs, mapped.object_classes,
+                                    wanted.anchor, wanted.extra.get("members", []),
+                                    wanted.kind == KIND_LIST)
+        plan = plan_entry(target, run.ours.get(wanted.anchor), owned,
+                          group=wanted.kind == KIND_LIST)
+        if plan.action == "unchanged":
+            run.refresh[wanted.anchor] = StateRow(target.dn, wanted.digest, wanted.kind)
+            run.counts.unchanged += 1
+            for note in notes:
+                run.problems.append(Problem("note", wanted.anchor, target.dn, note))
+            continue
+        run.add_item(wanted.kind, wanted.anchor, plan, target.dn, wanted.digest,
+                      wanted.kind, target, notes)
+    ordered = order_deletes(run.ours[a].dn for a in run.deletes)
+    by_dn = {normalize_dn(run.ours[a].dn): a for a in run.deletes}
+    for dn in ordered:
+        anchor = by_dn[normalize_dn(dn)]
+        run.add_item("delete", anchor, delete_plan(dn, run.ours[anchor]), dn, "", "",
+                      None)
+    run.plan_renames()
+
+
+def container_changes(run) -> list[Change]:
+    """Adds for the foreign container and any missing parent (top first)."""
+    return container_adds(run.foreign, run.container,
+                          run.config.directories[run.connection.foreign].base,
+                          f"{run.connection.key_path}.foreign_container")
+
+
+def member_refs(run, member_dns: list[str]) -> tuple[list[str], list[str]]:
+    """How the foreign side names a list's members: (references, unknown members).
+
+    An exported member is named by its foreign DN (for a CSV file, its
+    key). A member this connection imported from the same foreign
+    system is named by its own foreign identity: for a CSV file the
+    import anchor (the bundled file mappings anchor by the key column),
+    for a directory its DN, or the entry whose entryUUID the anchor is.
+    """
+    refs: dict[str, str] = {}
+    unknown: list[str] = []
+    for dn in member_dns:
+        key = normalize_dn(dn)
+        anchor = run.by_hub_dn.get(key)
+        ref = None
+        if anchor is not None and anchor in run.final_dns:
+            final = run.final_dns[anchor]
+            ref = rdn_values(final)[0][1] if run.csv else final
+        elif key in run.imported_here:
+            ref = run.native_ref(run.imported_here[key])
+        if ref:
+            refs.setdefault(ref.casefold() if run.csv else normalize_dn(ref), ref)
+        else:
+            unknown.append(dn)
+    return sorted(refs.values(), key=str.casefold), unknown
+
+
+def native_ref(run, anchor: str) -> str | None:
+    if not anchor:
+        return None
+    if run.csv:
+        return anchor
+    if "=" in anchor:
+        return anchor
+    if not hasattr(run, "_by_uuid"):
+        run._by_uuid = {}
+    if anchor not in run._by_uuid:
+        found = None
+        base = run.config.directories[run.connection.foreign].base or ""
+        if run.foreign.kind == "ldap":
+            value = ldap.filter.escape_filter_chars(anchor)
+            for entry in run.foreign.read(ReadOptions(base=base, scope="sub",
+                                                       filter=f"(entryUUID={value})",
+                                                       attrs=["1.1"])):
+                found = entry.dn
+        else:
+            for entry in run.foreign.read(ReadOptions(base=base or None, scope="sub")):
+                if entry.first("entryUUID") == anchor:
+                    found = entry.dn
+        run._by_uuid[anchor] = found or ""
+    return run._by_uuid[anchor] or None
+
+
+def foreign_entry(run, dn: str, attrs: dict[str, list[bytes]], classes: list[str],
+                  anchor: str, members: list[str], is_list: bool) -> Entry:
+    """The foreign entry a mapped hub recipient should be."""
+    export = run.export
+    entry = Entry(dn)
+    if not run.csv and classes:
+        entry.add("objectClass", [c.encode("utf-8") for c in classes])
+    for name, values in attrs.items():
+        entry.add(name, list(values))
+    rdn_value = rdn_values(dn)[0][1]
+    if run.csv:
+        entry.set(run.key_column, [rdn_value.encode("utf-8")])
+        run.join_cells(entry)
+    else:
+        norm = matcher(run.rdn_attribute)
+        if norm(rdn_value.encode()) not in {norm(v) for v in entry.get(run.rdn_attribute)}:
+            entry.add(run.rdn_attribute, [rdn_value.encode("utf-8")])
+        if is_list and export.member_attribute:
+            # groupOfNames needs a member: pointing at itself adds nobody.
+            entry.set(export.member_attribute,
+                      [m.encode("utf-8") for m in (members or [dn])])
+    entry.set(export.marker_attribute, [run.name.encode("utf-8")])
+    entry.set(export.anchor_attribute, [anchor.encode("utf-8")])
+    return entry
+
+
+def join_cells(run, entry: Entry) -> None:
+    """A CSV cell holds one value unless the directory splits that column: join
+    several into one, as the file will hold them, so the next run compares equal."""
+    layout = run.foreign.layout
+    sep = layout.multi_value_separator
+    for name in entry.names():
+        values = entry.get(name)
+        split = bool(sep) and (not layout.multi_valued or name in layout.multi_valued)
+        if len(values) > 1 and not split:
+            entry.set(name, [(sep or ";").encode().join(values)])
+
+
+def add_item(run, kind: str, anchor: str | None, plan: EntryPlan, dn: str, digest: str,
+             state_kind: str, target: Entry | None,
+             notes: list[str] | None = None) -> None:
+    counted = kind != "container"
+    item = _Item(kind, anchor, plan.action, dn, plan.old_dn, plan.before, plan.after,
+                 list(notes or []), changes=len(plan.changes), target=target,
+                 counted=counted)
+    run.items.append(item)
+    index = len(run.items) - 1
+    if counted:
+        run.counts.bump(plan.action)
+    for position, (phase, change) in enumerate(plan.changes):
+        last = position == len(plan.changes) - 1
+        record = (index, anchor if counted else None, change, state_kind,
+                  digest if last else "")
+        if phase == PHASE_RENAME:
+            run.renames.append(record)
+        else:
+            run.phases[phase].append(record)
+
+
+def plan_renames(run) -> None:
+    attribute = run.rdn_attribute
+    container = run.container
+    renames = run.renames
+
+    def parking(anchor: str, old: str, new: str) -> str:
+        value = rdn_values(new)[0][1]
+        return join_dn(make_rdn(attribute, f"{value} (moving {anchor})"),
+                       container if not run.csv else "")
+
+    by_anchor = {r[1]: r for r in renames}
+    ordered = order_renames([(r[1] or "", r[2].dn, r[2].target_dn) for r in renames],
+                            parking)
+    moved: set[str] = set()
+    for anchor, old, new in ordered:
+        index, _, change, state_kind, digest = by_anchor[anchor]
+        phase = PHASE_RENAME_FINAL if anchor in moved else PHASE_RENAME
+        moved.add(anchor)
+        if not same_dn(new, change.target_dn):
+            run.items[index].changes += 1
+            digest = ""
+        run.phases[phase].append((index, anchor, rename_change(old, new), state_kind,
+                                   digest))

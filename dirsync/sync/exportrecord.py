@@ -1,0 +1,113 @@
+"""Steps 5 and 6 of an export (:class:`dirsync.sync.exportrun.ExportRun`): record state, report.
+
+The state store brought in line with what the run found and applied, the
+change file the foreign system's import tool reads, and what became of
+each planned entry. These functions are the run's methods (the run binds
+them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dirsync.ldif.io import LDIFWriter
+from dirsync.state.store import StateRow
+from dirsync.sync.changefile import write_csv_changes
+from dirsync.sync.plan import (
+    PHASES,
+)
+from dirsync.sync.report import ReportItem
+
+#: Extra files of an export report, next to report.FILES.
+HUB_LDIF = "hub-changes.ldif"
+
+
+CSV_CHANGES = "changes.csv"
+
+
+
+def record(run, anchor: str, row: StateRow | None) -> None:
+    if row is None:
+        run.state.drop(run.name, run.direction, anchor)
+    else:
+        run.state.put(run.name, run.direction, anchor, row)
+
+
+def finish_state(run, interrupted: bool) -> None:
+    """Rows for every exported entry as the foreign side now holds it; the
+    generated addresses remembered; the fingerprint moved if the run ended."""
+    with run.state.transaction():
+        for anchor, address in run.assigner.changed.items():
+            run.assignments.put(run.connection.hub, run.export.proxy_type, anchor,
+                                 address)
+        if interrupted:
+            return
+        run.store_rows(run.final_rows())
+        run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
+
+
+def final_rows(run) -> dict[str, StateRow]:
+    """The state rows of the entries this run saw, as the foreign side now holds them."""
+    rows = dict(run.kept)
+    rows.update(run.refresh)
+    digests = {w.anchor: w.digest for w in run.wanted}
+    for item in run.items:
+        if item.kind in ("delete", "container", "proxy") or item.anchor is None:
+            continue
+        if item.error is None and item.done >= item.changes and item.target is not None:
+            rows[item.anchor] = StateRow(item.target.dn, digests.get(item.anchor, ""),
+                                         item.kind)
+    for anchor in run.held:
+        if anchor in run.ours and anchor not in rows:
+            rows[anchor] = StateRow(run.ours[anchor].dn, "", "held")
+    return rows
+
+
+def store_rows(run, rows: dict[str, StateRow]) -> None:
+    """A full run saw every entry: its rows are the whole state."""
+    run.state.replace_all(run.name, run.direction, list(rows.items()))
+
+
+def write_change_files(run, planned: bool) -> None:
+    """The planned LDIF (for plan and stops), and the CSV change file."""
+    run.extra_files = {}
+    if planned:
+        for phase in PHASES:
+            for _, _, change, _, _ in run.phases[phase]:
+                run.report.ldif(change)
+        if run.hub_changes:
+            path = run.report.folder / HUB_LDIF
+            with open(path, "w", encoding="utf-8", newline="\n") as stream:
+                writer = LDIFWriter(stream)
+                writer.version()
+                writer.comment("proxy addresses to write to the hub (plan: nothing was "
+                               "applied)")
+                stream.write("\n")
+                for _, change in run.hub_changes:
+                    writer.change(change)
+    if run.hub_changes:
+        run.extra_files["hub_ldif"] = run.report.folder / HUB_LDIF
+    if run.csv:
+        path = run.report.folder / CSV_CHANGES
+        write_csv_changes(path, run.foreign, run.items, planned=planned)
+        run.extra_files["changes_csv"] = path
+
+
+def report_items(run) -> Iterator[ReportItem]:
+    for item in run.items:
+        error = None
+        if not run.applied:
+            status = "planned"
+        elif item.error is not None:
+            status = "failed"
+            error = f"{item.error.result}: {item.error.message}" if item.error.result \
+                else item.error.message
+        elif item.unknown:
+            status = "unknown"
+        elif item.done >= item.changes:
+            status = "applied"
+        else:
+            status = "partly applied" if item.done else "not attempted"
+        yield ReportItem(kind=item.kind, anchor=item.anchor, action=item.action,
+                         dn=item.dn, old_dn=item.old_dn, status=status, error=error,
+                         before=item.before, after=item.after, notes=item.notes)

@@ -1,0 +1,86 @@
+"""Step 1 of an export (:class:`dirsync.sync.exportrun.ExportRun`): scan the foreign side.
+
+Every entry the connection exported before is found by the mapping's
+marker attribute (the connection's name) and its anchor attribute;
+everything else there is the foreign system's own and is never changed.
+These functions are the run's methods (the run binds them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dirsync.directories import ReadOptions
+from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.sync.report import Problem
+
+
+def foreign_entries(run) -> Iterator[Entry]:
+    if run.csv:
+        yield from run.foreign.read()
+        run.unreadable_rows = len(run.foreign.rejected)
+        for rejected in run.foreign.rejected:
+            run.problems.append(Problem("error", None, rejected.dn, "the foreign file has "
+                                         f"a row that cannot be read: {rejected.message}",
+                                         rejected.line))
+        return
+    if run.foreign.kind == "ldap":
+        options = ReadOptions(base=run.container, scope="sub", attrs=["*"])
+    else:
+        options = ReadOptions(base=run.container, scope="sub")
+    yield from run.foreign.read(options)
+
+
+def marked(run, entry: Entry) -> bool:
+    """Does a foreign entry carry this connection's marker (is it the connection's)?"""
+    owner = entry.first(run.export.marker_attribute)
+    return owner is not None and owner.strip().casefold() == run.name.casefold()
+
+
+def own_anchor(run, entry: Entry) -> str | None:
+    """The anchor of a foreign entry of this connection; None for anyone else's."""
+    return (entry.first(run.export.anchor_attribute) or None) if run.marked(entry) \
+        else None
+
+
+def scan_foreign(run) -> None:
+    """Index the foreign side: our entries by anchor, the DNs of everyone else's."""
+    run.ours = {}
+    run.unowned = {}
+    #: normalized DN -> anchor: names this connection's entries keep, for
+    #: entries this run does not plan (an incremental run plans only changes)
+    run.others = {}
+    run.container_exists = run.csv
+    anchor_attr = run.export.anchor_attribute
+    container_key = normalize_dn(run.container)
+    run.progress.start("scanning the foreign directory")
+    for entry in run.foreign_entries():
+        run.progress.advance()
+        key = normalize_dn(entry.dn)
+        if run.marked(entry):
+            anchor = entry.first(anchor_attr)
+            if not anchor:
+                run.conflict(None, entry.dn, f"carries this connection's marker but no "
+                              f"{anchor_attr}: left alone")
+                run.unowned[key] = entry.dn
+            elif anchor in run.ours:
+                run.conflict(anchor, entry.dn, f"has the anchor of "
+                              f"{run.ours[anchor].dn}: left alone")
+                run.unowned[key] = entry.dn
+            else:
+                run.ours[anchor] = entry
+            continue
+        if run.csv:
+            run.unowned[key] = entry.dn
+        elif key == container_key:
+            run.container_exists = True
+        elif normalize_dn(parent_dn(entry.dn)) == container_key:
+            run.unowned[key] = entry.dn
+    if run.ours:
+        run.container_exists = True
+
+
+def conflict(run, anchor: str | None, dn: str | None, message: str,
+             line: int | None = None) -> None:
+    run.counts.conflict += 1
+    run.problems.append(Problem("conflict", anchor, dn, message, line))

@@ -1,0 +1,242 @@
+"""Step 2 of an import (:class:`dirsync.sync.engine.ImportRun`): read and map the source.
+
+One entry at a time: an entry whose source hash, DN and mapping are as the
+state recorded is unchanged without mapping it; every other one is checked
+against its syntax, mapped, and waits in a spool (a :class:`_Target`) for
+the plan. These functions are the run's methods (the run binds them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from dirsync.addresses.values import Problem as ValueProblem
+from dirsync.addresses.values import mapped_problems, screen_for
+from dirsync.directories import ReadOptions
+from dirsync.entry import Entry, same_dn
+from dirsync.errors import ConfigError
+from dirsync.interrupt import stop_requested
+from dirsync.mapping.exportmap import exported_by
+from dirsync.mapping.mapfile import (
+    KIND_LIST,
+)
+from dirsync.mapping.templates import SourceView, TemplateError
+from dirsync.sync.plan import (
+    member_key_fold,
+    source_hash,
+)
+from dirsync.sync.report import Problem
+from dirsync.sync.spool import Spool
+
+
+@dataclass(slots=True)
+class _Target:
+    """A mapped source entry waiting in the spool for its DN."""
+
+    anchor: str
+    kind: str            # person | list | group (a list in group mode)
+    hash: str
+    rdn_value: str
+    attrs: dict[str, list[bytes]]
+    object_classes: list[str]
+    members: list[str] | None
+    line: int | None
+
+    def record(self) -> tuple[Any, ...]:
+        return (self.anchor, self.kind, self.hash, self.rdn_value, self.attrs,
+                self.object_classes, self.members, self.line)
+
+
+
+def source_entries_iter(run) -> Iterator[Entry]:
+    """The source's entries, after checking that the templates' attributes exist."""
+    mapping = run.selected.mapping
+    foreign = run.foreign
+    if foreign.kind == "ldap":
+        known = foreign.attribute_types()
+        if known:
+            problems = mapping.check_source_names(
+                known, f"not an attribute type of {foreign.server_url}")
+            if problems:
+                raise ConfigError(problems)
+        options = ReadOptions(filter=mapping.source_filter,
+                              attrs=["*", *mapping.source_attributes])
+        yield from foreign.read(options)
+        return
+    entries = iter(foreign.read())
+    first = next(entries, None)
+    header = getattr(foreign, "header", None) if foreign.kind == "csv" else None
+    if header:
+        problems = mapping.check_source_names(
+            header, f"the columns of {foreign.path} are: {', '.join(header)}")
+        if problems:
+            raise ConfigError(problems)
+    if first is not None:
+        yield first
+    yield from entries
+
+
+def read_source(run) -> None:
+    run.begin_read()
+    for entry in run.source_entries_iter():
+        if stop_requested.is_set():
+            return   # the run ends here (see _run); no plan on a partial read
+        target = run.consider(entry)
+        if target is not None:
+            run.keep_target(target)
+    run.end_read()
+
+
+def begin_read(run) -> None:
+    selected = run.selected
+    run.targets = Spool()
+    run.wanted = []      # (anchor, RDN value) to place
+    run.kept = {}          # unchanged, known without mapping
+    run.held = set()                  # anchors with errors: left as they are
+    run.seen = set()
+    run.member_keys = {}
+    run.unreadable = 0                          # source entries without a known anchor
+    run.source_entries = 0
+    run._groups = selected.list_mode == "group" and selected.list_part is not None
+    run._by_dn = selected.mapping.member_key == "dn"
+    # Loop prevention: what this connection exported comes back marked.
+    run._exported = exported_by(selected.mapping.export, run.name)
+    run._returned = 0
+    run.screen = screen_for(selected.mapping)
+    run.progress.start("reading the source")
+
+
+def consider(run, entry: Entry) -> _Target | None:
+    """One source entry: unchanged, skipped, an error, or a mapped target."""
+    with run.budget.entry():
+        return run.consider_mapped(entry)
+
+
+def consider_mapped(run, entry: Entry) -> _Target | None:
+    selected = run.selected
+    run.source_entries += 1
+    run.progress.advance()
+    if run._exported is not None and run._exported(entry):
+        run._returned += 1
+        return None
+    view = selected.view(entry)
+    try:
+        anchor = selected.anchor(view)
+    except TemplateError as exc:
+        run.unreadable += 1
+        run.entry_problem("error", entry, None, f"no anchor: {run.where(exc)}")
+        return None
+    if not anchor:
+        run.unreadable += 1
+        run.entry_problem("error", entry, None, "the anchor template yields nothing "
+                           f"({selected.mapping.where('anchor.value')})")
+        return None
+    if anchor in run.seen:
+        run.entry_problem("error", entry, anchor, "another source entry has the same "
+                           f"anchor {anchor!r}: this one is skipped")
+        return None
+    row = run.state_rows.get(anchor)
+    if row is not None:
+        # Keep the state's copy of the anchor: nothing new stays in memory
+        # for an unchanged entry.
+        anchor = run._state_anchors.get(anchor, anchor)
+    run.seen.add(anchor)
+    view.extra["anchor"] = anchor
+    digest = source_hash(entry)
+    if run._groups:
+        try:
+            key = selected.member_key(view, anchor)
+        except TemplateError as exc:
+            key = ""
+            run.problems.append(Problem("note", anchor, entry.dn, run.where(exc),
+                                         entry.line))
+        if key:
+            run.member_keys[member_key_fold(key, run._by_dn)] = anchor
+    if row is not None and row.hash == digest and row.kind != "group":
+        record = run.index.ours.get(anchor)
+        if record is not None and same_dn(record.dn, row.dn):
+            run.kept[anchor] = row
+            run.counts.unchanged += 1
+            return None
+    # Values are checked before mapping. An unchanged entry passed when
+    # it was synced (the state holds hashes of accepted entries only).
+    bad = run.screen.problems(entry.dn, entry.attrs)
+    if bad:
+        run.held.add(anchor)
+        run.entry_problem("error", entry, anchor, run.bad_values(entry, bad))
+        return None
+    try:
+        kind = selected.kind(view)
+        if kind is None:
+            run.counts.skipped += 1
+            run.problems.append(Problem("skipped", anchor, entry.dn,
+                                         run.skip_reason(view), entry.line))
+            return None
+        mapped = selected.map(view, anchor, kind)
+    except TemplateError as exc:
+        run.held.add(anchor)
+        run.entry_problem("error", entry, anchor, run.where(exc))
+        return None
+    bad = mapped_problems(mapped.attrs)
+    if bad:
+        run.held.add(anchor)
+        run.entry_problem("error", entry, anchor, "the mapping makes a bad address: "
+                           + run.bad_values(entry, bad))
+        return None
+    if not mapped.rdn_value:
+        run.held.add(anchor)
+        run.entry_problem("error", entry, anchor, "the RDN template yields nothing ("
+                           f"{selected.mapping.where('rdn.value')})")
+        return None
+    state_kind = "group" if kind == KIND_LIST and selected.list_mode == "group" else kind
+    run.addresses.claim(anchor, mapped.attrs)
+    return _Target(anchor, state_kind, digest, mapped.rdn_value, mapped.attrs,
+                   mapped.object_classes, mapped.members, entry.line)
+
+
+def keep_target(run, target: _Target) -> None:
+    """A mapped entry waits for the plan (its DN, its compare)."""
+    run.targets.append(target.record())
+    run.wanted.append((target.anchor, target.rdn_value))
+
+
+def end_read(run) -> None:
+    if run._returned:
+        run.counts.skipped += run._returned
+        run.problems.append(Problem("note", None, None, f"{run._returned} source "
+                                     "entries carry this connection's export marker: hub "
+                                     "recipients exported here, not imported back", None))
+    for rejected in getattr(run.foreign, "rejected", []):
+        run.unreadable += 1
+        run.counts.error += 1
+        run.problems.append(Problem("error", None, rejected.dn, rejected.message,
+                                     rejected.line))
+
+
+def bad_values(run, entry: Entry, problems: list[ValueProblem]) -> str:
+    """File, line and fields of an entry whose values fail their syntax."""
+    path = getattr(run.foreign, "path", None) or getattr(run.foreign, "name", "")
+    at = f"{path}:{entry.line}" if entry.line is not None else str(path)
+    return (f"{at}: " + "; ".join(str(p) for p in problems)
+            + "; the entry is skipped (nothing of it is applied)")
+
+
+def where(run, exc: TemplateError) -> str:
+    mapping = run.selected.mapping
+    line = exc.line or mapping.line_of(exc.key)
+    at = f"{mapping.path}:{line}" if line else str(mapping.path)
+    return f"{at}: {exc.key}: {exc.message}"
+
+
+def skip_reason(run, view: SourceView) -> str:
+    mapping = run.selected.mapping
+    if mapping.skip is not None and mapping.skip.truth(view):
+        return f"the mapping's skip rule: {mapping.skip.source}"
+    return "a distribution list, and this connection has lists = \"skip\""
+
+
+def entry_problem(run, kind: str, entry: Entry, anchor: str | None, message: str) -> None:
+    run.counts.bump(kind)
+    run.problems.append(Problem(kind, anchor, entry.dn, message, entry.line))

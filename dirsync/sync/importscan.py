@@ -1,0 +1,127 @@
+"""Step 1 of an import (:class:`dirsync.sync.engine.ImportRun`): scan the hub.
+
+What the import container holds for one connection, by marker and anchor
+(the hub is the truth; the state store only saves work), and the DNs of
+the entries there that are not its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ldap.filter
+
+from dirsync.directories import ReadOptions
+from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.mapping.mapfile import (
+    ANCHOR_ATTR,
+    SOURCE_ATTR,
+)
+from dirsync.sync.plan import (
+    lower_classes,
+    owned_hash,
+)
+
+
+@dataclass(slots=True)
+class HubRecord:
+    dn: str
+    hash: str | None = None                 # owned attributes (full runs only)
+    classes: frozenset[str] | None = None   # lower-case object classes (full runs only)
+
+
+@dataclass
+class HubIndex:
+    """What the import container holds, as far as one connection is concerned."""
+
+    container_exists: bool = False
+    ours: dict[str, HubRecord] = field(default_factory=dict)
+    #: Normalized DN -> DN of entries right below the container that this
+    #: connection does not own: a conflict if a source entry wants one.
+    unowned: dict[str, str] = field(default_factory=dict)
+    #: Entries with this connection's marker that cannot be matched (no
+    #: anchor, or an anchor another entry has): reported and left alone.
+    anomalies: list[tuple[str, str]] = field(default_factory=list)
+
+
+
+def hub_base(run) -> str:
+    """Where addresses are looked up: the hub's base, else the naming
+    context that holds the import container."""
+    base = run.config.directories[run.connection.hub].base
+    if base:
+        return base
+    if run.hub.kind == "ldap":
+        root = run.hub.get("", ["namingContexts"])
+        for context in (root.texts("namingContexts") if root is not None else []):
+            if normalize_dn(run.container).endswith(normalize_dn(context)):
+                return context
+    return run.container
+
+
+def scan_hub(run) -> HubIndex:
+    """Find this connection's entries under the import container, and the DNs of others.
+
+    On an LDAP hub the server filters by marker, so only the anchor (and
+    in a full run the owned attributes) of each of our entries crosses
+    the wire; the entries right below the container that are not ours
+    come from a one-level search. A file hub is read whole.
+    """
+    index = HubIndex()
+    full = run.mode == "full"
+    owned = run.selected.all_owned()
+    attrs = [SOURCE_ATTR, ANCHOR_ATTR]
+    if full:
+        attrs += ["objectClass", *sorted(owned)]
+    run.progress.start("scanning the hub")
+    if run.hub.kind == "ldap":
+        marker = f"({SOURCE_ATTR}={ldap.filter.escape_filter_chars(run.name)})"
+        ours = run.hub.read(ReadOptions(base=run.container, scope="sub", filter=marker,
+                                         attrs=attrs[1:] if not full else attrs))
+        for entry in ours:
+            run.index_entry(index, entry, owned, full, ours=True)
+        others = run.hub.read(ReadOptions(base=run.container, scope="one",
+                                           filter=f"(!{marker})", attrs=[SOURCE_ATTR]))
+        for entry in others:
+            index.unowned[normalize_dn(entry.dn)] = entry.dn
+        index.container_exists = bool(index.ours or index.unowned or index.anomalies) \
+            or run.hub.exists(run.container)
+    else:
+        name = run.name.casefold()
+        for entry in run.hub.read(ReadOptions(base=run.container, scope="sub")):
+            source = entry.get(SOURCE_ATTR)
+            if source and source[0].decode("utf-8", "replace").casefold() == name:
+                run.index_entry(index, entry, owned, full, ours=True)
+                continue
+            key = normalize_dn(entry.dn)
+            if key == run.container_key:
+                index.container_exists = True
+            elif normalize_dn(parent_dn(entry.dn)) == run.container_key:
+                index.unowned[key] = entry.dn
+    for dn, _ in index.anomalies:
+        # Not ours to change, but their DNs are taken all the same.
+        index.unowned[normalize_dn(dn)] = dn
+    if index.ours:
+        index.container_exists = True
+    return index
+
+
+def index_entry(run, index: HubIndex, entry: Entry, owned: frozenset[str], full: bool,
+                ours: bool) -> None:
+    """One entry that carries this connection's marker."""
+    run.progress.advance()
+    anchor_values = entry.get(ANCHOR_ATTR)
+    if not anchor_values:
+        index.anomalies.append((entry.dn, "carries this connection's marker but no anchor"))
+        return
+    anchor = anchor_values[0].decode("utf-8", "replace")
+    if anchor in index.ours:
+        index.anomalies.append((entry.dn, (f"has the anchor {anchor!r} of "
+                                          f"{index.ours[anchor].dn}")))
+        return
+    record = HubRecord(entry.dn)
+    if full:
+        record.hash = owned_hash(entry.attrs, owned)
+        classes = lower_classes(entry.get("objectClass"))
+        record.classes = run._classes.setdefault(classes, classes)
+    index.ours[anchor] = record
