@@ -8,6 +8,9 @@ incremental:
   from the cookie of the last run; one without syncprov by a
   ``modifyTimestamp`` high-water mark, deletes found by comparing the set
   of surviving entryUUIDs with the UUID map;
+- an ``ad`` source is read with DirSync from the cookie of the last run
+  (:mod:`dirsync.sync.adchanges`): the objects it names are read whole by
+  GUID, and those gone, moved out, disabled or hidden are deletes;
 - a file source is not read at all when its fingerprint (size, mtime,
   content hash) is as recorded; a changed file is read whole and its
   entries compared with the state by hash, as in any run;
@@ -36,6 +39,7 @@ from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
+from dirsync.directories.addirsync import MissingDirSyncRight
 from dirsync.directories.syncrepl import (
     RefreshRequired,
     read_by_uuids,
@@ -48,8 +52,16 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.fingerprints import FileFingerprint
 from dirsync.state.store import StateRow, StateStore
+from dirsync.sync.adchanges import read_ad_changes, start_cookie
 from dirsync.sync.changelog import logged
-from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
+from dirsync.sync.changestate import (
+    COOKIE,
+    DIRSYNC,
+    FILE,
+    HIGH_WATER,
+    ChangeDetection,
+    ChangeState,
+)
 from dirsync.sync.engine import HubIndex, HubRecord, ImportRun
 from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.plan import candidate_dns
@@ -63,7 +75,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
         self.tracking = ChangeState(state, connection.name, self.direction)
-        self.method: str | None = None          # syncrepl | timestamp | file | None
+        self.method: str | None = None          # syncrepl | dirsync | timestamp | file | None
         self.changed: list[tuple[str, Entry]] | None = None   # incremental LDAP reads
         self.deleted_uuids: set[str] = set()
         self.touched: dict[str, StateRow] = {}
@@ -105,7 +117,25 @@ class DetectingImportRun(ChangeDetection, ImportRun):
     def read_ldap_changes(self) -> None:
         """Read what changed since the stored cursor; a full run when that is not possible."""
         options = self.read_options()
-        if self.method == "syncrepl":
+        if self.method == "dirsync":
+            cursor = self.tracking.cursor(DIRSYNC)
+            if not cursor:
+                self.go_full("no DirSync cookie stored")
+                return
+            try:
+                ad = read_ad_changes(self.foreign, cursor, options)
+            except MissingDirSyncRight as exc:
+                self.method = None              # full reads, no cursor
+                self.go_full(f"DirSync is not allowed ({exc})")
+                return
+            except RefreshRequired as exc:
+                self.go_full(f"the DC cannot serve the stored DirSync cookie ({exc})")
+                return
+            changed = ad.changed
+            known = self.tracking.anchors_of(ad.gone | {g for g, _ in changed})
+            deleted = set(self.tracking.anchors_of(ad.gone))
+            self.new_cookie = ad.cookie
+        elif self.method == "syncrepl":
             cookie = self.tracking.cursor(COOKIE)
             if not cookie:
                 self.go_full("no syncrepl cookie stored")
@@ -149,6 +179,9 @@ class DetectingImportRun(ChangeDetection, ImportRun):
         self.prepare_touched(known)
 
     def read_by_uuid(self, uuids: list[str], options: ReadOptions) -> list[tuple[str, Entry]]:
+        if self.method == "dirsync":
+            return [(g, e) for g, e in self.foreign.read_guids(uuids, options=options)
+                    if e is not None]
         return [(entry.first("entryUUID") or "", entry)
                 for entry in read_by_uuids(self.foreign, uuids, options)]
 
@@ -240,6 +273,9 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             self.counts.unchanged += max(self.held_rows() - len(self.touched), 0)
 
     def source_entries_iter(self) -> Iterator[Entry]:
+        if self.method == "dirsync":
+            yield from self.ad_entries()
+            return
         if self.method not in ("syncrepl", "timestamp"):
             yield from super().source_entries_iter()
             return
@@ -276,6 +312,29 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             self.new_cookie = read.cookie
         else:
             self.new_high_water = high_water
+
+    def ad_entries(self) -> Iterator[Entry]:
+        """AD's recipients: the changes, or a full read that starts a DirSync cursor."""
+        if self.incremental_read():
+            for uuid, entry in self.changed or []:
+                self.current_uuid = uuid
+                yield entry
+            self.current_uuid = None
+            return
+        try:
+            cookie = start_cookie(self.foreign)
+        except MissingDirSyncRight as exc:
+            log.warning("%s: every run reads AD whole: %s", self.name, exc)
+            self.method = None
+            yield from super().source_entries_iter()
+            return
+        for entry in super().source_entries_iter():
+            uuid = entry.first("objectGUID") or ""
+            self.current_uuid = uuid
+            self.remember_uuid(uuid, entry)
+            yield entry
+        self.current_uuid = None
+        self.new_cookie = cookie
 
     def remember_uuid(self, uuid: str, entry: Entry) -> None:
         if not uuid:
@@ -314,7 +373,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                 clean = not (self.counts.error or self.counts.conflict)
                 tracking.set_cursor(FILE, self.file_print.dumps()
                                     if clean and self.file_print else None)
-            elif self.method in ("syncrepl", "timestamp"):
+            elif self.method in ("syncrepl", "dirsync", "timestamp"):
                 if self.mode == "full":
                     tracking.replace(self.uuid_pairs.items())
                 else:
@@ -322,6 +381,8 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                     tracking.remember(self.uuid_pairs.items())
                 if self.method == "syncrepl":
                     tracking.set_cursor(COOKIE, self.new_cookie)
+                elif self.method == "dirsync":
+                    tracking.set_cursor(DIRSYNC, self.new_cookie)
                 else:
                     tracking.set_cursor(HIGH_WATER, self.new_high_water)
                 tracking.set_retry(self.retry_uuids())

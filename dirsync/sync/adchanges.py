@@ -1,0 +1,76 @@
+"""What changed in Active Directory since the last run, read with DirSync.
+
+The cursor is the DirSync cookie (base64 text in the state store). A change
+comes back with its changed attributes only, so every object still below the
+base is read whole again by its GUID (:meth:`ADDirectory.read_guids`), which
+also decides whether it is still a recipient: one that was deleted, moved
+out of the base, disabled, hidden or stripped of its addresses is a delete
+of its anchor.
+
+A full run starts a cursor with a DirSync search that matches nothing: the
+cookie it returns marks the DC's position before the full read, so a change
+made during that read is read again next time, never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dirsync.directories import ReadOptions
+from dirsync.directories.addirsync import (
+    DirSyncRead,
+    cookie_bytes,
+    cookie_text,
+    read_dirsync,
+)
+from dirsync.entry import Entry
+
+if TYPE_CHECKING:
+    from dirsync.directories.ad import ADDirectory
+
+
+@dataclass
+class ADChanges:
+    """The recipients to bring in step, the GUIDs gone, and the next cookie."""
+
+    changed: list[tuple[str, Entry]] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)
+    cookie: str | None = None
+
+
+def read_ad_changes(directory: ADDirectory, cursor: str, options: ReadOptions) -> ADChanges:
+    """The changes since ``cursor``; DirSyncCookieRefused when it cannot be served.
+
+    ``options`` are the full read's (the mapping's filter and attributes):
+    DirSync reports an object only when one of the attributes it is asked
+    for changed, so it is asked for every attribute the mapping reads.
+    """
+    from dirsync.directories.ad import READ_ATTRIBUTES
+
+    wanted = [a for a in (options.attrs or []) if a != "*"]
+    read = read_dirsync(directory, cookie_bytes(cursor),
+                        attrs=list(dict.fromkeys([*READ_ATTRIBUTES, *wanted])))
+    result = ADChanges()
+    current: list[str] = []
+    for change in read:
+        if change.deleted or not change.in_scope:
+            result.gone.add(change.guid)
+        else:
+            current.append(change.guid)
+    for guid, entry in directory.read_guids(current, options=options):
+        if entry is None:
+            result.gone.add(guid)
+        else:
+            result.changed.append((guid, entry))
+    result.cookie = cookie_text(read.cookie) if read.cookie else None
+    return result
+
+
+def start_cookie(directory: ADDirectory) -> str | None:
+    """A cookie for the DC's position now, from a DirSync search that matches nothing."""
+    read = DirSyncRead(directory, None, attrs=["objectGUID"])
+    read.filter = "(objectGUID=" + "\\00" * 16 + ")"
+    for _ in read:
+        pass
+    return cookie_text(read.cookie) if read.cookie else None
