@@ -37,6 +37,9 @@ class ADChanges:
     changed: list[tuple[str, Entry]] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
     cookie: str | None = None
+    #: Changes the stream held that could not be read (no GUID, a strange
+    #: attribute option): what they changed is unknown, so a full run follows.
+    unreadable: int = 0
 
 
 def read_ad_changes(directory: ADDirectory, cursor: str, options: ReadOptions) -> ADChanges:
@@ -64,6 +67,7 @@ def read_ad_changes(directory: ADDirectory, cursor: str, options: ReadOptions) -
         else:
             result.changed.append((guid, entry))
     result.cookie = cookie_text(read.cookie) if read.cookie else None
+    result.unreadable = len(read.rejected)
     return result
 
 

@@ -131,8 +131,13 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             except RefreshRequired as exc:
                 self.go_full(f"the DC cannot serve the stored DirSync cookie ({exc})")
                 return
+            if ad.unreadable:
+                self.go_full(f"DirSync returned {ad.unreadable} change(s) that could not "
+                             "be read")
+                return
             changed = ad.changed
-            known = self.tracking.anchors_of(ad.gone | {g for g, _ in changed})
+            known = self.tracking.anchors_of(
+                ad.gone | {g for g, _ in changed} | self.tracking.retry())
             deleted = set(self.tracking.anchors_of(ad.gone))
             self.new_cookie = ad.cookie
         elif self.method == "syncrepl":

@@ -174,11 +174,20 @@ def test_incremental_runs_read_ad_changes_with_dirsync(
     counts = sync(config, capsys)
     assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 0, 0, 0), 2)
 
+    # Moved out of the base: gone from the address book.
+    elsewhere = samba_dc.add_ou()
+    samba_dc.add_user(elsewhere, "Gus Outside", mail="gus.outside@corp.example")
+    samba_dc.rename(carl.replace("CN=Carl Inc", "CN=Carl Renamed Inc"), "CN=Carl Renamed Inc",
+                    elsewhere)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 0, 0, 1), 1)
+    assert list(anchors(slapd, container, "corp-ad")) == [guids[alice]]
+
     # A damaged cookie: the DC refuses it, and the run is a full one that changes nothing.
     with StateStore(tmp_path / "var" / "state.sqlite") as state:
         state.set_cursor("corp-ad", "import", DIRSYNC, "TVNEUwAAAAA=")  # "MSDS" and zeros
     counts = sync(config, capsys)
-    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("full", (0, 0, 0, 0), 2)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("full", (0, 0, 0, 0), 1)
     counts = sync(config, capsys)
     assert MODES[-1] == "incremental"
 
