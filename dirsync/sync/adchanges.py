@@ -10,6 +10,11 @@ of its anchor.
 A full run starts a cursor with a DirSync search that matches nothing: the
 cookie it returns marks the DC's position before the full read, so a change
 made during that read is read again next time, never lost.
+
+An account without "Replicating Directory Changes" gets the ``uSNChanged``
+reader instead (:mod:`dirsync.directories.adusn`): the objects changed above
+a mark, read whole the same way; it cannot see deletes, which wait for the
+next full run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dirsync.directories.addirsync import (
     cookie_text,
     read_dirsync,
 )
+from dirsync.directories.adusn import USNMark, USNRead
 from dirsync.entry import Entry
 
 if TYPE_CHECKING:
@@ -61,14 +67,36 @@ def read_ad_changes(directory: ADDirectory, cursor: str, options: ReadOptions) -
             result.gone.add(change.guid)
         else:
             current.append(change.guid)
-    for guid, entry in directory.read_guids(current, options=options):
+    _complete(directory, current, options, result)
+    result.cookie = cookie_text(read.cookie) if read.cookie else None
+    result.unreadable = len(read.rejected)
+    return result
+
+
+def _complete(directory: ADDirectory, guids: list[str], options: ReadOptions,
+              result: ADChanges) -> None:
+    for guid, entry in directory.read_guids(guids, options=options):
         if entry is None:
             result.gone.add(guid)
         else:
             result.changed.append((guid, entry))
-    result.cookie = cookie_text(read.cookie) if read.cookie else None
+
+
+def read_usn_changes(directory: ADDirectory, cursor: str, options: ReadOptions) -> ADChanges:
+    """The objects changed above the ``uSNChanged`` mark ``cursor`` (no deletes);
+    USNMarkRefused when the mark is another DC's or ahead of this one."""
+    read = USNRead(directory, USNMark.loads(cursor))
+    guids = [g for g in (entry.first("objectGUID") for entry, _ in read) if g]
+    result = ADChanges()
+    _complete(directory, guids, options, result)
+    result.cookie = read.next_mark.dumps() if read.next_mark else None
     result.unreadable = len(read.rejected)
     return result
+
+
+def start_usn_mark(directory: ADDirectory) -> str:
+    """The DC's ``highestCommittedUSN`` now, as a mark to read changes above."""
+    return USNRead(directory, None)._now().dumps()
 
 
 def start_cookie(directory: ADDirectory) -> str | None:

@@ -29,6 +29,7 @@ COOKIE = "syncrepl-cookie"
 HIGH_WATER = "modify-timestamp"
 FILE = "file-fingerprint"
 DIRSYNC = "dirsync-cookie"
+USN = "usn-mark"
 LAST_FULL = "last-full"
 RETRY = "retry-uuids"
 
@@ -191,7 +192,9 @@ class ChangeDetection:
             if due:
                 self.go_full(due)
         if source.kind == "ad":
-            self.method = "dirsync"
+            # An account without the DirSync right was given a uSNChanged mark.
+            usn = self.tracking.cursor(USN) and not self.tracking.cursor(DIRSYNC)
+            self.method = "usn" if usn else "dirsync"
             if self.mode == "incremental":
                 read_changes()
             return False

@@ -10,7 +10,9 @@ incremental:
   of surviving entryUUIDs with the UUID map;
 - an ``ad`` source is read with DirSync from the cookie of the last run
   (:mod:`dirsync.sync.adchanges`): the objects it names are read whole by
-  GUID, and those gone, moved out, disabled or hidden are deletes;
+  GUID, and those gone, moved out, disabled or hidden are deletes (an
+  account without the DirSync right reads above a ``uSNChanged`` mark
+  instead, and its deletes wait for a full run);
 - a file source is not read at all when its fingerprint (size, mtime,
   content hash) is as recorded; a changed file is read whole and its
   entries compared with the state by hash, as in any run;
@@ -52,13 +54,19 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.fingerprints import FileFingerprint
 from dirsync.state.store import StateRow, StateStore
-from dirsync.sync.adchanges import read_ad_changes, start_cookie
+from dirsync.sync.adchanges import (
+    read_ad_changes,
+    read_usn_changes,
+    start_cookie,
+    start_usn_mark,
+)
 from dirsync.sync.changelog import logged
 from dirsync.sync.changestate import (
     COOKIE,
     DIRSYNC,
     FILE,
     HIGH_WATER,
+    USN,
     ChangeDetection,
     ChangeState,
 )
@@ -117,19 +125,22 @@ class DetectingImportRun(ChangeDetection, ImportRun):
     def read_ldap_changes(self) -> None:
         """Read what changed since the stored cursor; a full run when that is not possible."""
         options = self.read_options()
-        if self.method == "dirsync":
-            cursor = self.tracking.cursor(DIRSYNC)
+        if self.method in ("dirsync", "usn"):
+            cursor = self.tracking.cursor(DIRSYNC if self.method == "dirsync" else USN)
             if not cursor:
                 self.go_full("no DirSync cookie stored")
                 return
             try:
-                ad = read_ad_changes(self.foreign, cursor, options)
+                if self.method == "dirsync":
+                    ad = read_ad_changes(self.foreign, cursor, options)
+                else:
+                    ad = read_usn_changes(self.foreign, cursor, options)
             except MissingDirSyncRight as exc:
-                self.method = None              # full reads, no cursor
-                self.go_full(f"DirSync is not allowed ({exc})")
+                # The full read finds the right missing again and starts a uSNChanged mark.
+                self.go_full(f"DirSync is no longer allowed ({exc})")
                 return
             except RefreshRequired as exc:
-                self.go_full(f"the DC cannot serve the stored DirSync cookie ({exc})")
+                self.go_full(f"the DC cannot serve the stored {self.method} cursor ({exc})")
                 return
             if ad.unreadable:
                 self.go_full(f"DirSync returned {ad.unreadable} change(s) that could not "
@@ -184,7 +195,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
         self.prepare_touched(known)
 
     def read_by_uuid(self, uuids: list[str], options: ReadOptions) -> list[tuple[str, Entry]]:
-        if self.method == "dirsync":
+        if self.method in ("dirsync", "usn"):
             return [(g, e) for g, e in self.foreign.read_guids(uuids, options=options)
                     if e is not None]
         return [(entry.first("entryUUID") or "", entry)
@@ -278,7 +289,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             self.counts.unchanged += max(self.held_rows() - len(self.touched), 0)
 
     def source_entries_iter(self) -> Iterator[Entry]:
-        if self.method == "dirsync":
+        if self.method in ("dirsync", "usn"):
             yield from self.ad_entries()
             return
         if self.method not in ("syncrepl", "timestamp"):
@@ -328,11 +339,12 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             return
         try:
             cookie = start_cookie(self.foreign)
+            self.method = "dirsync"
         except MissingDirSyncRight as exc:
-            log.warning("%s: every run reads AD whole: %s", self.name, exc)
-            self.method = None
-            yield from super().source_entries_iter()
-            return
+            log.warning("%s: changes are read by uSNChanged, deletes only by full runs: %s",
+                        self.name, exc)
+            cookie = start_usn_mark(self.foreign)
+            self.method = "usn"
         for entry in super().source_entries_iter():
             uuid = entry.first("objectGUID") or ""
             self.current_uuid = uuid
@@ -378,7 +390,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                 clean = not (self.counts.error or self.counts.conflict)
                 tracking.set_cursor(FILE, self.file_print.dumps()
                                     if clean and self.file_print else None)
-            elif self.method in ("syncrepl", "dirsync", "timestamp"):
+            elif self.method in ("syncrepl", "dirsync", "usn", "timestamp"):
                 if self.mode == "full":
                     tracking.replace(self.uuid_pairs.items())
                 else:
@@ -386,8 +398,12 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                     tracking.remember(self.uuid_pairs.items())
                 if self.method == "syncrepl":
                     tracking.set_cursor(COOKIE, self.new_cookie)
-                elif self.method == "dirsync":
-                    tracking.set_cursor(DIRSYNC, self.new_cookie)
+                elif self.method in ("dirsync", "usn"):
+                    tracking.set_cursor(DIRSYNC if self.method == "dirsync" else USN,
+                                        self.new_cookie)
+                    if self.mode == "full":  # the other cursor no longer holds
+                        tracking.set_cursor(USN if self.method == "dirsync" else DIRSYNC,
+                                            None)
                 else:
                     tracking.set_cursor(HIGH_WATER, self.new_high_water)
                 tracking.set_retry(self.retry_uuids())
