@@ -332,22 +332,26 @@ class ADDirectory(LDAPDirectory):
                 continue
             yield entry
 
-    def read_guids(self, guids: Iterable[str], batch: int = 100
-                   ) -> Iterator[tuple[str, Entry | None]]:
+    def read_guids(self, guids: Iterable[str], batch: int = 100, *,
+                   options: ReadOptions | None = None) -> Iterator[tuple[str, Entry | None]]:
         """Each of ``guids`` with its whole object when it is a recipient below the base,
         else None (gone, moved out, disabled, hidden, no longer mail-enabled).
 
         What an incremental run needs after DirSync or uSNChanged named the
         objects that changed: their whole, current state, read in batches of
-        ``batch`` GUIDs to one search.
+        ``batch`` GUIDs to one search. ``options`` adds a filter (the
+        mapping's) and names the attributes, as for :meth:`read`.
         """
+        extra = options.filter if options is not None and options.filter else ""
+        attrs = options.attrs if options is not None and options.attrs is not None \
+            else list(READ_ATTRIBUTES)
         pending = list(dict.fromkeys(g.lower() for g in guids))
         for start in range(0, len(pending), batch):
             chunk = pending[start:start + batch]
             terms = "".join(f"(objectGUID={guid_filter_value(g)})" for g in chunk)
             search = ReadOptions(base=self.effective_base(),
-                                 filter=f"(&{RECIPIENT_CLASSES}(|{terms}))",
-                                 attrs=list(READ_ATTRIBUTES))
+                                 filter=f"(&{RECIPIENT_CLASSES}{extra}(|{terms}))",
+                                 attrs=attrs)
             found: dict[str, Entry] = {}
             for entry in super().read(search):
                 try:

@@ -28,6 +28,8 @@ from dirsync.state.store import StateRow, StateStore
 COOKIE = "syncrepl-cookie"
 HIGH_WATER = "modify-timestamp"
 FILE = "file-fingerprint"
+DIRSYNC = "dirsync-cookie"
+USN = "usn-mark"
 LAST_FULL = "last-full"
 RETRY = "retry-uuids"
 
@@ -160,7 +162,7 @@ class ChangeState:
 class ChangeDetection:
     """What the import and the export run share before they read anything:
     whether this incremental run must be a full one after all, and how the
-    source can say what changed (syncrepl, a timestamp mark, a file's
+    source can say what changed (syncrepl, AD's DirSync, a timestamp mark, a file's
     fingerprint). The run classes provide the attributes named here."""
 
     mode: str
@@ -189,6 +191,13 @@ class ChangeDetection:
             due = self.tracking.full_due(self.connection.full_every)
             if due:
                 self.go_full(due)
+        if source.kind == "ad":
+            # An account without the DirSync right was given a uSNChanged mark.
+            usn = self.tracking.cursor(USN) and not self.tracking.cursor(DIRSYNC)
+            self.method = "usn" if usn else "dirsync"
+            if self.mode == "incremental":
+                read_changes()
+            return False
         if source.kind == "ldap":
             self.method = "syncrepl" if supports_syncrepl(source) else "timestamp"
             if self.mode == "incremental":

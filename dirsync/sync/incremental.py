@@ -8,6 +8,11 @@ incremental:
   from the cookie of the last run; one without syncprov by a
   ``modifyTimestamp`` high-water mark, deletes found by comparing the set
   of surviving entryUUIDs with the UUID map;
+- an ``ad`` source is read with DirSync from the cookie of the last run
+  (:mod:`dirsync.sync.adchanges`): the objects it names are read whole by
+  GUID, and those gone, moved out, disabled or hidden are deletes (an
+  account without the DirSync right reads above a ``uSNChanged`` mark
+  instead, and its deletes wait for a full run);
 - a file source is not read at all when its fingerprint (size, mtime,
   content hash) is as recorded; a changed file is read whole and its
   entries compared with the state by hash, as in any run;
@@ -36,6 +41,7 @@ from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories import ReadOptions
+from dirsync.directories.addirsync import MissingDirSyncRight
 from dirsync.directories.syncrepl import (
     RefreshRequired,
     read_by_uuids,
@@ -48,8 +54,22 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.fingerprints import FileFingerprint
 from dirsync.state.store import StateRow, StateStore
+from dirsync.sync.adchanges import (
+    read_ad_changes,
+    read_usn_changes,
+    start_cookie,
+    start_usn_mark,
+)
 from dirsync.sync.changelog import logged
-from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeDetection, ChangeState
+from dirsync.sync.changestate import (
+    COOKIE,
+    DIRSYNC,
+    FILE,
+    HIGH_WATER,
+    USN,
+    ChangeDetection,
+    ChangeState,
+)
 from dirsync.sync.engine import HubIndex, HubRecord, ImportRun
 from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.plan import candidate_dns
@@ -63,7 +83,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
         self.tracking = ChangeState(state, connection.name, self.direction)
-        self.method: str | None = None          # syncrepl | timestamp | file | None
+        self.method: str | None = None          # syncrepl | dirsync | timestamp | file | None
         self.changed: list[tuple[str, Entry]] | None = None   # incremental LDAP reads
         self.deleted_uuids: set[str] = set()
         self.touched: dict[str, StateRow] = {}
@@ -105,7 +125,33 @@ class DetectingImportRun(ChangeDetection, ImportRun):
     def read_ldap_changes(self) -> None:
         """Read what changed since the stored cursor; a full run when that is not possible."""
         options = self.read_options()
-        if self.method == "syncrepl":
+        if self.method in ("dirsync", "usn"):
+            cursor = self.tracking.cursor(DIRSYNC if self.method == "dirsync" else USN)
+            if not cursor:
+                self.go_full("no DirSync cookie stored")
+                return
+            try:
+                if self.method == "dirsync":
+                    ad = read_ad_changes(self.foreign, cursor, options)
+                else:
+                    ad = read_usn_changes(self.foreign, cursor, options)
+            except MissingDirSyncRight as exc:
+                # The full read finds the right missing again and starts a uSNChanged mark.
+                self.go_full(f"DirSync is no longer allowed ({exc})")
+                return
+            except RefreshRequired as exc:
+                self.go_full(f"the DC cannot serve the stored {self.method} cursor ({exc})")
+                return
+            if ad.unreadable:
+                self.go_full(f"DirSync returned {ad.unreadable} change(s) that could not "
+                             "be read")
+                return
+            changed = ad.changed
+            known = self.tracking.anchors_of(
+                ad.gone | {g for g, _ in changed} | self.tracking.retry())
+            deleted = set(self.tracking.anchors_of(ad.gone))
+            self.new_cookie = ad.cookie
+        elif self.method == "syncrepl":
             cookie = self.tracking.cursor(COOKIE)
             if not cookie:
                 self.go_full("no syncrepl cookie stored")
@@ -149,6 +195,9 @@ class DetectingImportRun(ChangeDetection, ImportRun):
         self.prepare_touched(known)
 
     def read_by_uuid(self, uuids: list[str], options: ReadOptions) -> list[tuple[str, Entry]]:
+        if self.method in ("dirsync", "usn"):
+            return [(g, e) for g, e in self.foreign.read_guids(uuids, options=options)
+                    if e is not None]
         return [(entry.first("entryUUID") or "", entry)
                 for entry in read_by_uuids(self.foreign, uuids, options)]
 
@@ -240,6 +289,9 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             self.counts.unchanged += max(self.held_rows() - len(self.touched), 0)
 
     def source_entries_iter(self) -> Iterator[Entry]:
+        if self.method in ("dirsync", "usn"):
+            yield from self.ad_entries()
+            return
         if self.method not in ("syncrepl", "timestamp"):
             yield from super().source_entries_iter()
             return
@@ -276,6 +328,30 @@ class DetectingImportRun(ChangeDetection, ImportRun):
             self.new_cookie = read.cookie
         else:
             self.new_high_water = high_water
+
+    def ad_entries(self) -> Iterator[Entry]:
+        """AD's recipients: the changes, or a full read that starts a DirSync cursor."""
+        if self.incremental_read():
+            for uuid, entry in self.changed or []:
+                self.current_uuid = uuid
+                yield entry
+            self.current_uuid = None
+            return
+        try:
+            cookie = start_cookie(self.foreign)
+            self.method = "dirsync"
+        except MissingDirSyncRight as exc:
+            log.warning("%s: changes are read by uSNChanged, deletes only by full runs: %s",
+                        self.name, exc)
+            cookie = start_usn_mark(self.foreign)
+            self.method = "usn"
+        for entry in super().source_entries_iter():
+            uuid = entry.first("objectGUID") or ""
+            self.current_uuid = uuid
+            self.remember_uuid(uuid, entry)
+            yield entry
+        self.current_uuid = None
+        self.new_cookie = cookie
 
     def remember_uuid(self, uuid: str, entry: Entry) -> None:
         if not uuid:
@@ -314,7 +390,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                 clean = not (self.counts.error or self.counts.conflict)
                 tracking.set_cursor(FILE, self.file_print.dumps()
                                     if clean and self.file_print else None)
-            elif self.method in ("syncrepl", "timestamp"):
+            elif self.method in ("syncrepl", "dirsync", "usn", "timestamp"):
                 if self.mode == "full":
                     tracking.replace(self.uuid_pairs.items())
                 else:
@@ -322,6 +398,12 @@ class DetectingImportRun(ChangeDetection, ImportRun):
                     tracking.remember(self.uuid_pairs.items())
                 if self.method == "syncrepl":
                     tracking.set_cursor(COOKIE, self.new_cookie)
+                elif self.method in ("dirsync", "usn"):
+                    tracking.set_cursor(DIRSYNC if self.method == "dirsync" else USN,
+                                        self.new_cookie)
+                    if self.mode == "full":  # the other cursor no longer holds
+                        tracking.set_cursor(USN if self.method == "dirsync" else DIRSYNC,
+                                            None)
                 else:
                     tracking.set_cursor(HIGH_WATER, self.new_high_water)
                 tracking.set_retry(self.retry_uuids())

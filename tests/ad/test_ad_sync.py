@@ -1,4 +1,4 @@
-"""``dirsync sync`` importing from a real Samba AD DC into a slapd hub (full reads)."""
+"""``dirsync sync`` importing from a real Samba AD DC into a slapd hub, full and by DirSync."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import ldap
 import pytest
 
 from dirsync.cli.main import main
+from dirsync.state.store import StateStore
+from dirsync.sync.changestate import DIRSYNC
 from dirsync.testing.samba import SambaDC
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, first, hub_config, search, values
@@ -110,12 +112,113 @@ def test_sync_imports_ad_recipients_into_the_hub(samba_dc: SambaDC, ad_ou: str,
                      scope=ldap.SCOPE_BASE)
     assert [first(a, "dirsyncAnchor") for a in renamed.values()] == [guids[carl]]
 
-    # Nothing changed in AD: nothing is written.
+    # Nothing changed in AD: DirSync says so, and nothing is written.
     MODES.clear()
     counts = sync(config, capsys)
     assert counts["unchanged"] == 3
-    # The engine has no change reads for an ad directory yet: every run reads
-    # AD whole and compares; the runs after the first are labelled
-    # incremental, as for a CSV source that changed.
     assert MODES == ["incremental"]
     assert counts["add"] == counts["delete"] == counts["modify"] == counts["rename"] == 0
+
+
+def test_incremental_runs_read_ad_changes_with_dirsync(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    alice = samba_dc.add_user(ad_ou, "Alice Inc", mail="alice.inc@corp.example",
+                              displayName="Alice Inc")
+    bob = samba_dc.add_user(ad_ou, "Bob Inc", mail="bob.inc@corp.example")
+    carl = samba_dc.add_contact(ad_ou, "Carl Inc", mail="carl.inc@partner.example")
+    dan = samba_dc.add_user(ad_ou, "Dan Inc", mail="dan.inc@corp.example")
+    guids = {dn: samba_dc.guid(dn) for dn in (alice, bob, carl, dan)}
+    container = f"ou=Corp AD,{base}"
+    config = ad_config(tmp_path, slapd, samba_dc, ad_ou, container)
+    config.write_text(config.read_text().replace('lists = "group"', 'lists = "contact"'))
+    MODES.clear()
+
+    def changes(counts: dict[str, int]) -> tuple[int, int, int, int]:
+        return counts["add"], counts["modify"], counts["rename"], counts["delete"]
+
+    assert changes(sync(config, capsys)) == (4, 0, 0, 0)
+    assert MODES[-1] == "full"
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert state.cursor("corp-ad", "import", DIRSYNC)  # the full run started a cursor
+
+    # A modify: read by DirSync, applied once.
+    samba_dc.modify(alice, [(ldap.MOD_REPLACE, "department", [b"Logistics"])])
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 1, 0, 0), 3)
+    hub_alice = next(iter(search(slapd, f"cn=Alice Inc,{container}", attrs=["ou"],
+                                 scope=ldap.SCOPE_BASE).values()))
+    assert first(hub_alice, "ou") == "Logistics"
+
+    # A rename keeps the anchor: a modrdn in the hub.
+    samba_dc.rename(carl, "CN=Carl Renamed Inc")
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts)[0], changes(counts)[2:]) == ("incremental", 0, (1, 0))
+    renamed = search(slapd, f"cn=Carl Renamed Inc,{container}", attrs=["dirsyncAnchor"],
+                     scope=ldap.SCOPE_BASE)
+    assert [first(a, "dirsyncAnchor") for a in renamed.values()] == [guids[carl]]
+
+    # A delete in AD deletes the hub entry.
+    samba_dc.delete(dan)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts)) == ("incremental", (0, 0, 0, 1))
+    assert guids[dan] not in anchors(slapd, container, "corp-ad")
+
+    # A disabled user is no longer a recipient: a delete.
+    samba_dc.set_enabled(bob, False)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts)) == ("incremental", (0, 0, 0, 1))
+    assert sorted(anchors(slapd, container, "corp-ad")) == sorted([guids[alice], guids[carl]])
+
+    # Nothing changed: nothing written, still incremental.
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 0, 0, 0), 2)
+
+    # Moved out of the base: gone from the address book.
+    elsewhere = samba_dc.add_ou()
+    samba_dc.add_user(elsewhere, "Gus Outside", mail="gus.outside@corp.example")
+    samba_dc.rename(carl.replace("CN=Carl Inc", "CN=Carl Renamed Inc"), "CN=Carl Renamed Inc",
+                    elsewhere)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 0, 0, 1), 1)
+    assert list(anchors(slapd, container, "corp-ad")) == [guids[alice]]
+
+    # A damaged cookie: the DC refuses it, and the run is a full one that changes nothing.
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        state.set_cursor("corp-ad", "import", DIRSYNC, "TVNEUwAAAAA=")  # "MSDS" and zeros
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts), counts["unchanged"]) == ("full", (0, 0, 0, 0), 1)
+    counts = sync(config, capsys)
+    assert MODES[-1] == "incremental"
+
+
+def test_an_account_without_the_dirsync_right_reads_changes_by_usn(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    password = "Svc-Sync!pass1"
+    svc = samba_dc.add_user(ad_ou, "svc-sync", password=password)
+    erin = samba_dc.add_user(ad_ou, "Erin NoRight", mail="erin.noright@corp.example")
+    container = f"ou=Corp AD,{base}"
+    config = ad_config(tmp_path, slapd, samba_dc, ad_ou, container)
+    config.write_text(config.read_text().replace('lists = "group"', 'lists = "contact"'))
+    (tmp_path / "ad.pw").write_text(password + "\n")
+    config.write_text(config.read_text().replace(f'bind_dn = "{samba_dc.admin_upn}"',
+                                                 f'bind_dn = "{svc}"'))
+    MODES.clear()
+    with caplog.at_level("WARNING", logger="dirsync"):
+        assert sync(config, capsys)["add"] == 1
+        samba_dc.add_user(ad_ou, "Finn NoRight", mail="finn.noright@corp.example")
+        counts = sync(config, capsys)
+        assert (counts["add"], counts["unchanged"]) == (1, 1)
+        # uSNChanged cannot see a delete: it waits for a full run.
+        samba_dc.delete(erin)
+        assert sync(config, capsys)["delete"] == 0
+    assert MODES == ["full", "incremental", "incremental"]
+    said = [r.getMessage() for r in caplog.records if "uSNChanged" in r.getMessage()]
+    assert len(said) == 1 and "Replicating Directory Changes" in said[0]
+    with StateStore(tmp_path / "var" / "state.sqlite") as state:
+        assert state.cursor("corp-ad", "import", DIRSYNC) is None
+    capsys.readouterr()
+    assert main(["-c", str(config), "--json", "sync", "--full"]) == 0
+    line = last_line(capsys)
+    assert (line["mode"], line["counts"]["delete"]) == ("full", 1)  # type: ignore[index]
