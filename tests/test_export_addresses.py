@@ -5,32 +5,26 @@ hub is the truth; incremental and full runs alike."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import ldap
 import pytest
 
-from dirsync.cli.main import main
 from dirsync.entry import normalize_dn
 from dirsync.state.store import StateStore
 from dirsync.sync.proxygen import AssignmentStore
 from dirsync.testing.slapd import SlapdServer
-from dirsync.testing.twoway import FIXTURES, entries, ldap_directory, load_ldif, write_config
-
-
-def sync(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
-    capsys.readouterr()
-    status = main(["-c", str(config), "--json", "sync", *args])
-    line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    line["exit"] = status
-    return line
-
-
-def kinds(line: dict[str, Any]) -> tuple[int, int, int, int]:
-    counts = line["counts"]
-    return counts["add"], counts["modify"], counts["rename"], counts["delete"]
+from dirsync.testing.twoway import (
+    FIXTURES,
+    entries,
+    kinds,
+    ldap_directory,
+    load_ldif,
+    write_config,
+)
+from dirsync.testing.twoway import (
+    json_sync as sync,
+)
 
 
 class Setup:

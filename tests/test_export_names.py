@@ -5,33 +5,27 @@ foreign side, into a foreign LDAP directory and into a foreign LDIF file."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import ldap
 import pytest
 
-from dirsync.cli.main import main
 from dirsync.entry import Entry, normalize_dn, rdn_values
 from dirsync.ldif.io import LDIFReader
 from dirsync.testing.slapd import SlapdServer
-from dirsync.testing.twoway import FIXTURES, entries, ldap_directory, load_ldif, write_config
+from dirsync.testing.twoway import (
+    FIXTURES,
+    entries,
+    kinds,
+    ldap_directory,
+    load_ldif,
+    write_config,
+)
+from dirsync.testing.twoway import (
+    json_sync as sync,
+)
 
 PEOPLE = 24        # people in the fixture's ou=People, two of them called Sam Wu
-
-
-def sync(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
-    capsys.readouterr()
-    status = main(["-c", str(config), "--json", "sync", *args])
-    line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    line["exit"] = status
-    return line
-
-
-def kinds(line: dict[str, Any]) -> tuple[int, int, int, int]:
-    counts = line["counts"]
-    return counts["add"], counts["modify"], counts["rename"], counts["delete"]
 
 
 class Setup:

@@ -13,6 +13,7 @@ from typing import Any
 
 import ldap
 
+from dirsync.cli.main import main
 from dirsync.config import load_config
 from dirsync.entry import dn_depth, is_under, rebase_dn
 from dirsync.ldif.io import LDIFReader
@@ -140,3 +141,19 @@ def entries(slapd: SlapdServer, base: str, filt: str = "(objectClass=*)",
     finally:
         conn.unbind_s()
     return {dn: {k: [v.decode() for v in vs] for k, vs in a.items()} for dn, a in found if dn}
+
+
+def json_sync(config: Path, capsys: Any, *args: str) -> dict[str, Any]:
+    """``dirsync --json sync`` in this process (``capsys``: pytest's fixture):
+    its last result line, with the exit status as ``exit``."""
+    capsys.readouterr()
+    status = main(["-c", str(config), "--json", "sync", *args])
+    line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    line["exit"] = status
+    return line
+
+
+def kinds(line: dict[str, Any]) -> tuple[int, int, int, int]:
+    """A result line's add, modify, rename and delete counts."""
+    counts = line["counts"]
+    return counts["add"], counts["modify"], counts["rename"], counts["delete"]
