@@ -18,6 +18,7 @@ from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
 from dirsync.directories.ldapfilter import FilterError, compile_filter
 from dirsync.errors import DirsyncError
 from dirsync.mapping.mapfile import Mapping
+from dirsync.sync.adexport import EXCHANGE_ATTRIBUTES
 
 
 def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping | None,
@@ -86,7 +87,7 @@ def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping 
         return
     check_container(foreign, target, base, f"{connection.key_path}.foreign_container", where,
                     "foreign container", "export", result)
-    if foreign.kind == "ldap":
+    if foreign.kind in ("ldap", "ad"):
         try:
             known = foreign.attribute_types()
         except DirsyncError:
@@ -95,6 +96,8 @@ def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping 
             names = {k.lower() for k in known}
             owned = sorted(export.owned())
             missing = [n for n in owned if n not in names]
+            if foreign.kind == "ad":
+                missing = check_ad_export(foreign, missing, where, result)
             if missing:
                 result.problems.append(
                     f"{mapping.where('export')}: the foreign directory "
@@ -103,3 +106,18 @@ def check_export(config: Config, connection: ConnectionConfig, mapping: Mapping 
                     + (" (load schemas/dirsync.schema there, or name other marker and "
                        "anchor attributes)" if {"dirsyncsource", "dirsyncanchor"} & set(missing)
                        else ""))
+
+
+def check_ad_export(foreign: Any, missing: list[str], where: str, result: Any) -> list[str]:
+    """An AD without Exchange's schema: its attributes are left out, not a problem.
+    Returns the missing names that remain problems."""
+    exchange = [a for a in EXCHANGE_ATTRIBUTES if a.lower() in missing]
+    if exchange:
+        result.notes.append(f"{where}: the schema of {foreign.server_url} has no "
+                            f"{', '.join(exchange)} (no Exchange): the export does not "
+                            "write them")
+    else:
+        result.passed.append(f"{where}: the schema has the Exchange attributes the export "
+                             "writes")
+    lowered = {a.lower() for a in EXCHANGE_ATTRIBUTES}
+    return [m for m in missing if m not in lowered]

@@ -15,7 +15,10 @@ An :class:`~dirsync.directories.ldap.LDAPDirectory` that knows AD's ways:
 - search references (to ``CN=Configuration`` and the like) are skipped;
 - binds need TLS (``ldaps://``, or ``ldap://`` with StartTLS), and the
   usual failures (wrong password, untrusted certificate, a DC that cannot
-  be reached) become one clear message each.
+  be reached) become one clear message each;
+- it writes only below its ``write_scope`` (a connection's
+  ``foreign_container``, set by the export): any other change is refused
+  before it is sent, and with no scope every write is.
 
 Change reads with the DirSync control live in
 :mod:`dirsync.directories.addirsync`.
@@ -37,7 +40,7 @@ from dirsync.directories.adrange import complete_ranges
 from dirsync.directories.base import ReadOptions
 from dirsync.directories.ldap import LDAPDirectory, TLSOptions, directory_error
 from dirsync.directories.ldapfilter import FilterError, Predicate, compile_filter
-from dirsync.entry import Entry, is_under
+from dirsync.entry import Entry, is_under, same_dn
 from dirsync.errors import (
     DirectoryError,
     EntryError,
@@ -45,6 +48,7 @@ from dirsync.errors import (
     TransientDirectoryError,
     UsageError,
 )
+from dirsync.ldif.changes import Change
 
 UF_ACCOUNTDISABLE = 0x2
 HIDE_ATTRIBUTE = "msExchHideFromAddressLists"
@@ -65,6 +69,10 @@ READ_ATTRIBUTES = [
     "streetAddress", "postOfficeBox", "l", "st", "postalCode", "co", "c", "description",
     "info", "employeeID", "member", "groupType", "whenChanged", "uSNChanged",
 ]
+
+#: attributeSyntax of AD's string attributes (MS-ADTS 3.1.1.2.2.2), whose
+#: rangeUpper counts characters.
+_STRING_SYNTAXES = "".join(f"(attributeSyntax=2.5.5.{n})" for n in (4, 5, 6, 12))
 
 #: AD's "data NNN" codes in a failed bind (the Win32 error, in hex), as an
 #: administrator would want them said.
@@ -207,6 +215,13 @@ class ADDirectory(LDAPDirectory):
         self._root_dse: dict[str, list[bytes]] | None = None
         #: Entries the last read left out, by reason (disabled, hidden...).
         self.left_out: dict[str, int] = {}
+        #: Attributes :meth:`read` asks for besides READ_ATTRIBUTES (an
+        #: export marker, so that the import knows what it exported).
+        self.extra_attributes: list[str] = []
+        #: The only subtree changes may touch; None: no change at all.
+        self.write_scope: str | None = None
+        self._attribute_types: set[str] | None = None
+        self._limits: dict[str, int] | None = None
 
     # -- connection ------------------------------------------------------
     def _connect(self, factory: Any = None) -> Any:
@@ -282,7 +297,8 @@ class ADDirectory(LDAPDirectory):
             try:
                 found = self.conn.search_s("", ldap.SCOPE_BASE, "(objectClass=*)",
                                            ["defaultNamingContext", "namingContexts",
-                                            "highestCommittedUSN", "dnsHostName"])
+                                            "highestCommittedUSN", "dnsHostName",
+                                            "schemaNamingContext"])
             except ldap.LDAPError as exc:
                 raise self._explain(exc) from exc
             self._root_dse = found[0][1] if found else {}
@@ -308,7 +324,8 @@ class ADDirectory(LDAPDirectory):
         """The recipients below ``base`` (paged), normalized, with whole ranges."""
         opts = options or ReadOptions()
         filt = f"(&{RECIPIENT_CLASSES}{MAIL_ENABLED}{opts.filter or ''})"
-        attrs = opts.attrs if opts.attrs is not None else list(READ_ATTRIBUTES)
+        attrs = opts.attrs if opts.attrs is not None \
+            else list(dict.fromkeys([*READ_ATTRIBUTES, *self.extra_attributes]))
         search = ReadOptions(base=opts.base if opts.base is not None else self.effective_base(),
                              scope=opts.scope, filter=filt, attrs=attrs)
         self.left_out = {}
@@ -384,3 +401,58 @@ class ADDirectory(LDAPDirectory):
     def write_ldif(self, options: ReadOptions, stream: Any, writer: Any) -> int | None:
         """Never the compiled writer: entries need their GUIDs and ranges fixed first."""
         return None
+
+    def read_below(self, options: ReadOptions) -> Iterator[Entry]:
+        """Every object ``options`` finds, recipient or not, normalized: what an
+        export must see of its container (a name any object holds is taken)."""
+        for entry in super().read(options):
+            try:
+                yield normalize(entry)
+            except ValueError as exc:
+                self.rejected.append(EntryError(entry.dn, f"malformed identifier: {exc}"))
+
+    def attribute_types(self) -> set[str] | None:
+        """The schema's attribute names (cached: AD's schema is large)."""
+        if self._attribute_types is None:
+            self._attribute_types = super().attribute_types()
+        return self._attribute_types
+
+    def length_limits(self) -> dict[str, int]:
+        """Lower-case attribute name -> its ``rangeUpper`` (characters), for the
+        string attributes the schema bounds (``cn`` and ``sn`` at 64...)."""
+        if self._limits is None:
+            schema = self.root_dse().get("schemaNamingContext")
+            limits: dict[str, int] = {}
+            if schema:
+                options = ReadOptions(base=schema[0].decode(), scope="one",
+                                      filter="(&(objectClass=attributeSchema)(rangeUpper=*)"
+                                             f"(|{_STRING_SYNTAXES}))",
+                                      attrs=["lDAPDisplayName", "rangeUpper"])
+                for entry in LDAPDirectory.read(self, options):
+                    name, upper = entry.first("lDAPDisplayName"), entry.first("rangeUpper")
+                    if name and upper and upper.isdigit():
+                        limits[name.lower()] = int(upper)
+            self._limits = limits
+        return self._limits
+
+    # -- writing ---------------------------------------------------------
+    def outside_scope(self, change: Change) -> str | None:
+        """Why ``change`` may not be sent (a DN outside the write scope), else None."""
+        if self.write_scope is None:
+            return ("the ad kind writes only below a connection's foreign_container, "
+                    "and none is set")
+        for dn in dict.fromkeys([change.dn, change.target_dn]):
+            # The container itself may be created, never changed otherwise.
+            inside = is_under(dn, self.write_scope) and (
+                change.kind == "add" or not same_dn(dn, self.write_scope))
+            if not inside:
+                return (f"{dn} is outside the foreign_container {self.write_scope}: "
+                        "dirsync writes nothing there")
+        return None
+
+    def _send(self, change: Change) -> int:
+        why = self.outside_scope(change)
+        if why is not None:
+            # Refused as the server would refuse it: the change fails, the run goes on.
+            raise ldap.UNWILLING_TO_PERFORM({"desc": "refused by dirsync", "info": why})
+        return super()._send(change)

@@ -31,7 +31,7 @@ def apply(run) -> str | None:
     """Hub write-backs, then the foreign phases; returns why it stopped early, or None."""
     run.applied = True
     stopped = None
-    file_foreign = run.foreign.kind != "ldap"
+    file_foreign = run.foreign.kind not in ("ldap", "ad")
     run.deferred = []
     total = sum(len(v) for v in run.phases.values())
     try:

@@ -257,7 +257,7 @@ class DetectingExportRun(ChangeDetection, ExportRun):
         if not self.incremental_read():
             super().scan_foreign()
             return
-        if self.foreign.kind != "ldap":
+        if self.foreign.kind not in ("ldap", "ad"):
             # A file is rewritten whole, so it is read whole; only the
             # changed anchors are planned, the others keep their names.
             super().scan_foreign()
@@ -314,7 +314,7 @@ class DetectingExportRun(ChangeDetection, ExportRun):
 
     def plan(self) -> None:
         self.resolved: set[str] = set()
-        if self.incremental_read() and self.foreign.kind == "ldap":
+        if self.incremental_read() and self.foreign.kind in ("ldap", "ad"):
             self.reserve_names()
         super().plan()
 

@@ -86,6 +86,8 @@ def plan(run) -> None:
         target = run.foreign_entry(dn, mapped.attrs, mapped.object_classes,
                                     wanted.anchor, wanted.extra.get("members", []),
                                     wanted.kind == KIND_LIST)
+        if run.ad is not None:
+            run.ad.screen(wanted.anchor, wanted.hub_dn, target, run.ours.get(wanted.anchor))
         plan = plan_entry(target, run.ours.get(wanted.anchor), owned,
                           group=wanted.kind == KIND_LIST)
         if plan.action == "unchanged":
@@ -151,7 +153,10 @@ def native_ref(run, anchor: str) -> str | None:
     if anchor not in run._by_uuid:
         found = None
         base = run.config.directories[run.connection.foreign].base or ""
-        if run.foreign.kind == "ldap":
+        if run.foreign.kind == "ad":
+            for _, entry in run.foreign.read_guids([anchor]):
+                found = entry.dn if entry is not None else None
+        elif run.foreign.kind == "ldap":
             value = ldap.filter.escape_filter_chars(anchor)
             for entry in run.foreign.read(ReadOptions(base=base, scope="sub",
                                                        filter=f"(entryUUID={value})",

@@ -47,6 +47,7 @@ from dirsync.mapping.exportnames import NumberedNames
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import exportapply, exportplan, exportread, exportrecord, exportscan
+from dirsync.sync.adexport import ADExport, ADNames
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
 from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
@@ -85,6 +86,7 @@ class ExportRun(Run):
     unowned: dict[str, str]
     others: dict[str, str]
     container_exists: bool
+    ad: ADExport | None
     # The hub read (read_hub):
     assigner: Assigner
     wanted: list[_Wanted]
@@ -148,7 +150,10 @@ class ExportRun(Run):
         self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
         #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
         self.qualifiers: dict[str, str] = {}
-        self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
+        #: AD's own rules (names, schema, unique addresses, write scope), or None
+        self.ad = ADExport(self) if foreign_config.kind == "ad" else None
+        names = ADNames if self.ad is not None else NumberedNames
+        self.naming = names(self.rdn_attribute, self.container, self.qualifiers)
         self.assignments = AssignmentStore(self.state)
 
     def report_fields(self) -> dict[str, Any]:

@@ -24,6 +24,11 @@ def foreign_entries(run) -> Iterator[Entry]:
                                          f"a row that cannot be read: {rejected.message}",
                                          rejected.line))
         return
+    if run.foreign.kind == "ad":
+        # Every object, recipient or not: a name any of them holds is taken.
+        yield from run.foreign.read_below(ReadOptions(base=run.container, scope="sub",
+                                                      attrs=["*"]))
+        return
     if run.foreign.kind == "ldap":
         options = ReadOptions(base=run.container, scope="sub", attrs=["*"])
     else:

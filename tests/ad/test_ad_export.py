@@ -1,0 +1,251 @@
+"""The export into a real Samba AD DC: hub recipients become AD contacts, with
+``direction = "both"`` end to end through ``dirsync --json sync``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import ldap
+import ldap.modlist
+import pytest
+
+from dirsync.cli.main import main
+from dirsync.directories.ad import ADDirectory
+from dirsync.ldif.changes import Change
+from dirsync.testing.samba import SambaDC
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import anchors
+from dirsync.testing.twoway import ldap_directory, write_config
+
+from .helpers import open_ad
+
+
+def add_hub(slapd: SlapdServer, dn: str, attrs: dict[str, Any]) -> str:
+    encoded = {k: [v.encode() for v in (vs if isinstance(vs, list) else [vs])]
+               for k, vs in attrs.items()}
+    conn = slapd.connect()
+    try:
+        conn.add_s(dn, ldap.modlist.addModlist(encoded))
+    finally:
+        conn.unbind_s()
+    return dn
+
+
+def hub_person(slapd: SlapdServer, people: str, uid: str, name: str, mail: str,
+               **extra: str | list[str]) -> str:
+    given, _, sn = name.partition(" ")
+    return add_hub(slapd, f"uid={uid},{people}", {
+        "objectClass": ["inetOrgPerson"], "uid": uid, "cn": name, "sn": sn or name,
+        "givenName": given, "displayName": name, "mail": mail, **extra})
+
+
+def hub_modify(slapd: SlapdServer, dn: str, mods: list[tuple[int, str, Any]]) -> None:
+    conn = slapd.connect()
+    try:
+        conn.modify_s(dn, mods)
+    finally:
+        conn.unbind_s()
+
+
+def contacts(dc: SambaDC, container: str) -> dict[str, dict[str, list[str]]]:
+    """cn -> attributes of every object below ``container`` (the container aside)."""
+    conn = dc.connect()
+    try:
+        found = conn.search_s(container, ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["*"])
+    except ldap.NO_SUCH_OBJECT:
+        return {}
+    finally:
+        conn.unbind_s()
+    out = {}
+    for dn, attrs in found:
+        if dn is None:
+            continue
+        text = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in attrs.items()
+                if k not in ("objectGUID", "objectSid", "nTSecurityDescriptor")}
+        out[text["cn"][0]] = text
+    return out
+
+
+def sync(config: Path, capsys: pytest.CaptureFixture[str], *args: str,
+         status: int = 0) -> dict[str, dict[str, Any]]:
+    """``dirsync --json sync``: direction -> its line."""
+    capsys.readouterr()
+    code = main(["-c", str(config), "--json", "sync", *args])
+    out, err = capsys.readouterr()
+    assert code == status, err + out
+    lines = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    return {line["direction"]: line for line in lines}
+
+
+def writes(line: dict[str, Any]) -> int:
+    counts = line["counts"]
+    return counts["add"] + counts["modify"] + counts["rename"] + counts["delete"]
+
+
+def galsync_config(tmp_path: Path, slapd: SlapdServer, base: str, dc: SambaDC, ou: str,
+                   **connection: Any) -> Path:
+    (tmp_path / "ad.pw").write_text(dc.admin_password + "\n")
+    directories = {
+        "hub": ldap_directory(slapd, tmp_path, base),
+        "ad": {"kind": "ad", "url": dc.url, "base": ou, "bind_dn": dc.admin_upn,
+               "password_file": "ad.pw", "ca_file": str(dc.ca_file)},
+    }
+    table = {"name": "corp-ad", "foreign": "ad", "hub": "hub", "mapping": "ad",
+             "direction": "both", "import_container": f"ou=Corp AD,{base}",
+             "export_containers": [f"ou=People,{base}"],
+             "foreign_container": f"OU=OpenLDAP Partner,{ou}", **connection}
+    return write_config(tmp_path, directories, [table])
+
+
+@pytest.fixture
+def people(slapd: SlapdServer, base: str) -> str:
+    return add_hub(slapd, f"ou=People,{base}", {"objectClass": ["organizationalUnit"],
+                                                 "ou": "People"})
+
+
+def test_both_directions_end_to_end_through_the_cli(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sam = hub_person(slapd, people, "swu", "Sam Wu", "sam.wu@example.org",
+                     telephoneNumber=["+1 555 0100", "+1 555 0101"], ou="Sales",
+                     title="Buyer")
+    kim = hub_person(slapd, people, "kim", "Kim Akers", "kim@example.org")
+    hub_person(slapd, people, "dan", "Dan Jump", "dan@example.org")
+    alice = samba_dc.add_user(ad_ou, "Alice Smith", mail="alice@corp.example",
+                              displayName="Alice Smith")
+    container = f"OU=OpenLDAP Partner,{ad_ou}"
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou)
+
+    capsys.readouterr()
+    assert main(["-c", str(config), "check"]) == 0
+    said = capsys.readouterr()
+    assert ("targetAddress, mailNickname" in said.out + said.err
+            and "the export does not write them" in said.out + said.err)
+
+    first = sync(config, capsys)
+    assert (first["import"]["counts"]["add"], first["export"]["counts"]["add"]) == (1, 3)
+    # The foreign container is made once, below the directory's base.
+    found = contacts(samba_dc, container)
+    assert sorted(found) == ["Dan Jump", "Kim Akers", "Sam Wu"]
+    wu = found["Sam Wu"]
+    assert "contact" in wu["objectClass"]
+    assert wu["adminDescription"] == ["corp-ad"]            # the marker
+    assert wu["adminDisplayName"] == [hub_uuid(slapd, sam)]  # the anchor
+    assert (wu["mail"], wu["proxyAddresses"]) == (["sam.wu@example.org"],
+                                                  ["SMTP:sam.wu@example.org"])
+    assert (wu["displayName"], wu["givenName"], wu["sn"]) == (["Sam Wu"], ["Sam"], ["Wu"])
+    assert (wu["telephoneNumber"], wu["otherTelephone"]) == (["+1 555 0100"], ["+1 555 0101"])
+    assert (wu["department"], wu["title"]) == (["Sales"], ["Buyer"])
+    assert "targetAddress" not in wu and "mailNickname" not in wu  # no Exchange schema
+
+    # The second and third runs write nothing: the contacts the export wrote
+    # come back through DirSync marked, and are not imported.
+    for _ in range(2):
+        again = sync(config, capsys)
+        assert (writes(again["import"]), writes(again["export"])) == (0, 0)
+        assert again["import"]["mode"] == again["export"]["mode"] == "incremental"
+    assert list(anchors(slapd, f"ou=Corp AD,{base}", "corp-ad")) == [samba_dc.guid(alice)]
+
+    # An address change, a rename and a delete in the hub follow in AD.
+    hub_modify(slapd, kim, [(ldap.MOD_REPLACE, "mail", [b"kim.akers@example.org"])])
+    hub_modify(slapd, sam, [(ldap.MOD_REPLACE, "displayName", [b"Samuel Wu"])])
+    conn = slapd.connect()
+    try:
+        conn.delete_s(f"uid=dan,{people}")
+    finally:
+        conn.unbind_s()
+    changed = sync(config, capsys)["export"]
+    assert changed["mode"] == "incremental"
+    assert (changed["counts"]["modify"], changed["counts"]["rename"],
+            changed["counts"]["delete"]) == (1, 1, 1)
+    found = contacts(samba_dc, container)
+    assert sorted(found) == ["Kim Akers", "Samuel Wu"]
+    # The new address is the primary; the former one stays as a secondary
+    # (replies to mail from before the change still arrive).
+    assert found["Kim Akers"]["mail"] == ["kim.akers@example.org"]
+    assert sorted(found["Kim Akers"]["proxyAddresses"]) == ["SMTP:kim.akers@example.org",
+                                                            "smtp:kim@example.org"]
+    assert found["Samuel Wu"]["displayName"] == ["Samuel Wu"]
+    again = sync(config, capsys)
+    assert (writes(again["import"]), writes(again["export"])) == (0, 0)
+    assert list(anchors(slapd, f"ou=Corp AD,{base}", "corp-ad")) == [samba_dc.guid(alice)]
+
+
+def hub_uuid(slapd: SlapdServer, dn: str) -> str:
+    conn = slapd.connect()
+    try:
+        found = conn.search_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["entryUUID"])
+    finally:
+        conn.unbind_s()
+    return str(found[0][1]["entryUUID"][0].decode())
+
+
+def test_an_address_ad_holds_is_left_out_and_names_its_holder(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = samba_dc.add_user(ad_ou, "Lee Holder", proxies=["SMTP:lee@corp.example"])
+    hub_person(slapd, people, "lee", "Lee Hub", "LEE@corp.example",
+               proxyAddresses=["SMTP:LEE@corp.example", "smtp:lee.hub@example.org"],
+               objectClass=["inetOrgPerson", "dirsyncObject"])
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export")
+    line = sync(config, capsys, status=1)["export"]   # conflicts: done, not clean
+    assert (line["counts"]["add"], line["counts"]["conflict"]) == (1, 2)
+    found = contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}")["Lee Hub"]
+    # Neither mail nor the SMTP proxy of that address: Lee Holder has it.
+    assert "mail" not in found
+    assert found["proxyAddresses"] == ["smtp:lee.hub@example.org"]
+    report = Path(tmp_path / "var" / "reports")
+    text = "\n".join(p.read_text() for p in report.rglob("*") if p.is_file()
+                     and p.suffix in (".json", ".txt", ".csv", ".html", ".md"))
+    assert holder in text and "holds it in Active Directory" in text
+
+
+def test_long_names_fit_64_characters_and_stay_apart(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    long = "Maximiliane Theodora Wilhelmina von und zu Hohenberg-Schwarzenfeld, Jr."
+    assert len(long) > 64
+    hub_person(slapd, people, "m1", long, "m1@example.org", ou="Legal")
+    hub_person(slapd, people, "m2", long + " the Second", "m2@example.org")
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export")
+    assert sync(config, capsys)["export"]["counts"]["add"] == 2
+    names = sorted(contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}"))
+    assert all(len(n) <= 64 for n in names)
+    cut = long[:64].rstrip()
+    assert cut in names                              # the first keeps the plain (cut) name
+    other = next(n for n in names if n != cut)
+    assert other.endswith(" (2)") and other.startswith(long[:50])   # no qualifier: numbered
+    # Nothing changes on the next run: both keep their names.
+    assert writes(sync(config, capsys)["export"]) == 0
+
+
+def test_the_ad_kind_writes_nothing_outside_its_scope(samba_dc: SambaDC, ad_ou: str) -> None:
+    directory: ADDirectory = open_ad(samba_dc, ad_ou)
+    inside = samba_dc.add_ou(parent=ad_ou)
+    outside = f"CN=Stray,{ad_ou}"
+    add = Change("add", outside, attrs={"objectClass": [b"contact"]})
+    try:
+        # No scope: nothing at all may be written.
+        [result] = list(directory.apply([add], stop_on_error=False))
+        assert result.error is not None and "foreign_container" in result.error.message
+        directory.write_scope = inside
+        results = list(directory.apply([
+            add,
+            Change("add", f"CN=Ok,{inside}", attrs={"objectClass": [b"contact"]}),
+            Change("modrdn", f"CN=Ok,{inside}", newrdn="CN=Ok", deleteoldrdn=True,
+                   newsuperior=ad_ou),
+            Change("delete", inside)], stop_on_error=False))
+        assert [r.ok for r in results] == [False, True, False, False]
+        assert "outside the foreign_container" in results[0].error.message  # type: ignore[union-attr]
+    finally:
+        directory.close()
+    conn = samba_dc.connect()
+    try:
+        found = [dn for dn, _ in conn.search_s(ad_ou, ldap.SCOPE_SUBTREE, "(cn=*)", ["1.1"])
+                 if dn]
+    finally:
+        conn.unbind_s()
+    assert not any(dn.lower().startswith("cn=stray") for dn in found)
+    assert f"CN=Ok,{inside}".lower() in [dn.lower() for dn in found]
