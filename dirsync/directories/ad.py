@@ -218,6 +218,9 @@ class ADDirectory(LDAPDirectory):
         #: Attributes :meth:`read` asks for besides READ_ATTRIBUTES (an
         #: export marker, so that the import knows what it exported).
         self.extra_attributes: list[str] = []
+        #: (attribute, connection): objects an export of that connection wrote,
+        #: which :meth:`read_guids` does not hand on as changes.
+        self.exported_mark: tuple[str, str] | None = None
         #: The only subtree changes may touch; None: no change at all.
         self.write_scope: str | None = None
         self._attribute_types: set[str] | None = None
@@ -349,10 +352,28 @@ class ADDirectory(LDAPDirectory):
                 continue
             yield entry
 
+    def skip_exported(self, attribute: str, connection: str) -> None:
+        """Read ``attribute``, the export marker, and leave out of change reads the
+        objects that carry ``connection`` there: the contacts the export of the
+        same connection wrote are not changes for its import (no loop, and no
+        full run in group mode for the export's own writes). A full read still
+        hands them on, for the import to count them as its own exports."""
+        self.exported_mark = (attribute, connection.casefold())
+        if attribute not in self.extra_attributes:
+            self.extra_attributes.append(attribute)
+
+    def is_exported(self, entry: Entry) -> bool:
+        if self.exported_mark is None:
+            return False
+        attribute, connection = self.exported_mark
+        return any(v.decode("utf-8", "replace").strip().casefold() == connection
+                   for v in entry.get(attribute))
+
     def read_guids(self, guids: Iterable[str], batch: int = 100, *,
                    options: ReadOptions | None = None) -> Iterator[tuple[str, Entry | None]]:
         """Each of ``guids`` with its whole object when it is a recipient below the base,
-        else None (gone, moved out, disabled, hidden, no longer mail-enabled).
+        else None (gone, moved out, disabled, hidden, no longer mail-enabled, or
+        written by the export of this connection: :meth:`skip_exported`).
 
         What an incremental run needs after DirSync or uSNChanged named the
         objects that changed: their whole, current state, read in batches of
@@ -362,6 +383,8 @@ class ADDirectory(LDAPDirectory):
         extra = options.filter if options is not None and options.filter else ""
         attrs = options.attrs if options is not None and options.attrs is not None \
             else list(READ_ATTRIBUTES)
+        if "*" not in attrs:
+            attrs = list(dict.fromkeys([*attrs, *self.extra_attributes]))
         pending = list(dict.fromkeys(g.lower() for g in guids))
         for start in range(0, len(pending), batch):
             chunk = pending[start:start + batch]
@@ -376,7 +399,7 @@ class ADDirectory(LDAPDirectory):
                 except ValueError:
                     continue
                 guid = entry.first("objectGUID")
-                if guid is not None and self.rule(entry):
+                if guid is not None and self.rule(entry) and not self.is_exported(entry):
                     found[guid] = entry
             for guid in chunk:
                 yield guid, found.get(guid)

@@ -131,6 +131,13 @@ class ImportRun(Run):
             recipients=self.connection.recipients, lists=self.connection.lists,
             hub=self.connection.hub)
 
+    def setup(self) -> None:
+        export = self.selected.mapping.export
+        if export is not None and self.foreign.kind == "ad":
+            # AD is read by a list of attributes: the export marker must be
+            # among them, and what the export wrote is no change to import.
+            self.foreign.skip_exported(export.marker_attribute, self.name)
+
     def release(self) -> None:
         self.close_spools()
 

@@ -104,9 +104,6 @@ def begin_read(run) -> None:
     # Loop prevention: what this connection exported comes back marked.
     run._exported = exported_by(selected.mapping.export, run.name)
     run._returned = 0
-    if run._exported is not None and run.foreign.kind == "ad":
-        # AD is read by a list of attributes: the marker must be among them.
-        run.foreign.extra_attributes.append(selected.mapping.export.marker_attribute)
     run.screen = screen_for(selected.mapping)
     run.progress.start("reading the source")
 

@@ -94,6 +94,7 @@ def galsync_config(tmp_path: Path, slapd: SlapdServer, base: str, dc: SambaDC, o
     }
     table = {"name": "corp-ad", "foreign": "ad", "hub": "hub", "mapping": "ad",
              "direction": "both", "import_container": f"ou=Corp AD,{base}",
+             "lists": "group",
              "export_containers": [f"ou=People,{base}"],
              "foreign_container": f"OU=OpenLDAP Partner,{ou}", **connection}
     return write_config(tmp_path, directories, [table])
@@ -141,7 +142,8 @@ def test_both_directions_end_to_end_through_the_cli(
     assert "targetAddress" not in wu and "mailNickname" not in wu  # no Exchange schema
 
     # The second and third runs write nothing: the contacts the export wrote
-    # come back through DirSync marked, and are not imported.
+    # come back through DirSync marked, and are not imported (nor do they make
+    # the import a full run, as a change would with lists = "group").
     for _ in range(2):
         again = sync(config, capsys)
         assert (writes(again["import"]), writes(again["export"])) == (0, 0)
@@ -170,6 +172,11 @@ def test_both_directions_end_to_end_through_the_cli(
     assert found["Samuel Wu"]["displayName"] == ["Samuel Wu"]
     again = sync(config, capsys)
     assert (writes(again["import"]), writes(again["export"])) == (0, 0)
+    # A full run reads the exported contacts too, and knows them by their marker.
+    full = sync(config, capsys, "--full")
+    assert full["import"]["mode"] == full["export"]["mode"] == "full"
+    assert (writes(full["import"]), writes(full["export"])) == (0, 0)
+    assert full["import"]["counts"]["skipped"] == 2
     assert list(anchors(slapd, f"ou=Corp AD,{base}", "corp-ad")) == [samba_dc.guid(alice)]
 
 
