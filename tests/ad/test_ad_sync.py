@@ -170,6 +170,16 @@ def test_incremental_runs_read_ad_changes_with_dirsync(
     assert (MODES[-1], changes(counts)) == ("incremental", (0, 0, 0, 1))
     assert sorted(anchors(slapd, container, "corp-ad")) == sorted([guids[alice], guids[carl]])
 
+    # Enabled again: a recipient again, added back once.
+    samba_dc.set_enabled(bob, True)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts)) == ("incremental", (1, 0, 0, 0))
+    assert sorted(anchors(slapd, container, "corp-ad")) == sorted([guids[alice], guids[carl],
+                                                                   guids[bob]])
+    samba_dc.set_enabled(bob, False)
+    counts = sync(config, capsys)
+    assert (MODES[-1], changes(counts)) == ("incremental", (0, 0, 0, 1))
+
     # Nothing changed: nothing written, still incremental.
     counts = sync(config, capsys)
     assert (MODES[-1], changes(counts), counts["unchanged"]) == ("incremental", (0, 0, 0, 0), 2)
@@ -222,3 +232,39 @@ def test_an_account_without_the_dirsync_right_reads_changes_by_usn(
     assert main(["-c", str(config), "--json", "sync", "--full"]) == 0
     line = last_line(capsys)
     assert (line["mode"], line["counts"]["delete"]) == ("full", 1)  # type: ignore[index]
+
+
+def add_contacts(dc: SambaDC, parent: str, count: int, prefix: str) -> list[str]:
+    """``count`` mail-enabled contacts, in one transaction."""
+    dns = [f"CN={prefix} {i:04d},{parent}" for i in range(count)]
+    dc.bulk_add([(dn, {"objectClass": ["contact"],
+                       "mail": [f"{prefix.lower()}{i}@partner.example"]})
+                 for i, dn in enumerate(dns)])
+    return dns
+
+
+def test_a_group_of_1600_members_arrives_whole_end_to_end(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    members = add_contacts(samba_dc, ad_ou, 1600, "Big")
+    samba_dc.add_group(ad_ou, "All Partners", members=members, mail="partners@corp.example")
+    container = f"ou=Corp AD,{base}"
+    config = ad_config(tmp_path, slapd, samba_dc, ad_ou, container)
+    counts = sync(config, capsys)
+    assert counts["add"] == 1601 and counts["error"] == 0
+    group = next(iter(search(slapd, f"cn=All Partners,{container}", attrs=["member"],
+                             scope=ldap.SCOPE_BASE).values()))
+    assert len(values(group, "member")) == 1600
+    assert sorted(values(group, "member")) == sorted(
+        f"cn=Big {i:04d},{container}" for i in range(1600))
+
+    # A renamed member: DirSync names the member, not the group; the hub
+    # group follows because a change in lists = "group" mode reads AD whole.
+    samba_dc.rename(members[7], "CN=Big Renamed")
+    counts = sync(config, capsys)
+    assert (counts["rename"], counts["modify"], counts["add"], counts["delete"]) == (1, 1, 0, 0)
+    group = next(iter(search(slapd, f"cn=All Partners,{container}", attrs=["member"],
+                             scope=ldap.SCOPE_BASE).values()))
+    assert len(values(group, "member")) == 1600
+    assert f"cn=Big Renamed,{container}" in values(group, "member")
+    assert f"cn=Big 0007,{container}" not in values(group, "member")
