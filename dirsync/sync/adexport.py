@@ -35,6 +35,8 @@ from typing import Any
 
 from dirsync.directories.base import ReadOptions
 from dirsync.entry import Entry, join_dn, make_rdn
+from dirsync.errors import ConfigError
+from dirsync.ldif.changes import Change
 from dirsync.mapping.exportnames import NumberedNames
 from dirsync.sync.ownership import (
     Claims,
@@ -182,6 +184,14 @@ class ADExport:
             target.set(attr, [v for v in target.get(attr) if v != value])
         for item in lost:
             self.run.conflict(anchor, hub_dn, item.text())
+
+    def container_only(self, adds: list[Change]) -> None:
+        """AD gets the container itself, never a parent of it: ConfigError otherwise."""
+        if len(adds) > 1:
+            raise ConfigError(
+                f"{self.run.connection.key_path}.foreign_container: {adds[0].dn} does not "
+                f"exist in Active Directory; dirsync creates {self.run.container} only "
+                "when its parent exists, and writes nothing outside it")
 
     def describe(self, holder: Holder) -> str:
         if holder.source is not None and holder.source.casefold() == self.run.name.casefold():

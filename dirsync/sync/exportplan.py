@@ -109,9 +109,12 @@ def plan(run) -> None:
 
 def container_changes(run) -> list[Change]:
     """Adds for the foreign container and any missing parent (top first)."""
-    return container_adds(run.foreign, run.container,
-                          run.config.directories[run.connection.foreign].base,
-                          f"{run.connection.key_path}.foreign_container")
+    changes = container_adds(run.foreign, run.container,
+                             run.config.directories[run.connection.foreign].base,
+                             f"{run.connection.key_path}.foreign_container")
+    if run.ad is not None:
+        run.ad.container_only(changes)
+    return changes
 
 
 def member_refs(run, member_dns: list[str]) -> tuple[list[str], list[str]]:

@@ -114,6 +114,9 @@ def test_both_directions_end_to_end_through_the_cli(
                      title="Buyer")
     kim = hub_person(slapd, people, "kim", "Kim Akers", "kim@example.org")
     hub_person(slapd, people, "dan", "Dan Jump", "dan@example.org")
+    add_hub(slapd, f"cn=Buyers,{people}", {
+        "objectClass": ["groupOfNames", "dirsyncObject"], "cn": "Buyers",
+        "member": [sam, kim], "proxyAddresses": "SMTP:buyers@example.org"})
     alice = samba_dc.add_user(ad_ou, "Alice Smith", mail="alice@corp.example",
                               displayName="Alice Smith")
     container = f"OU=OpenLDAP Partner,{ad_ou}"
@@ -126,10 +129,14 @@ def test_both_directions_end_to_end_through_the_cli(
             and "the export does not write them" in said.out + said.err)
 
     first = sync(config, capsys)
-    assert (first["import"]["counts"]["add"], first["export"]["counts"]["add"]) == (1, 3)
+    assert (first["import"]["counts"]["add"], first["export"]["counts"]["add"]) == (1, 4)
     # The foreign container is made once, below the directory's base.
     found = contacts(samba_dc, container)
-    assert sorted(found) == ["Dan Jump", "Kim Akers", "Sam Wu"]
+    assert sorted(found) == ["Buyers", "Dan Jump", "Kim Akers", "Sam Wu"]
+    # A hub list is a contact too: its mail goes to the hub, which expands it.
+    assert "contact" in found["Buyers"]["objectClass"]
+    assert found["Buyers"]["proxyAddresses"] == ["SMTP:buyers@example.org"]
+    assert "member" not in found["Buyers"]
     wu = found["Sam Wu"]
     assert "contact" in wu["objectClass"]
     assert wu["adminDescription"] == ["corp-ad"]            # the marker
@@ -163,7 +170,7 @@ def test_both_directions_end_to_end_through_the_cli(
     assert (changed["counts"]["modify"], changed["counts"]["rename"],
             changed["counts"]["delete"]) == (1, 1, 1)
     found = contacts(samba_dc, container)
-    assert sorted(found) == ["Kim Akers", "Samuel Wu"]
+    assert sorted(found) == ["Buyers", "Kim Akers", "Samuel Wu"]
     # The new address is the primary; the former one stays as a secondary
     # (replies to mail from before the change still arrive).
     assert found["Kim Akers"]["mail"] == ["kim.akers@example.org"]
@@ -176,7 +183,7 @@ def test_both_directions_end_to_end_through_the_cli(
     full = sync(config, capsys, "--full")
     assert full["import"]["mode"] == full["export"]["mode"] == "full"
     assert (writes(full["import"]), writes(full["export"])) == (0, 0)
-    assert full["import"]["counts"]["skipped"] == 2
+    assert full["import"]["counts"]["skipped"] == 3
     assert list(anchors(slapd, f"ou=Corp AD,{base}", "corp-ad")) == [samba_dc.guid(alice)]
 
 
@@ -256,3 +263,21 @@ def test_the_ad_kind_writes_nothing_outside_its_scope(samba_dc: SambaDC, ad_ou: 
         conn.unbind_s()
     assert not any(dn.lower().startswith("cn=stray") for dn in found)
     assert f"CN=Ok,{inside}".lower() in [dn.lower() for dn in found]
+
+
+def test_a_foreign_container_whose_parent_is_missing_is_a_config_error(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub_person(slapd, people, "ann", "Ann Beebe", "ann@example.org")
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export",
+                            foreign_container=f"OU=Inner,OU=Missing,{ad_ou}")
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 2
+    said = capsys.readouterr()
+    assert f"OU=Missing,{ad_ou} does not exist in Active Directory" in said.err
+    assert "Traceback" not in said.err + said.out
+    conn = samba_dc.connect()
+    try:
+        assert conn.search_s(ad_ou, ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["1.1"]) == []
+    finally:
+        conn.unbind_s()
