@@ -18,7 +18,9 @@ Hub recipients become ``contact`` objects below the connection's
   entry, and ``dirsync check`` says so.
 - **Addresses are unique in the directory.** Before an entry gets an address
   it does not hold yet (``mail`` or ``proxyAddresses``), AD is asked who
-  holds it (``mail`` and ``smtp:`` compare as one, any case). An object
+  holds it (``mail`` and ``smtp:`` compare as one, any case): a full run
+  reads every address of the domain once, an incremental run asks about
+  its changed entries' new addresses only. An object
   held by anyone else (an AD user, a contact of another connection, another
   entry of this one) keeps it: the value is left out of the new entry and
   the run reports a conflict naming the holder, as the import's address
@@ -30,7 +32,7 @@ Hub recipients become ``contact`` objects below the connection's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dirsync.directories.base import ReadOptions
@@ -127,6 +129,7 @@ class ADExport:
         self.claims = Claims()
         self.searches = 0
         self._absent: set[str] | None = None
+        self._index: dict[str, list[Holder]] | None = None
         export = run.export
         self._holder_attrs = ["mail", "proxyAddresses", export.marker_attribute,
                               export.anchor_attribute]
@@ -199,14 +202,37 @@ class ADExport:
         return f"{holder.dn} holds it in Active Directory"
 
     def lookup(self, wanted: dict[str, tuple[str, bytes]]) -> dict[str, list[Holder]]:
-        """key -> the AD objects (any, below the naming context) that hold it."""
-        export = self.run.export
+        """key -> the AD objects (any, below the naming context) that hold it.
+
+        A full run, which maps every recipient, reads every address of the
+        domain once (one paged search); an incremental run asks about the
+        addresses of its changed entries only (indexed searches)."""
+        if self.run.mode == "full":
+            index = self.index()
+            return {key: index[key] for key in wanted if key in index}
         found: list[tuple[str, dict[str, list[bytes]], str | None, str | None]] = []
         for filt in lookup_filters(wanted):
-            self.searches += 1
-            options = ReadOptions(base=self.directory.naming_context(), scope="sub", filter=filt,
-                                  attrs=self._holder_attrs)
-            for entry in self.directory.read_below(options):
-                found.append((entry.dn, entry.attrs, entry.first(export.marker_attribute),
-                              entry.first(export.anchor_attribute)))
+            found.extend(self.holders(filt))
         return holders_of(found, set(wanted))
+
+    def holders(self, filt: str) -> Iterator[tuple[str, dict[str, list[bytes]], str | None,
+                                                  str | None]]:
+        export = self.run.export
+        self.searches += 1
+        options = ReadOptions(base=self.directory.naming_context(), scope="sub", filter=filt,
+                              attrs=self._holder_attrs)
+        for entry in self.directory.read_below(options):
+            yield (entry.dn, entry.attrs, entry.first(export.marker_attribute),
+                   entry.first(export.anchor_attribute))
+
+    def index(self) -> dict[str, list[Holder]]:
+        """Every address of the domain -> its holders (read once per run)."""
+        if self._index is None:
+            self._index = {}
+            for dn, attrs, source, anchor in self.holders("(|(mail=*)(proxyAddresses=*))"):
+                holder = Holder(dn, source, anchor)
+                for key, _, _ in entry_addresses(attrs):
+                    holders = self._index.setdefault(key, [])
+                    if holder not in holders:
+                        holders.append(holder)
+        return self._index

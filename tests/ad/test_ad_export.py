@@ -215,6 +215,17 @@ def test_an_address_ad_holds_is_left_out_and_names_its_holder(
                      and p.suffix in (".json", ".txt", ".csv", ".html", ".md"))
     assert holder in text and "holds it in Active Directory" in text
 
+    # An incremental run asks AD about the new addresses of what changed.
+    mo = samba_dc.add_contact(ad_ou, "Mo Holder", mail="mo@corp.example")
+    hub_person(slapd, people, "mo", "Mo Hub", "Mo@Corp.Example")
+    line = sync(config, capsys, status=1)["export"]
+    assert (line["mode"], line["counts"]["add"], line["counts"]["conflict"]) == \
+        ("incremental", 1, 2)
+    found = contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}")["Mo Hub"]
+    assert "mail" not in found and "proxyAddresses" not in found
+    newest = Path(line["files"]["json"]).read_text()
+    assert mo in newest and "holds it in Active Directory" in newest
+
 
 def test_long_names_fit_64_characters_and_stay_apart(
         samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
