@@ -15,8 +15,9 @@ from dirsync.cli.main import main
 from dirsync.directories.ad import ADDirectory
 from dirsync.ldif.changes import Change
 from dirsync.testing.samba import SambaDC
-from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.slapd import SlapdServer, free_port
 from dirsync.testing.sync import anchors
+from dirsync.testing.tlscerts import make_tls_material
 from dirsync.testing.twoway import ldap_directory, write_config
 
 from .helpers import open_ad
@@ -292,3 +293,28 @@ def test_a_foreign_container_whose_parent_is_missing_is_a_config_error(
         assert conn.search_s(ad_ou, ldap.SCOPE_ONELEVEL, "(objectClass=*)", ["1.1"]) == []
     finally:
         conn.unbind_s()
+
+
+@pytest.mark.parametrize("fault", ["password", "certificate", "unreachable"])
+def test_a_sync_both_ways_stops_with_exit_2_and_one_clear_line(
+        fault: str, samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str,
+        people: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub_person(slapd, people, "eve", "Eve Fault", "eve@example.org")
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou)
+    text = config.read_text()
+    if fault == "password":
+        (tmp_path / "ad.pw").write_text("not-the-password\n")
+        expected = "wrong password (or unknown account) (AD data 52e)"
+    elif fault == "certificate":
+        other = make_tls_material(tmp_path).ca_file   # a CA that did not sign the DC's
+        text = text.replace(str(samba_dc.ca_file), str(other))
+        expected = "the DC's certificate is not trusted"
+    else:
+        text = text.replace(samba_dc.url, f"ldaps://127.0.0.1:{free_port()}")
+        expected = "cannot reach the domain controller at 127.0.0.1:"
+    config.write_text(text)
+    capsys.readouterr()
+    assert main(["-c", str(config), "sync"]) == 2
+    out, err = capsys.readouterr()
+    assert expected in err and "Traceback" not in out + err
+    assert contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}") == {}
