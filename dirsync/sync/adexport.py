@@ -25,6 +25,9 @@ Hub recipients become ``contact`` objects below the connection's
   entry of this one) keeps it: the value is left out of the new entry and
   the run reports a conflict naming the holder, as the import's address
   ownership does (:mod:`dirsync.sync.ownership`).
+- **Only contacts are the export's.** An object that carries the
+  connection's marker but is not a ``contact`` (a user someone marked) is
+  not the connection's: it is never changed or deleted.
 - **Nothing outside the container.** The directory refuses, before sending
   it, any change whose DN is not below ``foreign_container``
   (:meth:`dirsync.directories.ad.ADDirectory.outside_scope`).
@@ -187,6 +190,12 @@ class ADExport:
             target.set(attr, [v for v in target.get(attr) if v != value])
         for item in lost:
             self.run.conflict(anchor, hub_dn, item.text())
+
+    @staticmethod
+    def may_own(entry: Entry) -> bool:
+        """Only a ``contact`` is ever the export's: a user, group or anything else
+        that carries the marker (set by hand, or by mistake) is left alone."""
+        return any(c.lower() == "contact" for c in entry.texts("objectClass"))
 
     def container_only(self, adds: list[Change]) -> None:
         """AD gets the container itself, never a parent of it: ConfigError otherwise."""

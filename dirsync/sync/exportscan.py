@@ -39,7 +39,10 @@ def foreign_entries(run) -> Iterator[Entry]:
 def marked(run, entry: Entry) -> bool:
     """Does a foreign entry carry this connection's marker (is it the connection's)?"""
     owner = entry.first(run.export.marker_attribute)
-    return owner is not None and owner.strip().casefold() == run.name.casefold()
+    if owner is None or owner.strip().casefold() != run.name.casefold():
+        return False
+    # In AD only a contact can be the export's: a marker on a user is not ours.
+    return run.ad is None or run.ad.may_own(entry)
 
 
 def own_anchor(run, entry: Entry) -> str | None:

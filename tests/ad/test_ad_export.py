@@ -318,3 +318,26 @@ def test_a_sync_both_ways_stops_with_exit_2_and_one_clear_line(
     out, err = capsys.readouterr()
     assert expected in err and "Traceback" not in out + err
     assert contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}") == {}
+
+
+def test_a_marked_user_in_the_container_is_never_the_exports(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    container = samba_dc.add_ou("OpenLDAP Partner", parent=ad_ou)
+    # A user someone marked with the connection's name and a hub anchor.
+    ivy = hub_person(slapd, people, "ivy", "Ivy Marked", "ivy@example.org")
+    victim = samba_dc.add_user(container, "Ivy Marked", mail="ivy.ad@corp.example",
+                               adminDescription="corp-ad",
+                               adminDisplayName=hub_uuid(slapd, ivy))
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export")
+    line = sync(config, capsys, status=1)["export"]
+    # Its name is taken by an object the connection does not own: a conflict.
+    assert (line["counts"]["add"], line["counts"]["delete"], line["counts"]["conflict"]) == \
+        (0, 0, 1)
+    conn = samba_dc.connect()
+    try:
+        found = conn.search_s(victim, ldap.SCOPE_BASE, "(objectClass=*)", ["objectClass", "mail"])
+    finally:
+        conn.unbind_s()
+    assert b"user" in found[0][1]["objectClass"]
+    assert found[0][1]["mail"] == [b"ivy.ad@corp.example"]
