@@ -236,6 +236,11 @@ def test_long_names_fit_64_characters_and_stay_apart(
     hub_person(slapd, people, "m1", long, "m1@example.org", ou="Legal")
     hub_person(slapd, people, "m2", long + " the Second", "m2@example.org")
     config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export")
+    # A plan names the cut names and writes nothing to AD.
+    capsys.readouterr()
+    assert main(["-c", str(config), "plan"]) == 0
+    assert f"cn={long[:64].rstrip()},OU=OpenLDAP Partner" in capsys.readouterr().out
+    assert contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}") == {}
     assert sync(config, capsys)["export"]["counts"]["add"] == 2
     names = sorted(contacts(samba_dc, f"OU=OpenLDAP Partner,{ad_ou}"))
     assert all(len(n) <= 64 for n in names)
