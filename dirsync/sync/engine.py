@@ -2,8 +2,10 @@
 
 The import direction (:class:`ImportRun`, a foreign directory into the
 hub's import container) is one loop that every directory kind shares;
-:func:`dirsync.sync.run.run` calls it (through its change detection,
-:mod:`dirsync.sync.incremental`) for each connection that imports:
+:func:`dirsync.sync.run.run` calls it for each connection that imports.
+Its source is read whole or only what changed since its cursor
+(:class:`dirsync.sync.cursor.Cursor`; where the import differs when it
+reads only changes, :mod:`dirsync.sync.importchanges`):
 
 1. scan the hub: every entry under the import container, by marker and
    anchor (the hub is the truth; the state store only saves work);
@@ -25,7 +27,6 @@ spools (:mod:`dirsync.sync.spool`), not in lists of objects.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,12 +44,19 @@ from dirsync.mapping.templatebudget import RunBudget
 from dirsync.state.runlife import AppliedSoFar
 from dirsync.state.store import StateRow, StateStore
 from dirsync.state.unconfirmed import Unconfirmed
-from dirsync.sync import importapply, importplan, importread, importrecord, importscan
+from dirsync.sync import (
+    importapply,
+    importchanges,
+    importplan,
+    importread,
+    importrecord,
+    importscan,
+)
 from dirsync.sync.importplan import FETCH_CHUNK
 from dirsync.sync.importread import _Target
 from dirsync.sync.importscan import HubIndex, HubRecord
 from dirsync.sync.ownership import AddressGuard
-from dirsync.sync.pipeline import Run, RunResult, SyncOptions, peak_memory_mb
+from dirsync.sync.pipeline import Run, RunResult, SyncOptions
 from dirsync.sync.report import Problem
 from dirsync.sync.spool import Spool
 
@@ -69,6 +77,8 @@ class ImportRun(Run):
 
     direction = "import"
     target_words = "the hub"
+    unchanged_words = "source unchanged"
+    log = log
 
     # Set by the steps' functions (the modules named below), declared here.
     # The source read (begin_read):
@@ -120,6 +130,12 @@ class ImportRun(Run):
         self.so_far: AppliedSoFar | None = None   # made when applying starts
         # What the mapping's templates may spend in this run, entry by entry.
         self.budget = RunBudget(config.template_limits)
+        self.cursor = importchanges.new_cursor(state, connection)
+        # What an incremental run touches (importchanges.accept_changes).
+        self.touched: dict[str, StateRow] = {}
+        self.new_anchors: set[str] = set()
+        self.unowned_names: dict[str, str] = {}
+        self.taken_by_ours: dict[str, str] = {}
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def load(self) -> None:
@@ -130,6 +146,12 @@ class ImportRun(Run):
             mapping, engine=ENGINE_VERSION, connection=self.name, container=self.container_key,
             recipients=self.connection.recipients, lists=self.connection.lists,
             hub=self.connection.hub)
+
+    def setup(self) -> None:
+        self.cursor.feed = importchanges.source_feed(self)
+
+    def source(self) -> Any:
+        return self.foreign
 
     def release(self) -> None:
         self.close_spools()
@@ -187,52 +209,37 @@ class ImportRun(Run):
             status, message, self.report_items()))
         return result
 
-    # Hooks that a run reading only changes (dirsync.sync.incremental) replaces.
-    def load_state_rows(self) -> dict[str, StateRow]:
-        """The state rows this run compares against (none in a full run)."""
-        return self.state.entries(self.name) if self.mode == "incremental" else {}
-
-    def first_sync(self) -> bool:
-        """Whether the hub holds nothing of this connection yet."""
-        return not self.index.ours
-
-    def held_count(self) -> int:
-        """How many entries the hub holds for this connection (for the safety limits)."""
-        return len(self.index.ours)
-
-    def timed(self, step: str, func: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return func()
-        finally:
-            log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
-                      time.perf_counter() - started, peak_memory_mb())
-
     # The steps live in modules of their own, one idea each; their functions
-    # are this run's methods (a run that reads only changes,
-    # dirsync.sync.incremental, overrides some of them).
+    # are this run's methods. Where a run that reads only changes differs,
+    # the step is dirsync.sync.importchanges's, which calls the full one.
     # -- 1. the hub (dirsync.sync.importscan) -------------------------------
     hub_base = importscan.hub_base
-    scan_hub = importscan.scan_hub
+    scan_hub = importchanges.scan_hub
     index_entry = importscan.index_entry
 
+    # -- 1 and 2, reading only changes (dirsync.sync.importchanges) -----------
+    accept_changes = importchanges.accept_changes
+    load_state_rows = importchanges.load_state_rows
+    first_sync = importchanges.first_sync
+    held_count = importchanges.held_count
+
     # -- 2. the source (dirsync.sync.importread) ----------------------------
-    source_entries_iter = importread.source_entries_iter
+    source_entries_iter = importchanges.source_entries_iter
     read_source = importread.read_source
     begin_read = importread.begin_read
     consider = importread.consider
     consider_mapped = importread.consider_mapped
     keep_target = importread.keep_target
-    end_read = importread.end_read
+    end_read = importchanges.end_read
     bad_values = importread.bad_values
     where = importread.where
     skip_reason = importread.skip_reason
-    entry_problem = importread.entry_problem
+    entry_problem = importchanges.entry_problem
 
     # -- 3. the plan (dirsync.sync.importplan) ------------------------------
     plan = importplan.plan
     container_changes = importplan.container_changes
-    new_plan = importplan.new_plan
+    new_plan = importchanges.new_plan
     new_item = importplan.new_item
     plan_batch = importplan.plan_batch
     unchanged = importplan.unchanged
@@ -254,7 +261,7 @@ class ImportRun(Run):
 
     # -- 6. state and the report (dirsync.sync.importrecord) ----------------
     record_state = importrecord.record_state
-    finish_state = importrecord.finish_state
+    finish_state = importchanges.finish_state
     report_items = importrecord.report_items
     report_item = importrecord.report_item
 

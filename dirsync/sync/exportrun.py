@@ -24,9 +24,9 @@ the other way round from :class:`dirsync.sync.engine.ImportRun`:
    tool reads: LDIF change records, or for a CSV file a CSV of rows with an
    ``Action`` column (:mod:`dirsync.sync.changefile`).
 
-This module reads the hub and scans the foreign side in full; the run
-that :mod:`dirsync.sync.exportchanges` builds on it reads only what changed
-(through :meth:`ExportRun.hub_entries` and the hooks beside it).
+The hub is read whole or only what changed since its cursors
+(:class:`dirsync.sync.cursor.Cursor`); where the export differs when it
+reads only changes is :mod:`dirsync.sync.exportchanges`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,14 @@ from dirsync.mapping.exportmap import (
 from dirsync.mapping.exportnames import NumberedNames
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
 from dirsync.state.store import StateRow, StateStore
-from dirsync.sync import exportapply, exportplan, exportread, exportrecord, exportscan
+from dirsync.sync import (
+    exportapply,
+    exportchanges,
+    exportplan,
+    exportread,
+    exportrecord,
+    exportscan,
+)
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
 from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
@@ -78,6 +85,8 @@ class ExportRun(Run):
 
     direction = "export"
     target_words = "the foreign side"
+    unchanged_words = "hub unchanged"
+    log = log
 
     # Set by the steps' functions (the modules named below), declared here.
     # The foreign scan (scan_foreign):
@@ -113,6 +122,11 @@ class ExportRun(Run):
         self.hub_changes: list[tuple[int, Change]] = []
         self.applied = False
         self.unreadable_rows = 0
+        self.cursor = exportchanges.new_cursor(state, connection)
+        # What an incremental run touches (exportchanges.accept_changes).
+        self.touched: dict[str, StateRow] = {}
+        self.changed_anchors: set[str] = set()
+        self.resolved: set[str] = set()     # hub DNs of list members looked up
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def load(self) -> None:
@@ -150,6 +164,10 @@ class ExportRun(Run):
         self.qualifiers: dict[str, str] = {}
         self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
         self.assignments = AssignmentStore(self.state)
+        self.cursor.feed = exportchanges.hub_feed(self)
+
+    def source(self) -> Any:
+        return self.hub
 
     def report_fields(self) -> dict[str, Any]:
         containers = "; ".join(self.connection.export_containers)
@@ -198,21 +216,6 @@ class ExportRun(Run):
             message = f"{written} generated proxy address(es) written to the hub"
         return self.conclude(status, message, self.report_items(), self.extra_files)
 
-    # -- hooks a run reading only changes replaces --------------------------
-    def load_state_rows(self) -> dict[str, StateRow]:
-        """The rows the hash fast path compares with (none on a full run)."""
-        if self.mode == "incremental":
-            return self.state.entries(self.name, self.direction)
-        return {}
-
-    def held_count(self) -> int:
-        """Foreign entries this connection holds, for the delete threshold."""
-        return len(self.ours)
-
-    def source_count(self) -> int:
-        """Hub entries the export containers hold, for the empty-source check."""
-        return self.hub_entries_read
-
     # -- what the steps ask of the run ----------------------------------------
     @staticmethod
     def hub_anchor(entry: Entry) -> str:
@@ -231,21 +234,27 @@ class ExportRun(Run):
         return str(self.foreign.key_column)
 
     # The steps live in modules of their own, one idea each; their functions
-    # are this run's methods (a run that reads only changes,
-    # dirsync.sync.exportchanges, overrides some of them).
+    # are this run's methods. Where a run that reads only changes differs,
+    # the step is dirsync.sync.exportchanges's, which calls the full one.
     # -- 1. the foreign side (dirsync.sync.exportscan) ----------------------
     foreign_entries = exportscan.foreign_entries
     marked = exportscan.marked
     own_anchor = exportscan.own_anchor
-    scan_foreign = exportscan.scan_foreign
+    scan_foreign = exportchanges.scan_foreign
     conflict = exportscan.conflict
+
+    # -- 1 and 2, reading only changes (dirsync.sync.exportchanges) -----------
+    accept_changes = exportchanges.accept_changes
+    load_state_rows = exportchanges.load_state_rows
+    held_count = exportchanges.held_count
+    source_count = exportchanges.source_count
 
     # -- 2. the hub (dirsync.sync.exportread) -------------------------------
     hub_filter = exportread.hub_filter
-    hub_entries = exportread.hub_entries
+    hub_entries = exportchanges.hub_entries
     hub_proxy_addresses = exportread.hub_proxy_addresses
     hub_holds_address = exportread.hub_holds_address
-    read_hub = exportread.read_hub
+    read_hub = exportchanges.read_hub
     prepare = exportread.prepare
     hold = exportread.hold
     entry_problem = exportread.entry_problem
@@ -253,9 +262,9 @@ class ExportRun(Run):
     plan_writeback = exportread.plan_writeback
 
     # -- 3. the plan (dirsync.sync.exportplan) ------------------------------
-    plan = exportplan.plan
+    plan = exportchanges.plan
     container_changes = exportplan.container_changes
-    member_refs = exportplan.member_refs
+    member_refs = exportchanges.member_refs
     native_ref = exportplan.native_ref
     foreign_entry = exportplan.foreign_entry
     join_cells = exportplan.join_cells
@@ -269,9 +278,9 @@ class ExportRun(Run):
 
     # -- 5 and 6. state and the report (dirsync.sync.exportrecord) ----------
     record = exportrecord.record
-    finish_state = exportrecord.finish_state
+    finish_state = exportchanges.finish_state
     final_rows = exportrecord.final_rows
-    store_rows = exportrecord.store_rows
+    store_rows = exportchanges.store_rows
     write_change_files = exportrecord.write_change_files
     report_items = exportrecord.report_items
 

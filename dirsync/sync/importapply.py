@@ -20,6 +20,7 @@ from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change, add_change
 from dirsync.state.runlife import AppliedSoFar
+from dirsync.sync.changelog import logged
 from dirsync.sync.importplan import FETCH_CHUNK
 from dirsync.sync.importread import _Target
 from dirsync.sync.pipeline import INTERRUPTED
@@ -187,7 +188,9 @@ def apply_records(run, records: Iterable[tuple[Any, ...]],
             sent.append((item, anchor, state, action))
             yield change
 
-    for result in run.hub.apply(changes(), stop_on_error=False):
+    # One log event per change (--log-format json).
+    send = logged(run.hub.apply, run.name, run.run_id, run.direction)
+    for result in send(changes(), stop_on_error=False):
         item, anchor, state, action = sent.popleft()
         if not run.streaming:
             # A first sync counts source rows instead, as it reads them.

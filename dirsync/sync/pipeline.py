@@ -14,8 +14,10 @@ what the report says the source and the target were (:meth:`Run.report_fields`).
 
 from __future__ import annotations
 
+import logging
 import resource
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 from dirsync.config import Config, ConnectionConfig
 from dirsync.errors import DirsyncError
 from dirsync.state.store import StateStore, now
+from dirsync.sync.cursor import Cursor
 from dirsync.sync.plan import Counts, safety_stop
 from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import Problem, Report, ReportItem
@@ -85,7 +88,7 @@ def recorded(run: Any) -> RunResult:
     run.report = Report.create(run.config.reports, run.name, run.direction, run.run_id,
                                run.options.dry_run)
     try:
-        result: RunResult = run._run()
+        result: RunResult = run.end_unchanged() if run.begin() else run._run()
         return result
     except DirsyncError as exc:
         run.state.end_run(run.run_id, "failed", run.counts.as_dict(), None, str(exc))
@@ -114,8 +117,12 @@ class Run:
 
     direction: str
     target_words: str           # what the target is called in messages: "the hub"...
+    unchanged_words: str        # the message of a run whose source file is as last time
+    log: logging.Logger
     report: Report              # set by recorded() when the run starts
     fingerprint: str            # set by load()
+    #: The source's cursor: everything, or what changed since (set by the direction).
+    cursor: Cursor
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -151,11 +158,40 @@ class Run:
         """What the report says the target, the source, the hub and the mapping were."""
         raise NotImplementedError
 
+    def source(self) -> Any:
+        """The directory this run reads (the other one is its target)."""
+        raise NotImplementedError
+
+    def accept_changes(self) -> None:
+        """What the run needs to plan from the changes alone (when it reads only those)."""
+
     def held_count(self) -> int:
         """Entries of this connection the target holds, for the delete threshold."""
         raise NotImplementedError
 
     # -- the steps both directions take alike --------------------------------
+    def begin(self) -> bool:
+        """Read everything, or what changed since the source's cursor
+        (:class:`dirsync.sync.cursor.Cursor`); True when the source is a file
+        as it was at the last run, which ends the run at once."""
+        if self.timed("change read", lambda: self.cursor.start(self)):
+            return True
+        if self.cursor.incremental:
+            self.accept_changes()
+        return False
+
+    def end_unchanged(self) -> RunResult:
+        self.cursor.count_unchanged(self, getattr(self.source(), "path", None))
+        return self.conclude("ok", self.unchanged_words, iter(()))
+
+    def timed(self, step: str, func: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return func()
+        finally:
+            self.log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
+                           time.perf_counter() - started, peak_memory_mb())
+
     def safety(self, deletes: int, source_entries: int) -> str | None:
         """Why the run must stop before changing anything, or None."""
         return safety_stop(deletes=deletes, held=self.held_count(),
