@@ -35,7 +35,7 @@ from dirsync.directories.addirsync import (
 from dirsync.directories.adusn import USNMark, USNRead
 from dirsync.directories.syncrepl import RefreshRequired
 from dirsync.entry import Entry
-from dirsync.sync.changefeed import AnchorOf, Changes, Feed, Stream
+from dirsync.sync.changefeed import AnchorOf, ChangeFeed, Changes, Stream
 from dirsync.sync.changestate import DIRSYNC, USN, ChangeState
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def start_cookie(directory: ADDirectory) -> str | None:
     return cookie_text(read.cookie) if read.cookie else None
 
 
-class ADFeed(Feed):
+class ADFeed(ChangeFeed):
     """An AD source read by DirSync (``dirsync``), or above a ``uSNChanged``
     mark (``usn``) for an account without the DirSync right; one stream."""
 

@@ -126,7 +126,19 @@ class FileFeed(Feed):
         self.pending[FILE] = self.fingerprint.dumps() if clean and self.fingerprint else None
 
 
-class LDAPFeed(Feed):
+class ChangeFeed(Feed):
+    """A feed that can say what changed since its cursors (LDAP, AD)."""
+
+    def read_changes(self, tracking: ChangeState) -> Changes | str:
+        """What changed since the stored cursors; else why a full read is needed."""
+        raise NotImplementedError
+
+    def read_uuids(self, uuids: list[str]) -> dict[str, Entry]:
+        """The entries with these UUIDs the source still selects."""
+        raise NotImplementedError
+
+
+class LDAPFeed(ChangeFeed):
     """An LDAP directory read with syncrepl, or above a modifyTimestamp mark.
 
     ``server`` names the directory in messages ("the server", "the hub").

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Protocol
 
 from dirsync.config import ConnectionConfig
+from dirsync.directories.ldap import LDAPDirectory
 from dirsync.directories.syncrepl import supports_syncrepl
-from dirsync.entry import Entry
 from dirsync.state.store import StateStore
-from dirsync.sync.changefeed import Changes, Feed, FileFeed
+from dirsync.sync.changefeed import ChangeFeed, Changes, Feed, FileFeed
 from dirsync.sync.changestate import ChangeState
 from dirsync.sync.plan import Counts
+from dirsync.sync.report import Problem
 
 
 class Run(Protocol):
@@ -46,19 +47,13 @@ class Run(Protocol):
     state: StateStore
     counts: Counts
     connection: ConnectionConfig
+    problems: list[Problem]
+    held: set[str]              # anchors with errors, left as they are
 
 
-class Reads(Protocol):
-    """What the cursor asks of a feed that reads changes (LDAP, AD)."""
-
-    def read_changes(self, tracking: ChangeState) -> Changes | str: ...
-
-    def read_uuids(self, uuids: list[str]) -> dict[str, Entry]: ...
-
-
-def ldap_method(directory: object) -> str:
+def ldap_method(directory: LDAPDirectory) -> str:
     """How an LDAP directory says what changed: syncrepl where syncprov runs."""
-    return "syncrepl" if supports_syncrepl(directory) else "timestamp"  # type: ignore[arg-type]
+    return "syncrepl" if supports_syncrepl(directory) else "timestamp"
 
 
 def file_feed(directory: object) -> FileFeed | None:
@@ -113,17 +108,16 @@ class Cursor:
         feed = self.feed
         if isinstance(feed, FileFeed):
             return not feed.changed(self.tracking) and run.mode == "incremental"
-        if feed is None or run.mode != "incremental":
+        if not isinstance(feed, ChangeFeed) or run.mode != "incremental":
             return False
-        reads: Reads = feed  # type: ignore[assignment]
-        found = reads.read_changes(self.tracking)
+        found = feed.read_changes(self.tracking)
         if isinstance(found, str):
             self.go_full(run, found)
             return False
         # Entries that had errors last time are read again.
         retry = self.tracking.retry() - {uuid for uuid, _ in found.changed} - found.deleted
         if retry:
-            again = reads.read_uuids(sorted(retry))
+            again = feed.read_uuids(sorted(retry))
             found.changed += list(again.items())
             missing = retry - set(again)
             found.deleted |= missing if self.by_uuid else set(self.tracking.anchors_of(missing))
@@ -167,7 +161,11 @@ class Cursor:
 
     def commit(self, run: Run, failed: Iterable[str]) -> None:
         """The run ended well: store the cursors, the UUID maps and the UUIDs of
-        the entries (``failed``, by anchor) to read again."""
+        the entries to read again: those with errors or conflicts, those held
+        as they are, and those whose changes failed (``failed``, by anchor)."""
+        anchors = {p.anchor for p in run.problems
+                   if p.kind in ("error", "conflict") and p.anchor}
+        failed = anchors | run.held | set(failed)
         feed = self.feed
         tracking = self.tracking
         with self.state.transaction():

@@ -27,12 +27,10 @@ spools (:mod:`dirsync.sync.spool`), not in lists of objects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from dirsync.addresses.values import Screen
 from dirsync.config import Config, ConnectionConfig
-from dirsync.entry import Entry, normalize_dn
+from dirsync.entry import normalize_dn
 from dirsync.errors import EntryError
 from dirsync.interrupt import stop_requested
 from dirsync.mapping.mapfile import (
@@ -52,13 +50,12 @@ from dirsync.sync import (
     importrecord,
     importscan,
 )
+from dirsync.sync.importitems import HubIndex, HubRecord, _Target
 from dirsync.sync.importplan import FETCH_CHUNK
-from dirsync.sync.importread import _Target
-from dirsync.sync.importscan import HubIndex, HubRecord
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.ownership import AddressGuard
-from dirsync.sync.pipeline import Run, RunResult, SyncOptions
+from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.report import Problem
-from dirsync.sync.spool import Spool
 
 log = logging.getLogger("dirsync.engine")
 
@@ -72,45 +69,17 @@ __all__ = ["ENGINE_VERSION", "FETCH_CHUNK", "HubIndex", "HubRecord", "ImportRun"
 ENGINE_VERSION = 3
 
 
-class ImportRun(Run):
-    """One run of one connection, foreign directory -> hub import container."""
+class ImportRun(ImportSteps):
+    """One run of one connection, foreign directory -> hub import container.
+
+    What its steps read, set and call is declared in
+    :class:`dirsync.sync.importsteps.ImportSteps`.
+    """
 
     direction = "import"
     target_words = "the hub"
     unchanged_words = "source unchanged"
     log = log
-
-    # Set by the steps' functions (the modules named below), declared here.
-    # The source read (begin_read):
-    targets: Spool
-    wanted: list[tuple[str, str]]           # (anchor, RDN value) to place
-    kept: dict[str, StateRow]               # unchanged, known without mapping
-    held: set[str]                          # anchors with errors: left as they are
-    seen: set[str]
-    member_keys: dict[str, str]
-    unreadable: int                         # source entries without a known anchor
-    source_entries: int
-    screen: Screen
-    _groups: bool
-    _by_dn: bool
-    _exported: Callable[[Entry], bool] | None   # loop prevention: exported here, marked
-    _returned: int
-    # The plan (new_plan):
-    items: Spool
-    phase_spools: dict[int, Spool]
-    # item, anchor, old DN, new DN, state record, entry action
-    renames: list[tuple[int, str, str, str, tuple[Any, ...], str]]
-    refresh: dict[str, StateRow]            # found unchanged after comparing
-    item_changes: dict[int, int]            # item -> number of its changes
-    notes: dict[str, list[str]]             # anchor -> notes for the report
-    final_dns: dict[str, str]               # anchor -> the DN it ends up with
-    placed_dns: dict[str, str]              # normalized DN -> anchor (a first sync)
-    deletes: list[str]
-    remapped: set[str]                      # anchors the plan maps again (address check)
-    deleted: set[str]                       # anchors the plan deletes (address check)
-    inflight: dict[int, tuple[Any, ...]]    # applied at once, not yet reported
-    next_item: int
-    _state_anchors: dict[str, str]
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -146,9 +115,6 @@ class ImportRun(Run):
             mapping, engine=ENGINE_VERSION, connection=self.name, container=self.container_key,
             recipients=self.connection.recipients, lists=self.connection.lists,
             hub=self.connection.hub)
-
-    def setup(self) -> None:
-        self.cursor.feed = importchanges.source_feed(self)
 
     def source(self) -> Any:
         return self.foreign
@@ -218,6 +184,7 @@ class ImportRun(Run):
     index_entry = importscan.index_entry
 
     # -- 1 and 2, reading only changes (dirsync.sync.importchanges) -----------
+    source_feed = importchanges.source_feed
     accept_changes = importchanges.accept_changes
     load_state_rows = importchanges.load_state_rows
     first_sync = importchanges.first_sync

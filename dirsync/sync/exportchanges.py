@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
@@ -45,9 +44,7 @@ from dirsync.sync import exportplan, exportread, exportrecord, exportscan
 from dirsync.sync.changefeed import Feed, LDAPFeed, Stream
 from dirsync.sync.changestate import ChangeState
 from dirsync.sync.cursor import Cursor, file_feed, ldap_method
-
-if TYPE_CHECKING:
-    ExportRun = Any
+from dirsync.sync.exportsteps import ExportSteps
 
 log = logging.getLogger("dirsync.export")
 
@@ -59,7 +56,7 @@ def new_cursor(state: StateStore, connection: ConnectionConfig) -> Cursor:
     return Cursor(state, connection.name, "export", log, by_uuid=True)
 
 
-def containers(run: ExportRun) -> list[str]:
+def containers(run: ExportSteps) -> list[str]:
     """Each export container, once (the first spelling of a DN)."""
     found: dict[str, str] = {}
     for container in run.connection.export_containers:
@@ -67,7 +64,7 @@ def containers(run: ExportRun) -> list[str]:
     return list(found.values())
 
 
-def hub_feed(run: ExportRun) -> Feed | None:
+def hub_feed(run: ExportSteps) -> Feed | None:
     """How the hub reads its export containers, or what changed in them."""
     hub = run.hub
     if hub.kind != "ldap":
@@ -86,7 +83,7 @@ def hub_feed(run: ExportRun) -> Feed | None:
 # -- reading only changes ------------------------------------------------------
 
 
-def accept_changes(run: ExportRun) -> None:
+def accept_changes(run: ExportSteps) -> None:
     """Plan from the changes alone: each entry once, and every exported list."""
     changes = run.cursor.changes
     feed = run.cursor.feed
@@ -112,7 +109,7 @@ def accept_changes(run: ExportRun) -> None:
     run.touched = run.cursor.tracking.rows(run.changed_anchors)
 
 
-def list_anchors(run: ExportRun) -> set[str]:
+def list_anchors(run: ExportSteps) -> set[str]:
     """The anchors of the lists this connection exports."""
     return {anchor for (anchor,) in run.state.db.execute(
         "SELECT anchor FROM entries WHERE connection=? AND direction=? AND kind=?",
@@ -122,7 +119,7 @@ def list_anchors(run: ExportRun) -> set[str]:
 # -- the steps, where an incremental run differs -----------------------------------
 
 
-def hub_entries(run: ExportRun) -> Iterator[Entry]:
+def hub_entries(run: ExportSteps) -> Iterator[Entry]:
     """The changed entries, or every entry of the export containers."""
     feed = run.cursor.feed
     if run.cursor.changes is not None:
@@ -135,7 +132,7 @@ def hub_entries(run: ExportRun) -> Iterator[Entry]:
         yield from exportread.hub_entries(run)
 
 
-def load_state_rows(run: ExportRun) -> dict[str, StateRow]:
+def load_state_rows(run: ExportSteps) -> dict[str, StateRow]:
     """The rows the hash fast path compares with (none on a full run)."""
     if run.cursor.incremental:
         return dict(run.touched)
@@ -144,7 +141,7 @@ def load_state_rows(run: ExportRun) -> dict[str, StateRow]:
     return {}
 
 
-def scan_foreign(run: ExportRun) -> None:
+def scan_foreign(run: ExportSteps) -> None:
     if not run.cursor.incremental:
         exportscan.scan_foreign(run)
         return
@@ -172,13 +169,13 @@ def scan_foreign(run: ExportRun) -> None:
             run.ours[anchor] = entry
 
 
-def member_refs(run: ExportRun, member_dns: list[str]) -> tuple[list[str], list[str]]:
+def member_refs(run: ExportSteps, member_dns: list[str]) -> tuple[list[str], list[str]]:
     if run.cursor.incremental:
         resolve_members(run, member_dns)
     return exportplan.member_refs(run, member_dns)
 
 
-def resolve_members(run: ExportRun, member_dns: list[str]) -> None:
+def resolve_members(run: ExportSteps, member_dns: list[str]) -> None:
     """Members no change touched: found in the hub by DN, their foreign name
     taken from their state row (what a full run's read of them would give)."""
     inside = containers(run)
@@ -206,14 +203,14 @@ def resolve_members(run: ExportRun, member_dns: list[str]) -> None:
             run.final_dns.setdefault(uuid, row.dn)
 
 
-def plan(run: ExportRun) -> None:
+def plan(run: ExportSteps) -> None:
     run.resolved = set()
     if run.cursor.incremental and run.foreign.kind == "ldap":
         reserve_names(run)
     exportplan.plan(run)
 
 
-def reserve_names(run: ExportRun) -> None:
+def reserve_names(run: ExportSteps) -> None:
     """The foreign names the changed entries may want that other entries hold:
     the foreign directory is asked about those names only, instead of scanned.
 
@@ -248,20 +245,20 @@ def reserve_names(run: ExportRun) -> None:
             # (An entry of the connection that this run plans is placed by the plan.)
 
 
-def read_hub(run: ExportRun) -> None:
+def read_hub(run: ExportSteps) -> None:
     exportread.read_hub(run)
     if run.cursor.incremental:
         # Entries no change touched are in step, as a full run would count them.
         run.counts.unchanged += max(run.cursor.held() - len(run.touched), 0)
 
 
-def held_count(run: ExportRun) -> int:
+def held_count(run: ExportSteps) -> int:
     if run.cursor.incremental:
         return run.cursor.held()
     return len(run.ours)
 
 
-def source_count(run: ExportRun) -> int:
+def source_count(run: ExportSteps) -> int:
     if run.cursor.incremental:
         # What the export containers hold after these changes.
         new = sum(1 for w in run.wanted if w.anchor not in run.touched)
@@ -271,7 +268,7 @@ def source_count(run: ExportRun) -> int:
 # -- after the run --------------------------------------------------------
 
 
-def store_rows(run: ExportRun, rows: dict[str, StateRow]) -> None:
+def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
     if not run.cursor.incremental:
         exportrecord.store_rows(run, rows)
         return
@@ -283,17 +280,12 @@ def store_rows(run: ExportRun, rows: dict[str, StateRow]) -> None:
             run.state.drop(run.name, run.direction, anchor)
 
 
-def finish_state(run: ExportRun, interrupted: bool) -> None:
+def finish_state(run: ExportSteps, interrupted: bool) -> None:
     exportrecord.finish_state(run, interrupted)
     if not interrupted:
         run.cursor.commit(run, failed_anchors(run))
 
 
-def failed_anchors(run: ExportRun) -> set[str]:
-    """Anchors (entryUUIDs) of the entries this run could not bring in step."""
-    anchors = {p.anchor for p in run.problems
-               if p.kind in ("error", "conflict") and p.anchor}
-    anchors |= run.held
-    anchors |= {i.anchor for i in run.items
-                if i.anchor and i.counted and i.error is not None}
-    return anchors
+def failed_anchors(run: ExportSteps) -> Iterator[str]:
+    """Anchors (entryUUIDs) of the entries whose changes failed."""
+    return (i.anchor for i in run.items if i.anchor and i.counted and i.error is not None)

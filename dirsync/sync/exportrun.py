@@ -32,19 +32,18 @@ reads only changes is :mod:`dirsync.sync.exportchanges`.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
-from dirsync.entry import Entry, normalize_dn
+from dirsync.entry import normalize_dn
 from dirsync.errors import ConfigError
 from dirsync.ldif.changes import Change
 from dirsync.mapping.exportmap import (
     ExportMapping,
 )
 from dirsync.mapping.exportnames import NumberedNames
-from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
+from dirsync.mapping.mapfile import fingerprint, load_mapping
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import (
     exportapply,
@@ -56,11 +55,12 @@ from dirsync.sync import (
 )
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
-from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
+from dirsync.sync.exportsteps import ExportSteps
+from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions
 from dirsync.sync.plan import (
     PHASES,
 )
-from dirsync.sync.proxygen import Assigner, AssignmentStore
+from dirsync.sync.proxygen import AssignmentStore
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -80,37 +80,17 @@ EXPORT_VERSION = 2
 
 
 
-class ExportRun(Run):
-    """One run of one connection, hub export containers -> foreign directory."""
+class ExportRun(ExportSteps):
+    """One run of one connection, hub export containers -> foreign directory.
+
+    What its steps read, set and call is declared in
+    :class:`dirsync.sync.exportsteps.ExportSteps`.
+    """
 
     direction = "export"
     target_words = "the foreign side"
     unchanged_words = "hub unchanged"
     log = log
-
-    # Set by the steps' functions (the modules named below), declared here.
-    # The foreign scan (scan_foreign):
-    ours: dict[str, Entry]
-    unowned: dict[str, str]
-    others: dict[str, str]
-    container_exists: bool
-    # The hub read (read_hub):
-    assigner: Assigner
-    wanted: list[_Wanted]
-    kept: dict[str, StateRow]               # unchanged by the state fast path
-    held: set[str]                          # anchors with errors: left as they are
-    by_hub_dn: dict[str, str]               # normalized hub DN -> anchor (exported)
-    imported_here: dict[str, str]           # normalized hub DN -> foreign anchor
-    hub_entries_read: int
-    # The plan (plan, member_refs):
-    refresh: dict[str, StateRow]            # found unchanged by comparing
-    renames: list[tuple[int, str | None, Change, str, str]]
-    deletes: list[str]
-    final_dns: dict[str, str]
-    _by_uuid: dict[str, str]
-    # The apply and the report:
-    deferred: list[tuple[str, StateRow | None]]
-    extra_files: dict[str, Path]
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -164,7 +144,6 @@ class ExportRun(Run):
         self.qualifiers: dict[str, str] = {}
         self.naming = NumberedNames(self.rdn_attribute, self.container, self.qualifiers)
         self.assignments = AssignmentStore(self.state)
-        self.cursor.feed = exportchanges.hub_feed(self)
 
     def source(self) -> Any:
         return self.hub
@@ -216,23 +195,6 @@ class ExportRun(Run):
             message = f"{written} generated proxy address(es) written to the hub"
         return self.conclude(status, message, self.report_items(), self.extra_files)
 
-    # -- what the steps ask of the run ----------------------------------------
-    @staticmethod
-    def hub_anchor(entry: Entry) -> str:
-        """The hub entry's entryUUID; a file hub has none, so the entry's owner and
-        foreign anchor for what dirsync created, else its DN."""
-        uuid = entry.first("entryUUID")
-        if uuid:
-            return uuid
-        owner, anchor = entry.first(SOURCE_ATTR), entry.first(ANCHOR_ATTR)
-        if owner and anchor:
-            return f"{owner}:{anchor}"
-        return normalize_dn(entry.dn)
-
-    @property
-    def key_column(self) -> str:
-        return str(self.foreign.key_column)
-
     # The steps live in modules of their own, one idea each; their functions
     # are this run's methods. Where a run that reads only changes differs,
     # the step is dirsync.sync.exportchanges's, which calls the full one.
@@ -244,6 +206,7 @@ class ExportRun(Run):
     conflict = exportscan.conflict
 
     # -- 1 and 2, reading only changes (dirsync.sync.exportchanges) -----------
+    source_feed = exportchanges.hub_feed
     accept_changes = exportchanges.accept_changes
     load_state_rows = exportchanges.load_state_rows
     held_count = exportchanges.held_count

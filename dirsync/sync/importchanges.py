@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
@@ -37,11 +36,9 @@ from dirsync.sync import importplan, importread, importrecord, importscan
 from dirsync.sync.adchanges import ADFeed
 from dirsync.sync.changefeed import AnchorOf, Feed, LDAPFeed, Stream
 from dirsync.sync.cursor import Cursor, file_feed, ldap_method
-from dirsync.sync.importscan import HubIndex, HubRecord
+from dirsync.sync.importitems import HubIndex, HubRecord
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import candidate_dns
-
-if TYPE_CHECKING:
-    ImportRun = Any
 
 log = logging.getLogger("dirsync.incremental")
 
@@ -60,7 +57,7 @@ def anchor_of(selected: Selected) -> AnchorOf:
     return anchor
 
 
-def source_feed(run: ImportRun) -> Feed | None:
+def source_feed(run: ImportSteps) -> Feed | None:
     """How the source reads everything, or what changed since its cursor."""
     source = run.foreign
     mapping = run.selected.mapping
@@ -70,18 +67,18 @@ def source_feed(run: ImportRun) -> Feed | None:
     anchor = anchor_of(run.selected)
     if source.kind == "ad":
         return ADFeed(source, stream, run.cursor.tracking, name=run.name,
-                      anchor_of=anchor)  # type: ignore[arg-type]
+                      anchor_of=anchor)
     if source.kind == "ldap":
         return LDAPFeed(source, ldap_method(source), [stream], server="the server",
-                        anchor_of=anchor)  # type: ignore[arg-type]
+                        anchor_of=anchor)
     return file_feed(source)
 
 
 # -- reading only changes ------------------------------------------------------
-def accept_changes(run: ImportRun) -> None:
+def accept_changes(run: ImportSteps) -> None:
     """Plan from the changes alone: the state rows and hub names they touch."""
-    changes = run.cursor.changes
-    assert changes is not None
+    changes, feed = run.cursor.changes, run.cursor.feed
+    assert changes is not None and feed is not None
     if run.selected.list_mode == "group" and (changes.changed or changes.deleted):
         # A group's members are resolved against every entry of the source.
         run.cursor.go_full(run, "lists are synced as groups, and groups need every member")
@@ -105,9 +102,8 @@ def accept_changes(run: ImportRun) -> None:
     deleted_anchors = {known[u] for u in changes.deleted if u in known}
     run.touched = run.cursor.tracking.rows({*anchors.values(), *deleted_anchors})
     run.new_anchors = set(anchors.values()) - set(run.touched)
-    stream = run.cursor.feed.streams[0]  # type: ignore[union-attr]
-    stream.read = anchors
-    stream.gone = changes.deleted
+    feed.streams[0].read = anchors
+    feed.streams[0].gone = changes.deleted
     # Names the changed entries may want that other entries hold. The
     # hub is asked about those names only, instead of being scanned.
     run.unowned_names = {}
@@ -134,7 +130,7 @@ def accept_changes(run: ImportRun) -> None:
 
 
 # -- the steps, where an incremental run differs -----------------------------------
-def scan_hub(run: ImportRun) -> HubIndex:
+def scan_hub(run: ImportSteps) -> HubIndex:
     if not run.cursor.incremental:
         return importscan.scan_hub(run)
     index = HubIndex(container_exists=True)
@@ -143,30 +139,30 @@ def scan_hub(run: ImportRun) -> HubIndex:
     return index
 
 
-def load_state_rows(run: ImportRun) -> dict[str, StateRow]:
+def load_state_rows(run: ImportSteps) -> dict[str, StateRow]:
     """The state rows this run compares against (none in a full run)."""
     if run.cursor.incremental:
         return dict(run.touched)
     return run.state.entries(run.name) if run.mode == "incremental" else {}
 
 
-def first_sync(run: ImportRun) -> bool:
+def first_sync(run: ImportSteps) -> bool:
     """Whether the hub holds nothing of this connection yet."""
     return not run.cursor.incremental and not run.index.ours
 
 
-def held_count(run: ImportRun) -> int:
+def held_count(run: ImportSteps) -> int:
     """How many entries the hub holds for this connection (for the safety limits)."""
     return run.cursor.held() if run.cursor.incremental else len(run.index.ours)
 
 
-def new_plan(run: ImportRun) -> None:
+def new_plan(run: ImportSteps) -> None:
     importplan.new_plan(run)
     if run.cursor.incremental:
         run.placed_dns.update(run.taken_by_ours)
 
 
-def end_read(run: ImportRun) -> None:
+def end_read(run: ImportSteps) -> None:
     importread.end_read(run)
     if run.cursor.incremental:
         held = run.cursor.held()
@@ -177,7 +173,7 @@ def end_read(run: ImportRun) -> None:
         run.counts.unchanged += max(held - len(run.touched), 0)
 
 
-def source_entries_iter(run: ImportRun) -> Iterator[Entry]:
+def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
     """The changed entries, or the whole source; each entry's UUID noted for
     the entries with problems, read again next run."""
     cursor = run.cursor
@@ -198,7 +194,7 @@ def source_entries_iter(run: ImportRun) -> Iterator[Entry]:
     cursor.current = None
 
 
-def check_attributes(run: ImportRun) -> None:
+def check_attributes(run: ImportSteps) -> None:
     """The templates name attribute types the source server has."""
     known = run.foreign.attribute_types()
     if known:
@@ -208,25 +204,21 @@ def check_attributes(run: ImportRun) -> None:
             raise ConfigError(problems)
 
 
-def entry_problem(run: ImportRun, kind: str, entry: Entry, anchor: str | None,
+def entry_problem(run: ImportSteps, kind: str, entry: Entry, anchor: str | None,
                   message: str) -> None:
     importread.entry_problem(run, kind, entry, anchor, message)
     if run.cursor.current:
         run.cursor.problem_uuids.add(run.cursor.current)
 
 
-def finish_state(run: ImportRun, interrupted: bool) -> None:
+def finish_state(run: ImportSteps, interrupted: bool) -> None:
     run.timed("state", lambda: importrecord.finish_state(run, interrupted))
     if not interrupted:
         run.cursor.commit(run, failed_anchors(run))
 
 
-def failed_anchors(run: ImportRun) -> set[str]:
-    """Anchors of the entries this run could not bring in step."""
-    anchors = {p.anchor for p in run.problems
-               if p.kind in ("error", "conflict") and p.anchor}
-    anchors |= run.held
+def failed_anchors(run: ImportSteps) -> Iterator[str]:
+    """Anchors of the entries whose changes failed."""
     for record in run.items:
         if record[0] in run.failed and record[2]:
-            anchors.add(record[2])
-    return anchors
+            yield record[2]
