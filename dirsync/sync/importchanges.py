@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, normalize_dn
-from dirsync.errors import ConfigError
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, Selected
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow, StateStore
@@ -183,7 +182,7 @@ def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
     elif isinstance(feed, ADFeed):
         pairs = feed.read_all(lambda: importread.source_entries_iter(run))
     elif isinstance(feed, LDAPFeed):
-        check_attributes(run)
+        importread.check_attribute_types(run)
         pairs = feed.read_all()
     else:
         yield from importread.source_entries_iter(run)
@@ -192,16 +191,6 @@ def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
         cursor.current = uuid
         yield entry
     cursor.current = None
-
-
-def check_attributes(run: ImportSteps) -> None:
-    """The templates name attribute types the source server has."""
-    known = run.foreign.attribute_types()
-    if known:
-        problems = run.selected.mapping.check_source_names(
-            known, f"not an attribute type of {run.foreign.server_url}")
-        if problems:
-            raise ConfigError(problems)
 
 
 def entry_problem(run: ImportSteps, kind: str, entry: Entry, anchor: str | None,

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 from dirsync.addresses.values import Problem as ValueProblem
 from dirsync.addresses.values import mapped_problems, screen_for
-from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, same_dn
 from dirsync.errors import ConfigError
 from dirsync.interrupt import stop_requested
@@ -31,21 +30,22 @@ from dirsync.sync.report import Problem
 from dirsync.sync.spool import Spool
 
 
+def check_attribute_types(run: ImportSteps) -> None:
+    """The templates name attribute types the source server has."""
+    known = run.foreign.attribute_types()
+    if known:
+        problems = run.selected.mapping.check_source_names(
+            known, f"not an attribute type of {run.foreign.server_url}")
+        if problems:
+            raise ConfigError(problems)
+
+
 def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
-    """The source's entries, after checking that the templates' attributes exist."""
+    """A file's (or a memory directory's, or AD's) entries, after checking that
+    the templates' columns exist. An LDAP source is read by its feed
+    (:func:`dirsync.sync.importchanges.source_entries_iter`)."""
     mapping = run.selected.mapping
     foreign = run.foreign
-    if foreign.kind == "ldap":
-        known = foreign.attribute_types()
-        if known:
-            problems = mapping.check_source_names(
-                known, f"not an attribute type of {foreign.server_url}")
-            if problems:
-                raise ConfigError(problems)
-        options = ReadOptions(filter=mapping.source_filter,
-                              attrs=["*", *mapping.source_attributes])
-        yield from foreign.read(options)
-        return
     entries = iter(foreign.read())
     first = next(entries, None)
     header = getattr(foreign, "header", None) if foreign.kind == "csv" else None
