@@ -37,6 +37,7 @@ from dirsync.directories.syncrepl import (
     read_by_uuids,
     read_changes,
     read_since_timestamp,
+    supports_syncrepl,
 )
 from dirsync.entry import Entry, normalize_dn
 from dirsync.state.fingerprints import FileFingerprint, check
@@ -101,6 +102,17 @@ class Feed:
             else:
                 stream.map.forget(stream.gone - keep)
                 stream.map.remember(stream.read.items())
+
+
+def ldap_method(directory: LDAPDirectory) -> str:
+    """How an LDAP directory says what changed: syncrepl where syncprov runs."""
+    return "syncrepl" if supports_syncrepl(directory) else "timestamp"
+
+
+def file_feed(directory: object) -> FileFeed | None:
+    """A feed for a directory that is a file (None for one that is not, or not yet)."""
+    path = getattr(directory, "path", None)
+    return FileFeed(path) if isinstance(path, Path) and path.exists() else None
 
 
 class FileFeed(Feed):

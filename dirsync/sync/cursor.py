@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol
 
 from dirsync.config import ConnectionConfig
-from dirsync.directories.ldap import LDAPDirectory
-from dirsync.directories.syncrepl import supports_syncrepl
 from dirsync.state.store import StateStore
 from dirsync.sync.changefeed import ChangeFeed, Changes, Feed, FileFeed
 from dirsync.sync.changestate import ChangeState
@@ -36,7 +33,7 @@ from dirsync.sync.plan import Counts
 from dirsync.sync.report import Problem
 
 
-class Run(Protocol):
+class RunFields(Protocol):
     """What the cursor reads and sets of the run it serves
     (:class:`dirsync.sync.pipeline.Run`)."""
 
@@ -49,17 +46,6 @@ class Run(Protocol):
     connection: ConnectionConfig
     problems: list[Problem]
     held: set[str]              # anchors with errors, left as they are
-
-
-def ldap_method(directory: LDAPDirectory) -> str:
-    """How an LDAP directory says what changed: syncrepl where syncprov runs."""
-    return "syncrepl" if supports_syncrepl(directory) else "timestamp"
-
-
-def file_feed(directory: object) -> FileFeed | None:
-    """A feed for a directory that is a file (None for one that is not, or not yet)."""
-    path = getattr(directory, "path", None)
-    return FileFeed(path) if isinstance(path, Path) and path.exists() else None
 
 
 class Cursor:
@@ -98,7 +84,7 @@ class Cursor:
         return self.tracking.held()
 
     # -- before reading -------------------------------------------------------
-    def start(self, run: Run) -> bool:
+    def start(self, run: RunFields) -> bool:
         """Decide full or incremental and read what changed; True when the
         source is a file as it was at the last run (nothing to read)."""
         if run.mode == "incremental":
@@ -124,7 +110,7 @@ class Cursor:
         self.changes = found
         return False
 
-    def go_full(self, run: Run, why: str) -> None:
+    def go_full(self, run: RunFields, why: str) -> None:
         self.log.info("%s: a full %s run: %s", run.name, run.direction, why, extra={"fields": {
             "connection": run.name, "run": run.run_id, "direction": run.direction,
             "action": "full-run", "result": why}})
@@ -134,7 +120,7 @@ class Cursor:
             self.feed.reset()
         run.state.set_run_mode(run.run_id, "full")
 
-    def count_unchanged(self, run: Run, path: object) -> None:
+    def count_unchanged(self, run: RunFields, path: object) -> None:
         """The counts of a run whose source file is as last time: nothing read,
         nothing changed."""
         self.log.info("%s: %s is unchanged since the last run", run.name, path)
@@ -159,7 +145,7 @@ class Cursor:
         uuids |= {by_anchor[a] for a in anchors if a in by_anchor}
         return uuids
 
-    def commit(self, run: Run, failed: Iterable[str]) -> None:
+    def commit(self, run: RunFields, failed: Iterable[str]) -> None:
         """The run ended well: store the cursors, the UUID maps and the UUIDs of
         the entries to read again: those with errors or conflicts, those held
         as they are, and those whose changes failed (``failed``, by anchor)."""

@@ -41,9 +41,9 @@ from dirsync.mapping.exportmap import KIND_LIST
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import exportplan, exportread, exportrecord, exportscan
-from dirsync.sync.changefeed import Feed, LDAPFeed, Stream
+from dirsync.sync.changefeed import Feed, LDAPFeed, Stream, file_feed, ldap_method
 from dirsync.sync.changestate import ChangeState
-from dirsync.sync.cursor import Cursor, file_feed, ldap_method
+from dirsync.sync.cursor import Cursor
 from dirsync.sync.exportsteps import ExportSteps
 
 log = logging.getLogger("dirsync.export")
@@ -81,8 +81,6 @@ def hub_feed(run: ExportSteps) -> Feed | None:
 
 
 # -- reading only changes ------------------------------------------------------
-
-
 def accept_changes(run: ExportSteps) -> None:
     """Plan from the changes alone: each entry once, and every exported list."""
     changes = run.cursor.changes
@@ -117,8 +115,6 @@ def list_anchors(run: ExportSteps) -> set[str]:
 
 
 # -- the steps, where an incremental run differs -----------------------------------
-
-
 def hub_entries(run: ExportSteps) -> Iterator[Entry]:
     """The changed entries, or every entry of the export containers."""
     feed = run.cursor.feed
@@ -266,8 +262,6 @@ def source_count(run: ExportSteps) -> int:
     return run.hub_entries_read
 
 # -- after the run --------------------------------------------------------
-
-
 def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
     if not run.cursor.incremental:
         exportrecord.store_rows(run, rows)

@@ -33,8 +33,8 @@ from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import importplan, importread, importrecord, importscan
 from dirsync.sync.adchanges import ADFeed
-from dirsync.sync.changefeed import AnchorOf, Feed, LDAPFeed, Stream
-from dirsync.sync.cursor import Cursor, file_feed, ldap_method
+from dirsync.sync.changefeed import AnchorOf, Feed, LDAPFeed, Stream, file_feed, ldap_method
+from dirsync.sync.cursor import Cursor
 from dirsync.sync.importitems import HubIndex, HubRecord
 from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import candidate_dns
