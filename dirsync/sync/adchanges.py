@@ -19,21 +19,29 @@ next full run.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dirsync.directories import ReadOptions
 from dirsync.directories.addirsync import (
     DirSyncRead,
+    MissingDirSyncRight,
     cookie_bytes,
     cookie_text,
     read_dirsync,
 )
 from dirsync.directories.adusn import USNMark, USNRead
+from dirsync.directories.syncrepl import RefreshRequired
 from dirsync.entry import Entry
+from dirsync.sync.changefeed import AnchorOf, ChangeFeed, Changes, Stream
+from dirsync.sync.changestate import DIRSYNC, USN, ChangeState
 
 if TYPE_CHECKING:
     from dirsync.directories.ad import ADDirectory
+
+log = logging.getLogger("dirsync.incremental")
 
 
 @dataclass
@@ -106,3 +114,69 @@ def start_cookie(directory: ADDirectory) -> str | None:
     for _ in read:
         pass
     return cookie_text(read.cookie) if read.cookie else None
+
+
+class ADFeed(ChangeFeed):
+    """An AD source read by DirSync (``dirsync``), or above a ``uSNChanged``
+    mark (``usn``) for an account without the DirSync right; one stream."""
+
+    def __init__(self, directory: ADDirectory, stream: Stream, tracking: ChangeState, *,
+                 name: str, anchor_of: AnchorOf) -> None:
+        super().__init__([stream])
+        self.directory = directory
+        self.name = name
+        self.anchor_of = anchor_of
+        # An account without the DirSync right was given a uSNChanged mark.
+        usn = tracking.cursor(USN) and not tracking.cursor(DIRSYNC)
+        self.method = "usn" if usn else "dirsync"
+
+    def own_cursor(self) -> str:
+        return DIRSYNC if self.method == "dirsync" else USN
+
+    def read_all(self, entries: Callable[[], Iterable[Entry]]) -> Iterator[tuple[str, Entry]]:
+        """The recipients ``entries`` reads, and a cursor that starts before them."""
+        try:
+            cookie = start_cookie(self.directory)
+            self.method = "dirsync"
+        except MissingDirSyncRight as exc:
+            log.warning("%s: changes are read by uSNChanged, deletes only by full runs: %s",
+                        self.name, exc)
+            cookie = start_usn_mark(self.directory)
+            self.method = "usn"
+        stream = self.streams[0]
+        for entry in entries():
+            uuid = entry.first("objectGUID") or ""
+            if uuid:
+                anchor = self.anchor_of(uuid, entry)
+                if anchor:
+                    stream.read[uuid] = anchor
+            yield uuid, entry
+        self.pending[self.own_cursor()] = cookie
+        # The other cursor no longer holds.
+        self.pending[USN if self.method == "dirsync" else DIRSYNC] = None
+
+    def read_changes(self, tracking: ChangeState) -> Changes | str:
+        cursor = tracking.cursor(self.own_cursor())
+        if not cursor:
+            return "no DirSync cookie stored"
+        options = self.streams[0].options
+        try:
+            if self.method == "dirsync":
+                ad = read_ad_changes(self.directory, cursor, options)
+            else:
+                ad = read_usn_changes(self.directory, cursor, options)
+        except MissingDirSyncRight as exc:
+            # The full read finds the right missing again and starts a uSNChanged mark.
+            return f"DirSync is no longer allowed ({exc})"
+        except RefreshRequired as exc:
+            return f"the DC cannot serve the stored {self.method} cursor ({exc})"
+        if ad.unreadable:
+            return f"DirSync returned {ad.unreadable} change(s) that could not be read"
+        uuids = self.streams[0].map
+        known = uuids.anchors_of(ad.gone | {g for g, _ in ad.changed} | tracking.retry())
+        self.pending[self.own_cursor()] = ad.cookie
+        return Changes(ad.changed, set(uuids.anchors_of(ad.gone)), known)
+
+    def read_uuids(self, uuids: list[str]) -> dict[str, Entry]:
+        return {g: e for g, e in self.directory.read_guids(uuids, options=self.streams[0].options)
+                if e is not None}

@@ -15,13 +15,9 @@ loads the rows its changes touch and not every row of the connection.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
-from dirsync.directories.syncrepl import supports_syncrepl
-from dirsync.state.fingerprints import FileFingerprint, check
 from dirsync.state.store import StateRow, StateStore
 
 #: Cursor names (the ``name`` column of the ``cursors`` table).
@@ -157,56 +153,3 @@ class ChangeState:
         if age >= full_every:
             return f"the last full run was {age / 3600:.1f} h ago (full_every)"
         return None
-
-
-class ChangeDetection:
-    """What the import and the export run share before they read anything:
-    whether this incremental run must be a full one after all, and how the
-    source can say what changed (syncrepl, AD's DirSync, a timestamp mark, a file's
-    fingerprint). The run classes provide the attributes named here."""
-
-    mode: str
-    method: str | None
-    tracking: ChangeState
-    connection: Any
-    file_print: Any
-
-    def go_full(self, why: str) -> None:  # pragma: no cover - provided by the run
-        raise NotImplementedError
-
-    def finish_unchanged(self, message: str) -> Any:
-        """End a run whose source file is as last time: nothing read, nothing
-        changed; the report, the run history and the result say ``message``."""
-        run: Any = self
-        run.counts.unchanged = self.tracking.held()
-        # The rows skipped when this file was read are skipped still: say so
-        # as the run that read it did (the file cursor moves only on a clean run).
-        run.counts.skipped = int(run.state.last_counts(run.name, run.direction)
-                                 .get("skipped", 0))
-        return run.conclude("ok", message, iter(()))
-
-    def detect(self, source: Any, read_changes: Callable[[], None]) -> bool:
-        """Decide the mode and read the LDAP changes; True for an unchanged file."""
-        if self.mode == "incremental":
-            due = self.tracking.full_due(self.connection.full_every)
-            if due:
-                self.go_full(due)
-        if source.kind == "ad":
-            # An account without the DirSync right was given a uSNChanged mark.
-            usn = self.tracking.cursor(USN) and not self.tracking.cursor(DIRSYNC)
-            self.method = "usn" if usn else "dirsync"
-            if self.mode == "incremental":
-                read_changes()
-            return False
-        if source.kind == "ldap":
-            self.method = "syncrepl" if supports_syncrepl(source) else "timestamp"
-            if self.mode == "incremental":
-                read_changes()
-            return False
-        path = getattr(source, "path", None)
-        if isinstance(path, Path) and path.exists():
-            self.method = "file"
-            changed, self.file_print = check(path,
-                                             FileFingerprint.loads(self.tracking.cursor(FILE)))
-            return self.mode == "incremental" and not changed
-        return False

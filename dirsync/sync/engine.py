@@ -2,8 +2,10 @@
 
 The import direction (:class:`ImportRun`, a foreign directory into the
 hub's import container) is one loop that every directory kind shares;
-:func:`dirsync.sync.run.run` calls it (through its change detection,
-:mod:`dirsync.sync.incremental`) for each connection that imports:
+:func:`dirsync.sync.run.run` calls it for each connection that imports.
+Its source is read whole or only what changed since its cursor
+(:class:`dirsync.sync.cursor.Cursor`; where the import differs when it
+reads only changes, :mod:`dirsync.sync.importchanges`):
 
 1. scan the hub: every entry under the import container, by marker and
    anchor (the hub is the truth; the state store only saves work);
@@ -25,13 +27,10 @@ spools (:mod:`dirsync.sync.spool`), not in lists of objects.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
-from dirsync.addresses.values import Screen
 from dirsync.config import Config, ConnectionConfig
-from dirsync.entry import Entry, normalize_dn
+from dirsync.entry import normalize_dn
 from dirsync.errors import EntryError
 from dirsync.interrupt import stop_requested
 from dirsync.mapping.mapfile import (
@@ -43,14 +42,20 @@ from dirsync.mapping.templatebudget import RunBudget
 from dirsync.state.runlife import AppliedSoFar
 from dirsync.state.store import StateRow, StateStore
 from dirsync.state.unconfirmed import Unconfirmed
-from dirsync.sync import importapply, importplan, importread, importrecord, importscan
+from dirsync.sync import (
+    importapply,
+    importchanges,
+    importplan,
+    importread,
+    importrecord,
+    importscan,
+)
+from dirsync.sync.importitems import HubIndex, HubRecord, _Target
 from dirsync.sync.importplan import FETCH_CHUNK
-from dirsync.sync.importread import _Target
-from dirsync.sync.importscan import HubIndex, HubRecord
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.ownership import AddressGuard
-from dirsync.sync.pipeline import Run, RunResult, SyncOptions, peak_memory_mb
+from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.report import Problem
-from dirsync.sync.spool import Spool
 
 log = logging.getLogger("dirsync.engine")
 
@@ -64,43 +69,17 @@ __all__ = ["ENGINE_VERSION", "FETCH_CHUNK", "HubIndex", "HubRecord", "ImportRun"
 ENGINE_VERSION = 3
 
 
-class ImportRun(Run):
-    """One run of one connection, foreign directory -> hub import container."""
+class ImportRun(ImportSteps):
+    """One run of one connection, foreign directory -> hub import container.
+
+    What its steps read, set and call is declared in
+    :class:`dirsync.sync.importsteps.ImportSteps`.
+    """
 
     direction = "import"
     target_words = "the hub"
-
-    # Set by the steps' functions (the modules named below), declared here.
-    # The source read (begin_read):
-    targets: Spool
-    wanted: list[tuple[str, str]]           # (anchor, RDN value) to place
-    kept: dict[str, StateRow]               # unchanged, known without mapping
-    held: set[str]                          # anchors with errors: left as they are
-    seen: set[str]
-    member_keys: dict[str, str]
-    unreadable: int                         # source entries without a known anchor
-    source_entries: int
-    screen: Screen
-    _groups: bool
-    _by_dn: bool
-    _exported: Callable[[Entry], bool] | None   # loop prevention: exported here, marked
-    _returned: int
-    # The plan (new_plan):
-    items: Spool
-    phase_spools: dict[int, Spool]
-    # item, anchor, old DN, new DN, state record, entry action
-    renames: list[tuple[int, str, str, str, tuple[Any, ...], str]]
-    refresh: dict[str, StateRow]            # found unchanged after comparing
-    item_changes: dict[int, int]            # item -> number of its changes
-    notes: dict[str, list[str]]             # anchor -> notes for the report
-    final_dns: dict[str, str]               # anchor -> the DN it ends up with
-    placed_dns: dict[str, str]              # normalized DN -> anchor (a first sync)
-    deletes: list[str]
-    remapped: set[str]                      # anchors the plan maps again (address check)
-    deleted: set[str]                       # anchors the plan deletes (address check)
-    inflight: dict[int, tuple[Any, ...]]    # applied at once, not yet reported
-    next_item: int
-    _state_anchors: dict[str, str]
+    unchanged_words = "source unchanged"
+    log = log
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -120,6 +99,12 @@ class ImportRun(Run):
         self.so_far: AppliedSoFar | None = None   # made when applying starts
         # What the mapping's templates may spend in this run, entry by entry.
         self.budget = RunBudget(config.template_limits)
+        self.cursor = importchanges.new_cursor(state, connection)
+        # What an incremental run touches (importchanges.accept_changes).
+        self.touched: dict[str, StateRow] = {}
+        self.new_anchors: set[str] = set()
+        self.unowned_names: dict[str, str] = {}
+        self.taken_by_ours: dict[str, str] = {}
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def load(self) -> None:
@@ -137,6 +122,9 @@ class ImportRun(Run):
             # AD is read by a list of attributes: the export marker must be
             # among them, and what the export wrote is no change to import.
             self.foreign.skip_exported(export.marker_attribute, self.name)
+
+    def source(self) -> Any:
+        return self.foreign
 
     def release(self) -> None:
         self.close_spools()
@@ -194,52 +182,38 @@ class ImportRun(Run):
             status, message, self.report_items()))
         return result
 
-    # Hooks that a run reading only changes (dirsync.sync.incremental) replaces.
-    def load_state_rows(self) -> dict[str, StateRow]:
-        """The state rows this run compares against (none in a full run)."""
-        return self.state.entries(self.name) if self.mode == "incremental" else {}
-
-    def first_sync(self) -> bool:
-        """Whether the hub holds nothing of this connection yet."""
-        return not self.index.ours
-
-    def held_count(self) -> int:
-        """How many entries the hub holds for this connection (for the safety limits)."""
-        return len(self.index.ours)
-
-    def timed(self, step: str, func: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return func()
-        finally:
-            log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
-                      time.perf_counter() - started, peak_memory_mb())
-
     # The steps live in modules of their own, one idea each; their functions
-    # are this run's methods (a run that reads only changes,
-    # dirsync.sync.incremental, overrides some of them).
+    # are this run's methods. Where a run that reads only changes differs,
+    # the step is dirsync.sync.importchanges's, which calls the full one.
     # -- 1. the hub (dirsync.sync.importscan) -------------------------------
     hub_base = importscan.hub_base
-    scan_hub = importscan.scan_hub
+    scan_hub = importchanges.scan_hub
     index_entry = importscan.index_entry
 
+    # -- 1 and 2, reading only changes (dirsync.sync.importchanges) -----------
+    source_feed = importchanges.source_feed
+    accept_changes = importchanges.accept_changes
+    load_state_rows = importchanges.load_state_rows
+    first_sync = importchanges.first_sync
+    held_count = importchanges.held_count
+
     # -- 2. the source (dirsync.sync.importread) ----------------------------
-    source_entries_iter = importread.source_entries_iter
+    source_entries_iter = importchanges.source_entries_iter
     read_source = importread.read_source
     begin_read = importread.begin_read
     consider = importread.consider
     consider_mapped = importread.consider_mapped
     keep_target = importread.keep_target
-    end_read = importread.end_read
+    end_read = importchanges.end_read
     bad_values = importread.bad_values
     where = importread.where
     skip_reason = importread.skip_reason
-    entry_problem = importread.entry_problem
+    entry_problem = importchanges.entry_problem
 
     # -- 3. the plan (dirsync.sync.importplan) ------------------------------
     plan = importplan.plan
     container_changes = importplan.container_changes
-    new_plan = importplan.new_plan
+    new_plan = importchanges.new_plan
     new_item = importplan.new_item
     plan_batch = importplan.plan_batch
     unchanged = importplan.unchanged
@@ -261,7 +235,7 @@ class ImportRun(Run):
 
     # -- 6. state and the report (dirsync.sync.importrecord) ----------------
     record_state = importrecord.record_state
-    finish_state = importrecord.finish_state
+    finish_state = importchanges.finish_state
     report_items = importrecord.report_items
     report_item = importrecord.report_item
 

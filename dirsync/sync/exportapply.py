@@ -18,6 +18,7 @@ from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
 from dirsync.sync.changelog import logged
 from dirsync.sync.exportrecord import HUB_LDIF
+from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.pipeline import INTERRUPTED
 from dirsync.sync.plan import (
     PHASES,
@@ -27,7 +28,7 @@ log = logging.getLogger("dirsync.export")
 
 
 
-def apply(run) -> str | None:
+def apply(run: ExportSteps) -> str | None:
     """Hub write-backs, then the foreign phases; returns why it stopped early, or None."""
     run.applied = True
     stopped = None
@@ -69,7 +70,7 @@ def apply(run) -> str | None:
     return stopped
 
 
-def apply_hub(run) -> None:
+def apply_hub(run: ExportSteps) -> None:
     path = run.report.folder / HUB_LDIF
     with open(path, "w", encoding="utf-8", newline="\n") as stream:
         writer = LDIFWriter(stream)
@@ -91,7 +92,7 @@ def apply_hub(run) -> None:
         run.hub.flush()
 
 
-def apply_phase(run, records: list[tuple[int, str | None, Change, str, str]],
+def apply_phase(run: ExportSteps, records: list[tuple[int, str | None, Change, str, str]],
                 file_foreign: bool) -> None:
     sent: list[tuple[int, str | None, str, str]] = []
 

@@ -21,6 +21,7 @@ from dirsync.schema import matcher
 from dirsync.state.store import StateRow
 from dirsync.sync.containers import container_adds
 from dirsync.sync.exportitems import _Item
+from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
     PHASE_RENAME,
@@ -35,7 +36,7 @@ from dirsync.sync.plan import (
 from dirsync.sync.report import Problem
 
 
-def plan(run) -> None:
+def plan(run: ExportSteps) -> None:
     run.refresh = {}    # found unchanged by comparing
     run.renames = []
     wanted_anchors = {w.anchor for w in run.wanted}
@@ -107,7 +108,7 @@ def plan(run) -> None:
     run.plan_renames()
 
 
-def container_changes(run) -> list[Change]:
+def container_changes(run: ExportSteps) -> list[Change]:
     """Adds for the foreign container and any missing parent (top first)."""
     changes = container_adds(run.foreign, run.container,
                              run.config.directories[run.connection.foreign].base,
@@ -117,7 +118,7 @@ def container_changes(run) -> list[Change]:
     return changes
 
 
-def member_refs(run, member_dns: list[str]) -> tuple[list[str], list[str]]:
+def member_refs(run: ExportSteps, member_dns: list[str]) -> tuple[list[str], list[str]]:
     """How the foreign side names a list's members: (references, unknown members).
 
     An exported member is named by its foreign DN (for a CSV file, its
@@ -144,7 +145,7 @@ def member_refs(run, member_dns: list[str]) -> tuple[list[str], list[str]]:
     return sorted(refs.values(), key=str.casefold), unknown
 
 
-def native_ref(run, anchor: str) -> str | None:
+def native_ref(run: ExportSteps, anchor: str) -> str | None:
     if not anchor:
         return None
     if run.csv:
@@ -173,7 +174,7 @@ def native_ref(run, anchor: str) -> str | None:
     return run._by_uuid[anchor] or None
 
 
-def foreign_entry(run, dn: str, attrs: dict[str, list[bytes]], classes: list[str],
+def foreign_entry(run: ExportSteps, dn: str, attrs: dict[str, list[bytes]], classes: list[str],
                   anchor: str, members: list[str], is_list: bool) -> Entry:
     """The foreign entry a mapped hub recipient should be."""
     export = run.export
@@ -199,7 +200,7 @@ def foreign_entry(run, dn: str, attrs: dict[str, list[bytes]], classes: list[str
     return entry
 
 
-def join_cells(run, entry: Entry) -> None:
+def join_cells(run: ExportSteps, entry: Entry) -> None:
     """A CSV cell holds one value unless the directory splits that column: join
     several into one, as the file will hold them, so the next run compares equal."""
     layout = run.foreign.layout
@@ -211,7 +212,7 @@ def join_cells(run, entry: Entry) -> None:
             entry.set(name, [(sep or ";").encode().join(values)])
 
 
-def add_item(run, kind: str, anchor: str | None, plan: EntryPlan, dn: str, digest: str,
+def add_item(run: ExportSteps, kind: str, anchor: str | None, plan: EntryPlan, dn: str, digest: str,
              state_kind: str, target: Entry | None,
              notes: list[str] | None = None) -> None:
     counted = kind != "container"
@@ -232,7 +233,7 @@ def add_item(run, kind: str, anchor: str | None, plan: EntryPlan, dn: str, diges
             run.phases[phase].append(record)
 
 
-def plan_renames(run) -> None:
+def plan_renames(run: ExportSteps) -> None:
     attribute = run.rdn_attribute
     container = run.container
     renames = run.renames

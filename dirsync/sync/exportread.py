@@ -31,6 +31,7 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
 from dirsync.sync.exportitems import _Item, _Wanted
+from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     source_hash,
 )
@@ -38,12 +39,12 @@ from dirsync.sync.proxygen import Assigner, writeback_change, writeback_policy
 from dirsync.sync.report import Problem
 
 
-def hub_filter(run) -> str:
+def hub_filter(run: ExportSteps) -> str:
     extra = run.connection.export_filter
     return f"(&{run.export.filter}{extra.strip()})" if extra else run.export.filter
 
 
-def hub_entries(run) -> Iterator[Entry]:
+def hub_entries(run: ExportSteps) -> Iterator[Entry]:
     """Every entry of every export container that passes the filters, once.
 
     This reads the hub in full; :mod:`dirsync.sync.exportchanges` overrides it
@@ -72,7 +73,7 @@ def hub_entries(run) -> Iterator[Entry]:
             yield entry
 
 
-def hub_proxy_addresses(run) -> Iterator[str]:
+def hub_proxy_addresses(run: ExportSteps) -> Iterator[str]:
     """Every proxy address of the foreign type the hub holds (for uniqueness)."""
     kind = run.export.proxy_type
     base = run.config.directories[run.connection.hub].base or ""
@@ -89,7 +90,7 @@ def hub_proxy_addresses(run) -> Iterator[str]:
                 yield value
 
 
-def hub_holds_address(run, value: str) -> bool:
+def hub_holds_address(run: ExportSteps, value: str) -> bool:
     """Whether a hub entry holds ``value`` (``TYPE:address``, any case) in
     proxyAddresses: one equality search (``index proxyAddresses eq``)."""
     base = run.config.directories[run.connection.hub].base or ""
@@ -101,7 +102,7 @@ def hub_holds_address(run, value: str) -> bool:
                for v in entry.texts("proxyAddresses"))
 
 
-def read_hub(run) -> None:
+def read_hub(run: ExportSteps) -> None:
     export = run.export
     kind = export.proxy_type
     hub_name = run.connection.hub
@@ -152,7 +153,7 @@ def read_hub(run) -> None:
         run.wanted.append(wanted)
 
 
-def prepare(run, entry: Entry, anchor: str) -> _Wanted | None:
+def prepare(run: ExportSteps, entry: Entry, anchor: str) -> _Wanted | None:
     """Classify one hub entry and give it its address; None when it is not exported."""
     export = run.export
     extra: dict[str, Any] = {"anchor": anchor, "connection": run.name}
@@ -227,24 +228,24 @@ def prepare(run, entry: Entry, anchor: str) -> _Wanted | None:
                    member_dns)
 
 
-def hold(run, anchor: str, dn: str, message: str) -> None:
+def hold(run: ExportSteps, anchor: str, dn: str, message: str) -> None:
     """An entry that cannot be mapped: reported, its foreign entry left as it is."""
     run.held.add(anchor)
     run.entry_problem("error", anchor, dn, message)
 
 
-def entry_problem(run, kind: str, anchor: str | None, dn: str | None, message: str) -> None:
+def entry_problem(run: ExportSteps, kind: str, anchor: str | None, dn: str | None, message: str) -> None:
     run.counts.bump(kind)
     run.problems.append(Problem(kind, anchor, dn, message))
 
 
-def where(run, exc: TemplateError) -> str:
+def where(run: ExportSteps, exc: TemplateError) -> str:
     line = exc.line or run.mapping.line_of(exc.key)
     at = f"{run.mapping.path}:{line}" if line else str(run.mapping.path)
     return f"{at}: {exc.key}: {exc.message}"
 
 
-def plan_writeback(run, anchor: str, entry: Entry, change: Change) -> None:
+def plan_writeback(run: ExportSteps, anchor: str, entry: Entry, change: Change) -> None:
     touched = {m.attr.lower() for m in change.mods}
     before = {k: list(v) for k, v in entry.attrs.items() if k.lower() in touched}
     after = {k: list(v) for k, v in before.items()}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
 from dirsync.sync.changefile import write_csv_changes
+from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     PHASES,
 )
@@ -26,14 +27,14 @@ CSV_CHANGES = "changes.csv"
 
 
 
-def record(run, anchor: str, row: StateRow | None) -> None:
+def record(run: ExportSteps, anchor: str, row: StateRow | None) -> None:
     if row is None:
         run.state.drop(run.name, run.direction, anchor)
     else:
         run.state.put(run.name, run.direction, anchor, row)
 
 
-def finish_state(run, interrupted: bool) -> None:
+def finish_state(run: ExportSteps, interrupted: bool) -> None:
     """Rows for every exported entry as the foreign side now holds it; the
     generated addresses remembered; the fingerprint moved if the run ended."""
     with run.state.transaction():
@@ -46,7 +47,7 @@ def finish_state(run, interrupted: bool) -> None:
         run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
 
 
-def final_rows(run) -> dict[str, StateRow]:
+def final_rows(run: ExportSteps) -> dict[str, StateRow]:
     """The state rows of the entries this run saw, as the foreign side now holds them."""
     rows = dict(run.kept)
     rows.update(run.refresh)
@@ -63,12 +64,12 @@ def final_rows(run) -> dict[str, StateRow]:
     return rows
 
 
-def store_rows(run, rows: dict[str, StateRow]) -> None:
+def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
     """A full run saw every entry: its rows are the whole state."""
     run.state.replace_all(run.name, run.direction, list(rows.items()))
 
 
-def write_change_files(run, planned: bool) -> None:
+def write_change_files(run: ExportSteps, planned: bool) -> None:
     """The planned LDIF (for plan and stops), and the CSV change file."""
     run.extra_files = {}
     if planned:
@@ -93,7 +94,7 @@ def write_change_files(run, planned: bool) -> None:
         run.extra_files["changes_csv"] = path
 
 
-def report_items(run) -> Iterator[ReportItem]:
+def report_items(run: ExportSteps) -> Iterator[ReportItem]:
     for item in run.items:
         error = None
         if not run.applied:

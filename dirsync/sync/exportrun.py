@@ -24,37 +24,44 @@ the other way round from :class:`dirsync.sync.engine.ImportRun`:
    tool reads: LDIF change records, or for a CSV file a CSV of rows with an
    ``Action`` column (:mod:`dirsync.sync.changefile`).
 
-This module reads the hub and scans the foreign side in full; the run
-that :mod:`dirsync.sync.exportchanges` builds on it reads only what changed
-(through :meth:`ExportRun.hub_entries` and the hooks beside it).
+The hub is read whole or only what changed since its cursors
+(:class:`dirsync.sync.cursor.Cursor`); where the export differs when it
+reads only changes is :mod:`dirsync.sync.exportchanges`.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
-from dirsync.entry import Entry, normalize_dn
+from dirsync.entry import normalize_dn
 from dirsync.errors import ConfigError
 from dirsync.ldif.changes import Change
 from dirsync.mapping.exportmap import (
     ExportMapping,
 )
 from dirsync.mapping.exportnames import NumberedNames
-from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, fingerprint, load_mapping
+from dirsync.mapping.mapfile import fingerprint, load_mapping
 from dirsync.state.store import StateRow, StateStore
-from dirsync.sync import exportapply, exportplan, exportread, exportrecord, exportscan
+from dirsync.sync import (
+    exportapply,
+    exportchanges,
+    exportplan,
+    exportread,
+    exportrecord,
+    exportscan,
+)
 from dirsync.sync.adexport import ADExport, ADNames
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
-from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
+from dirsync.sync.exportsteps import ExportSteps
+from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions
 from dirsync.sync.plan import (
     PHASES,
 )
-from dirsync.sync.proxygen import Assigner, AssignmentStore
+from dirsync.sync.proxygen import AssignmentStore
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -74,36 +81,17 @@ EXPORT_VERSION = 2
 
 
 
-class ExportRun(Run):
-    """One run of one connection, hub export containers -> foreign directory."""
+class ExportRun(ExportSteps):
+    """One run of one connection, hub export containers -> foreign directory.
+
+    What its steps read, set and call is declared in
+    :class:`dirsync.sync.exportsteps.ExportSteps`.
+    """
 
     direction = "export"
     target_words = "the foreign side"
-
-    # Set by the steps' functions (the modules named below), declared here.
-    # The foreign scan (scan_foreign):
-    ours: dict[str, Entry]
-    unowned: dict[str, str]
-    others: dict[str, str]
-    container_exists: bool
-    ad: ADExport | None
-    # The hub read (read_hub):
-    assigner: Assigner
-    wanted: list[_Wanted]
-    kept: dict[str, StateRow]               # unchanged by the state fast path
-    held: set[str]                          # anchors with errors: left as they are
-    by_hub_dn: dict[str, str]               # normalized hub DN -> anchor (exported)
-    imported_here: dict[str, str]           # normalized hub DN -> foreign anchor
-    hub_entries_read: int
-    # The plan (plan, member_refs):
-    refresh: dict[str, StateRow]            # found unchanged by comparing
-    renames: list[tuple[int, str | None, Change, str, str]]
-    deletes: list[str]
-    final_dns: dict[str, str]
-    _by_uuid: dict[str, str]
-    # The apply and the report:
-    deferred: list[tuple[str, StateRow | None]]
-    extra_files: dict[str, Path]
+    unchanged_words = "hub unchanged"
+    log = log
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -115,6 +103,11 @@ class ExportRun(Run):
         self.hub_changes: list[tuple[int, Change]] = []
         self.applied = False
         self.unreadable_rows = 0
+        self.cursor = exportchanges.new_cursor(state, connection)
+        # What an incremental run touches (exportchanges.accept_changes).
+        self.touched: dict[str, StateRow] = {}
+        self.changed_anchors: set[str] = set()
+        self.resolved: set[str] = set()     # hub DNs of list members looked up
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def load(self) -> None:
@@ -155,6 +148,9 @@ class ExportRun(Run):
         names = ADNames if self.ad is not None else NumberedNames
         self.naming = names(self.rdn_attribute, self.container, self.qualifiers)
         self.assignments = AssignmentStore(self.state)
+
+    def source(self) -> Any:
+        return self.hub
 
     def report_fields(self) -> dict[str, Any]:
         containers = "; ".join(self.connection.export_containers)
@@ -203,54 +199,29 @@ class ExportRun(Run):
             message = f"{written} generated proxy address(es) written to the hub"
         return self.conclude(status, message, self.report_items(), self.extra_files)
 
-    # -- hooks a run reading only changes replaces --------------------------
-    def load_state_rows(self) -> dict[str, StateRow]:
-        """The rows the hash fast path compares with (none on a full run)."""
-        if self.mode == "incremental":
-            return self.state.entries(self.name, self.direction)
-        return {}
-
-    def held_count(self) -> int:
-        """Foreign entries this connection holds, for the delete threshold."""
-        return len(self.ours)
-
-    def source_count(self) -> int:
-        """Hub entries the export containers hold, for the empty-source check."""
-        return self.hub_entries_read
-
-    # -- what the steps ask of the run ----------------------------------------
-    @staticmethod
-    def hub_anchor(entry: Entry) -> str:
-        """The hub entry's entryUUID; a file hub has none, so the entry's owner and
-        foreign anchor for what dirsync created, else its DN."""
-        uuid = entry.first("entryUUID")
-        if uuid:
-            return uuid
-        owner, anchor = entry.first(SOURCE_ATTR), entry.first(ANCHOR_ATTR)
-        if owner and anchor:
-            return f"{owner}:{anchor}"
-        return normalize_dn(entry.dn)
-
-    @property
-    def key_column(self) -> str:
-        return str(self.foreign.key_column)
-
     # The steps live in modules of their own, one idea each; their functions
-    # are this run's methods (a run that reads only changes,
-    # dirsync.sync.exportchanges, overrides some of them).
+    # are this run's methods. Where a run that reads only changes differs,
+    # the step is dirsync.sync.exportchanges's, which calls the full one.
     # -- 1. the foreign side (dirsync.sync.exportscan) ----------------------
     foreign_entries = exportscan.foreign_entries
     marked = exportscan.marked
     own_anchor = exportscan.own_anchor
-    scan_foreign = exportscan.scan_foreign
+    scan_foreign = exportchanges.scan_foreign
     conflict = exportscan.conflict
+
+    # -- 1 and 2, reading only changes (dirsync.sync.exportchanges) -----------
+    source_feed = exportchanges.hub_feed
+    accept_changes = exportchanges.accept_changes
+    load_state_rows = exportchanges.load_state_rows
+    held_count = exportchanges.held_count
+    source_count = exportchanges.source_count
 
     # -- 2. the hub (dirsync.sync.exportread) -------------------------------
     hub_filter = exportread.hub_filter
-    hub_entries = exportread.hub_entries
+    hub_entries = exportchanges.hub_entries
     hub_proxy_addresses = exportread.hub_proxy_addresses
     hub_holds_address = exportread.hub_holds_address
-    read_hub = exportread.read_hub
+    read_hub = exportchanges.read_hub
     prepare = exportread.prepare
     hold = exportread.hold
     entry_problem = exportread.entry_problem
@@ -258,9 +229,9 @@ class ExportRun(Run):
     plan_writeback = exportread.plan_writeback
 
     # -- 3. the plan (dirsync.sync.exportplan) ------------------------------
-    plan = exportplan.plan
+    plan = exportchanges.plan
     container_changes = exportplan.container_changes
-    member_refs = exportplan.member_refs
+    member_refs = exportchanges.member_refs
     native_ref = exportplan.native_ref
     foreign_entry = exportplan.foreign_entry
     join_cells = exportplan.join_cells
@@ -274,9 +245,9 @@ class ExportRun(Run):
 
     # -- 5 and 6. state and the report (dirsync.sync.exportrecord) ----------
     record = exportrecord.record
-    finish_state = exportrecord.finish_state
+    finish_state = exportchanges.finish_state
     final_rows = exportrecord.final_rows
-    store_rows = exportrecord.store_rows
+    store_rows = exportchanges.store_rows
     write_change_files = exportrecord.write_change_files
     report_items = exportrecord.report_items
 

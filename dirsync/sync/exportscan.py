@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, normalize_dn, parent_dn
+from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.report import Problem
 
 
-def foreign_entries(run) -> Iterator[Entry]:
+def foreign_entries(run: ExportSteps) -> Iterator[Entry]:
     if run.csv:
         yield from run.foreign.read()
         run.unreadable_rows = len(run.foreign.rejected)
@@ -36,7 +37,7 @@ def foreign_entries(run) -> Iterator[Entry]:
     yield from run.foreign.read(options)
 
 
-def marked(run, entry: Entry) -> bool:
+def marked(run: ExportSteps, entry: Entry) -> bool:
     """Does a foreign entry carry this connection's marker (is it the connection's)?"""
     owner = entry.first(run.export.marker_attribute)
     if owner is None or owner.strip().casefold() != run.name.casefold():
@@ -45,13 +46,13 @@ def marked(run, entry: Entry) -> bool:
     return run.ad is None or run.ad.may_own(entry)
 
 
-def own_anchor(run, entry: Entry) -> str | None:
+def own_anchor(run: ExportSteps, entry: Entry) -> str | None:
     """The anchor of a foreign entry of this connection; None for anyone else's."""
     return (entry.first(run.export.anchor_attribute) or None) if run.marked(entry) \
         else None
 
 
-def scan_foreign(run) -> None:
+def scan_foreign(run: ExportSteps) -> None:
     """Index the foreign side: our entries by anchor, the DNs of everyone else's."""
     run.ours = {}
     run.unowned = {}
@@ -88,7 +89,7 @@ def scan_foreign(run) -> None:
         run.container_exists = True
 
 
-def conflict(run, anchor: str | None, dn: str | None, message: str,
+def conflict(run: ExportSteps, anchor: str | None, dn: str | None, message: str,
              line: int | None = None) -> None:
     run.counts.conflict += 1
     run.problems.append(Problem("conflict", anchor, dn, message, line))

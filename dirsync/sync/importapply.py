@@ -20,8 +20,10 @@ from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change, add_change
 from dirsync.state.runlife import AppliedSoFar
+from dirsync.sync.changelog import logged
+from dirsync.sync.importitems import _Target
 from dirsync.sync.importplan import FETCH_CHUNK
-from dirsync.sync.importread import _Target
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.pipeline import INTERRUPTED
 from dirsync.sync.plan import (
     PHASE_ADD,
@@ -38,7 +40,7 @@ log = logging.getLogger("dirsync.engine")
 
 
 
-def stream_first_sync(run) -> str | None:
+def stream_first_sync(run: ImportSteps) -> str | None:
     """Read the source and add its entries to the hub in one pass.
 
     Only for a connection that owns nothing in the hub yet: no entry can
@@ -83,7 +85,7 @@ def stream_first_sync(run) -> str | None:
     return None
 
 
-def streamed_adds(run, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
+def streamed_adds(run: ImportSteps, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
     selected = run.selected
     # Held back a few at a time: their addresses are looked up together.
     pending: list[tuple[_Target, Entry]] = []
@@ -111,7 +113,7 @@ def streamed_adds(run, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
     yield from run.streamed_batch(pending)
 
 
-def streamed_batch(run, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
+def streamed_batch(run: ImportSteps, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
     run.check_addresses([(target, built, None) for target, built in pending])
     for target, built in pending:
         plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
@@ -119,7 +121,7 @@ def streamed_batch(run, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[
                                  target.kind, spool=False)
 
 
-def apply(run) -> str | None:
+def apply(run: ImportSteps) -> str | None:
     """Apply phase by phase; returns why it stopped early, or None."""
     run.applied = True
     total = sum(len(run.phase_spools[p]) for p in PHASES)
@@ -146,7 +148,7 @@ def apply(run) -> str | None:
 
 
 @contextmanager
-def hub_writes(run) -> Iterator[list[tuple[str, tuple[Any, ...]]] | None]:
+def hub_writes(run: ImportSteps) -> Iterator[list[tuple[str, tuple[Any, ...]]] | None]:
     """Around applying: a file hub is written back, then its state rows.
 
     An LDAP hub confirms each change as it goes and its state row is
@@ -166,7 +168,7 @@ def hub_writes(run) -> Iterator[list[tuple[str, tuple[Any, ...]]] | None]:
                 run.record_state(anchor, state)
 
 
-def apply_records(run, records: Iterable[tuple[Any, ...]],
+def apply_records(run: ImportSteps, records: Iterable[tuple[Any, ...]],
                   deferred: list[tuple[str, tuple[Any, ...]]] | None) -> None:
     """Send (item, anchor, change, state, action) records; record each result.
 
@@ -187,7 +189,9 @@ def apply_records(run, records: Iterable[tuple[Any, ...]],
             sent.append((item, anchor, state, action))
             yield change
 
-    for result in run.hub.apply(changes(), stop_on_error=False):
+    # One log event per change (--log-format json).
+    send = logged(run.hub.apply, run.name, run.run_id, run.direction)
+    for result in send(changes(), stop_on_error=False):
         item, anchor, state, action = sent.popleft()
         if not run.streaming:
             # A first sync counts source rows instead, as it reads them.
@@ -228,7 +232,7 @@ def apply_records(run, records: Iterable[tuple[Any, ...]],
             run.record_state(anchor, state)
 
 
-def count_unfinished(run) -> None:
+def count_unfinished(run: ImportSteps) -> None:
     """After a stopped apply (the hub lost, or a stop on request): entries
     none of whose changes was sent leave their action's count and count
     as not attempted (the report marks them not applied). Entries with

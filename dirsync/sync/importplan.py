@@ -23,7 +23,8 @@ from dirsync.mapping.mapfile import (
 )
 from dirsync.state.store import StateRow
 from dirsync.sync.containers import container_adds, first_rdn
-from dirsync.sync.importread import _Target
+from dirsync.sync.importitems import _Target
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.ownership import Lost
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
@@ -49,7 +50,7 @@ FETCH_CHUNK = 200
 
 
 
-def plan(run) -> None:
+def plan(run: ImportSteps) -> None:
     selected = run.selected
     ours = run.index.ours
     wanted_anchors = {a for a, _ in run.wanted}
@@ -111,7 +112,7 @@ def plan(run) -> None:
     run.plan_renames()
 
 
-def container_changes(run) -> list[Change]:
+def container_changes(run: ImportSteps) -> list[Change]:
     """Adds for the import container and any missing parent (top first)."""
     if run.index.container_exists:
         return []
@@ -120,7 +121,7 @@ def container_changes(run) -> list[Change]:
                           f"{run.connection.key_path}.import_container")
 
 
-def new_plan(run) -> None:
+def new_plan(run: ImportSteps) -> None:
     run.items = Spool()
     run.phase_spools = {p: Spool() for p in PHASES}
     # item, anchor, old DN, new DN, state record, entry action
@@ -139,7 +140,7 @@ def new_plan(run) -> None:
     run._state_anchors = {anchor: anchor for anchor in run.state_rows}
 
 
-def new_item(run, kind: str, anchor: str | None, dn: str, plan: EntryPlan, digest: str,
+def new_item(run: ImportSteps, kind: str, anchor: str | None, dn: str, plan: EntryPlan, digest: str,
              state_kind: str, spool: bool = True) -> list[tuple[Any, ...]]:
     """Record one entry's plan: for the report, and its changes by phase.
 
@@ -188,7 +189,7 @@ def new_item(run, kind: str, anchor: str | None, dn: str, plan: EntryPlan, diges
     return now_records
 
 
-def plan_batch(run, batch: list[_Target]) -> None:
+def plan_batch(run: ImportSteps, batch: list[_Target]) -> None:
     selected = run.selected
     ours = run.index.ours
     full = run.mode == "full"
@@ -230,7 +231,7 @@ def plan_batch(run, batch: list[_Target]) -> None:
         run.new_item(target.kind, target.anchor, entry.dn, plan, target.hash, target.kind)
 
 
-def unchanged(run, target: _Target, dn: str) -> None:
+def unchanged(run: ImportSteps, target: _Target, dn: str) -> None:
     run.refresh[target.anchor] = StateRow(dn, target.hash, target.kind)
     run.counts.unchanged += 1
     notes = run.notes.pop(target.anchor, None)
@@ -241,7 +242,7 @@ def unchanged(run, target: _Target, dn: str) -> None:
                                      target.line))
 
 
-def fetch(run, anchors: list[str]) -> dict[str, Entry]:
+def fetch(run: ImportSteps, anchors: list[str]) -> dict[str, Entry]:
     """What the hub holds now for these anchors of this connection."""
     if not anchors:
         return {}
@@ -268,7 +269,7 @@ def fetch(run, anchors: list[str]) -> dict[str, Entry]:
     return found
 
 
-def plan_deletes(run) -> None:
+def plan_deletes(run: ImportSteps) -> None:
     ours = run.index.ours
     before = run.fetch(run.deletes)
     anchors = {normalize_dn(ours[a].dn): a for a in run.deletes}
@@ -277,7 +278,7 @@ def plan_deletes(run) -> None:
         run.new_item("delete", anchor, dn, delete_plan(dn, before.get(anchor)), "", "")
 
 
-def plan_renames(run) -> None:
+def plan_renames(run: ImportSteps) -> None:
     attribute = run.selected.rdn_attribute
     container = run.container
 
@@ -300,13 +301,13 @@ def plan_renames(run) -> None:
             (item, anchor, change_record(rename_change(old, new)), state, action))
 
 
-def write_planned_ldif(run) -> None:
+def write_planned_ldif(run: ImportSteps) -> None:
     for phase in PHASES:
         for _, _, record, _, _ in run.phase_spools[phase]:
             run.report.ldif(change_from_record(record))
 
 
-def build(run, target: _Target, dn: str, members: list[str] | None) -> Entry:
+def build(run: ImportSteps, target: _Target, dn: str, members: list[str] | None) -> Entry:
     selected = run.selected
     return target_entry(dn, target.attrs, target.object_classes,
                         rdn_attribute=selected.rdn_attribute, rdn_value=first_rdn(dn)[1],
@@ -314,7 +315,7 @@ def build(run, target: _Target, dn: str, members: list[str] | None) -> Entry:
                         member_attribute=selected.mapping.member_attribute)
 
 
-def check_addresses(run, batch: list[tuple[_Target, Entry, Entry | None]]) -> None:
+def check_addresses(run: ImportSteps, batch: list[tuple[_Target, Entry, Entry | None]]) -> None:
     """Leave out of each entry the addresses another entry holds or claims first.
 
     An entry that lost one is a conflict; its state row gets no source

@@ -9,12 +9,9 @@ the plan. These functions are the run's methods (the run binds them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from dirsync.addresses.values import Problem as ValueProblem
 from dirsync.addresses.values import mapped_problems, screen_for
-from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, same_dn
 from dirsync.errors import ConfigError
 from dirsync.interrupt import stop_requested
@@ -23,6 +20,8 @@ from dirsync.mapping.mapfile import (
     KIND_LIST,
 )
 from dirsync.mapping.templates import SourceView, TemplateError
+from dirsync.sync.importitems import _Target
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import (
     member_key_fold,
     source_hash,
@@ -31,40 +30,22 @@ from dirsync.sync.report import Problem
 from dirsync.sync.spool import Spool
 
 
-@dataclass(slots=True)
-class _Target:
-    """A mapped source entry waiting in the spool for its DN."""
-
-    anchor: str
-    kind: str            # person | list | group (a list in group mode)
-    hash: str
-    rdn_value: str
-    attrs: dict[str, list[bytes]]
-    object_classes: list[str]
-    members: list[str] | None
-    line: int | None
-
-    def record(self) -> tuple[Any, ...]:
-        return (self.anchor, self.kind, self.hash, self.rdn_value, self.attrs,
-                self.object_classes, self.members, self.line)
+def check_attribute_types(run: ImportSteps) -> None:
+    """The templates name attribute types the source server has."""
+    known = run.foreign.attribute_types()
+    if known:
+        problems = run.selected.mapping.check_source_names(
+            known, f"not an attribute type of {run.foreign.server_url}")
+        if problems:
+            raise ConfigError(problems)
 
 
-
-def source_entries_iter(run) -> Iterator[Entry]:
-    """The source's entries, after checking that the templates' attributes exist."""
+def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
+    """A file's (or a memory directory's, or AD's) entries, after checking that
+    the templates' columns exist. An LDAP source is read by its feed
+    (:func:`dirsync.sync.importchanges.source_entries_iter`)."""
     mapping = run.selected.mapping
     foreign = run.foreign
-    if foreign.kind == "ldap":
-        known = foreign.attribute_types()
-        if known:
-            problems = mapping.check_source_names(
-                known, f"not an attribute type of {foreign.server_url}")
-            if problems:
-                raise ConfigError(problems)
-        options = ReadOptions(filter=mapping.source_filter,
-                              attrs=["*", *mapping.source_attributes])
-        yield from foreign.read(options)
-        return
     entries = iter(foreign.read())
     first = next(entries, None)
     header = getattr(foreign, "header", None) if foreign.kind == "csv" else None
@@ -78,7 +59,7 @@ def source_entries_iter(run) -> Iterator[Entry]:
     yield from entries
 
 
-def read_source(run) -> None:
+def read_source(run: ImportSteps) -> None:
     run.begin_read()
     for entry in run.source_entries_iter():
         if stop_requested.is_set():
@@ -89,7 +70,7 @@ def read_source(run) -> None:
     run.end_read()
 
 
-def begin_read(run) -> None:
+def begin_read(run: ImportSteps) -> None:
     selected = run.selected
     run.targets = Spool()
     run.wanted = []      # (anchor, RDN value) to place
@@ -108,13 +89,13 @@ def begin_read(run) -> None:
     run.progress.start("reading the source")
 
 
-def consider(run, entry: Entry) -> _Target | None:
+def consider(run: ImportSteps, entry: Entry) -> _Target | None:
     """One source entry: unchanged, skipped, an error, or a mapped target."""
     with run.budget.entry():
         return run.consider_mapped(entry)
 
 
-def consider_mapped(run, entry: Entry) -> _Target | None:
+def consider_mapped(run: ImportSteps, entry: Entry) -> _Target | None:
     selected = run.selected
     run.source_entries += 1
     run.progress.advance()
@@ -196,13 +177,13 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
                    mapped.object_classes, mapped.members, entry.line)
 
 
-def keep_target(run, target: _Target) -> None:
+def keep_target(run: ImportSteps, target: _Target) -> None:
     """A mapped entry waits for the plan (its DN, its compare)."""
     run.targets.append(target.record())
     run.wanted.append((target.anchor, target.rdn_value))
 
 
-def end_read(run) -> None:
+def end_read(run: ImportSteps) -> None:
     if run._returned:
         run.counts.skipped += run._returned
         run.problems.append(Problem("note", None, None, f"{run._returned} source "
@@ -215,7 +196,7 @@ def end_read(run) -> None:
                                      rejected.line))
 
 
-def bad_values(run, entry: Entry, problems: list[ValueProblem]) -> str:
+def bad_values(run: ImportSteps, entry: Entry, problems: list[ValueProblem]) -> str:
     """File, line and fields of an entry whose values fail their syntax."""
     path = getattr(run.foreign, "path", None) or getattr(run.foreign, "name", "")
     at = f"{path}:{entry.line}" if entry.line is not None else str(path)
@@ -223,20 +204,20 @@ def bad_values(run, entry: Entry, problems: list[ValueProblem]) -> str:
             + "; the entry is skipped (nothing of it is applied)")
 
 
-def where(run, exc: TemplateError) -> str:
+def where(run: ImportSteps, exc: TemplateError) -> str:
     mapping = run.selected.mapping
     line = exc.line or mapping.line_of(exc.key)
     at = f"{mapping.path}:{line}" if line else str(mapping.path)
     return f"{at}: {exc.key}: {exc.message}"
 
 
-def skip_reason(run, view: SourceView) -> str:
+def skip_reason(run: ImportSteps, view: SourceView) -> str:
     mapping = run.selected.mapping
     if mapping.skip is not None and mapping.skip.truth(view):
         return f"the mapping's skip rule: {mapping.skip.source}"
     return "a distribution list, and this connection has lists = \"skip\""
 
 
-def entry_problem(run, kind: str, entry: Entry, anchor: str | None, message: str) -> None:
+def entry_problem(run: ImportSteps, kind: str, entry: Entry, anchor: str | None, message: str) -> None:
     run.counts.bump(kind)
     run.problems.append(Problem(kind, anchor, entry.dn, message, entry.line))

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from dirsync.state.store import StateRow
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.report import ReportItem
 
 
-def record_state(run, anchor: str, state: tuple[Any, ...]) -> None:
+def record_state(run: ImportSteps, anchor: str, state: tuple[Any, ...]) -> None:
     if state[0] == "drop":
         run.state.drop(run.name, run.direction, anchor)
     elif state[0] == "put":
@@ -22,7 +23,7 @@ def record_state(run, anchor: str, state: tuple[Any, ...]) -> None:
                        StateRow(state[1], state[2], state[3]))
 
 
-def finish_state(run, interrupted: bool) -> None:
+def finish_state(run: ImportSteps, interrupted: bool) -> None:
     """Bring the state in line with what this run found the hub to hold.
 
     Rows of applied changes are already written. Entries found unchanged
@@ -50,7 +51,7 @@ def finish_state(run, interrupted: bool) -> None:
             run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
 
 
-def report_items(run) -> Iterator[ReportItem]:
+def report_items(run: ImportSteps) -> Iterator[ReportItem]:
     """The entries not reported yet, with what became of them."""
     for record in run.items:
         yield run.report_item(record)
@@ -59,7 +60,7 @@ def report_items(run) -> Iterator[ReportItem]:
     run.inflight.clear()
 
 
-def report_item(run, record: tuple[Any, ...]) -> ReportItem:
+def report_item(run: ImportSteps, record: tuple[Any, ...]) -> ReportItem:
     item, kind, anchor, action, dn, old_dn, before, after, notes = record
     error = None
     if not run.applied:

@@ -7,8 +7,6 @@ the entries there that are not its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import ldap.filter
 
 from dirsync.directories import ReadOptions
@@ -17,35 +15,15 @@ from dirsync.mapping.mapfile import (
     ANCHOR_ATTR,
     SOURCE_ATTR,
 )
+from dirsync.sync.importitems import HubIndex, HubRecord
+from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import (
     lower_classes,
     owned_hash,
 )
 
 
-@dataclass(slots=True)
-class HubRecord:
-    dn: str
-    hash: str | None = None                 # owned attributes (full runs only)
-    classes: frozenset[str] | None = None   # lower-case object classes (full runs only)
-
-
-@dataclass
-class HubIndex:
-    """What the import container holds, as far as one connection is concerned."""
-
-    container_exists: bool = False
-    ours: dict[str, HubRecord] = field(default_factory=dict)
-    #: Normalized DN -> DN of entries right below the container that this
-    #: connection does not own: a conflict if a source entry wants one.
-    unowned: dict[str, str] = field(default_factory=dict)
-    #: Entries with this connection's marker that cannot be matched (no
-    #: anchor, or an anchor another entry has): reported and left alone.
-    anomalies: list[tuple[str, str]] = field(default_factory=list)
-
-
-
-def hub_base(run) -> str:
+def hub_base(run: ImportSteps) -> str:
     """Where addresses are looked up: the hub's base, else the naming
     context that holds the import container."""
     base = run.config.directories[run.connection.hub].base
@@ -59,7 +37,7 @@ def hub_base(run) -> str:
     return run.container
 
 
-def scan_hub(run) -> HubIndex:
+def scan_hub(run: ImportSteps) -> HubIndex:
     """Find this connection's entries under the import container, and the DNs of others.
 
     On an LDAP hub the server filters by marker, so only the anchor (and
@@ -106,7 +84,7 @@ def scan_hub(run) -> HubIndex:
     return index
 
 
-def index_entry(run, index: HubIndex, entry: Entry, owned: frozenset[str], full: bool,
+def index_entry(run: ImportSteps, index: HubIndex, entry: Entry, owned: frozenset[str], full: bool,
                 ours: bool) -> None:
     """One entry that carries this connection's marker."""
     run.progress.advance()

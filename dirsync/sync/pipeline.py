@@ -2,7 +2,7 @@
 
 :class:`Run` is the lifecycle of one run of one connection in one direction:
 open both sides, decide full or incremental from the mapping's fingerprint,
-start the history row and the report (:func:`recorded`), run the steps,
+start the history row and the report (:meth:`Run.recorded`), run the steps,
 then end the report, the history row and the result (:meth:`Run.conclude`),
 and close both sides whatever happened. The import
 (:class:`dirsync.sync.engine.ImportRun`) and the export
@@ -14,8 +14,10 @@ what the report says the source and the target were (:meth:`Run.report_fields`).
 
 from __future__ import annotations
 
+import logging
 import resource
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 from dirsync.config import Config, ConnectionConfig
 from dirsync.errors import DirsyncError
 from dirsync.state.store import StateStore, now
+from dirsync.sync.changefeed import Feed
+from dirsync.sync.cursor import Cursor
 from dirsync.sync.plan import Counts, safety_stop
 from dirsync.sync.progress import Progress, Silent
 from dirsync.sync.report import Problem, Report, ReportItem
@@ -78,21 +82,6 @@ class RunResult:
         }
 
 
-def recorded(run: Any) -> RunResult:
-    """Run ``run._run()`` between its history row and its report, in either
-    direction: a run that fails is recorded as failed and its report dropped."""
-    run.run_id = run.state.start_run(run.name, run.direction, run.mode, run.options.dry_run)
-    run.report = Report.create(run.config.reports, run.name, run.direction, run.run_id,
-                               run.options.dry_run)
-    try:
-        result: RunResult = run._run()
-        return result
-    except DirsyncError as exc:
-        run.state.end_run(run.run_id, "failed", run.counts.as_dict(), None, str(exc))
-        run.report.discard()
-        raise
-
-
 def peak_memory_mb() -> float:
     """This process's peak resident memory, in MB.
 
@@ -114,8 +103,13 @@ class Run:
 
     direction: str
     target_words: str           # what the target is called in messages: "the hub"...
+    unchanged_words: str        # the message of a run whose source file is as last time
+    log: logging.Logger
     report: Report              # set by recorded() when the run starts
     fingerprint: str            # set by load()
+    #: The source's cursor: everything, or what changed since (set by the direction).
+    cursor: Cursor
+    held: set[str]              # anchors with errors: left as they are (set by the read)
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -132,6 +126,7 @@ class Run:
         self.run_id = 0
         self.hub: Any = None
         self.foreign: Any = None
+        self.held: set[str] = set()
 
     # -- what each direction fills in --------------------------------------
     def load(self) -> None:
@@ -151,11 +146,47 @@ class Run:
         """What the report says the target, the source, the hub and the mapping were."""
         raise NotImplementedError
 
+    def source(self) -> Any:
+        """The directory this run reads (the other one is its target)."""
+        raise NotImplementedError
+
+    def source_feed(self) -> Feed | None:
+        """How the source reads everything, or what changed since its cursor."""
+        return None
+
+    def accept_changes(self) -> None:
+        """What the run needs to plan from the changes alone (when it reads only those)."""
+
     def held_count(self) -> int:
         """Entries of this connection the target holds, for the delete threshold."""
         raise NotImplementedError
 
     # -- the steps both directions take alike --------------------------------
+    def begin(self) -> bool:
+        """Read everything, or what changed since the source's cursor
+        (:class:`dirsync.sync.cursor.Cursor`); True when the source is a file
+        as it was at the last run, which ends the run at once."""
+        # Asked here, inside the run's history: a source that cannot say
+        # how it reads (a server gone) fails the run as any read would.
+        self.cursor.feed = self.source_feed()
+        if self.timed("change read", lambda: self.cursor.start(self)):
+            return True
+        if self.cursor.incremental:
+            self.accept_changes()
+        return False
+
+    def end_unchanged(self) -> RunResult:
+        self.cursor.count_unchanged(self, getattr(self.source(), "path", None))
+        return self.conclude("ok", self.unchanged_words, iter(()))
+
+    def timed(self, step: str, func: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return func()
+        finally:
+            self.log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
+                           time.perf_counter() - started, peak_memory_mb())
+
     def safety(self, deletes: int, source_entries: int) -> str | None:
         """Why the run must stop before changing anything, or None."""
         return safety_stop(deletes=deletes, held=self.held_count(),
@@ -186,7 +217,7 @@ class Run:
             self.foreign = self.config.directories[self.connection.foreign].open()
             try:
                 self.setup()
-                return recorded(self)
+                return self.recorded()
             finally:
                 self.release()
         finally:
@@ -195,6 +226,21 @@ class Run:
                 self.foreign.close()
             # A file hub writes itself back here, and only if changes were applied.
             self.hub.close()
+
+    def recorded(self) -> RunResult:
+        """Run the steps between the run's history row and its report: a run
+        that fails is recorded as failed and its report dropped."""
+        self.run_id = self.state.start_run(self.name, self.direction, self.mode,
+                                           self.options.dry_run)
+        self.report = Report.create(self.config.reports, self.name, self.direction,
+                                    self.run_id, self.options.dry_run)
+        try:
+            result: RunResult = self.end_unchanged() if self.begin() else self._run()
+            return result
+        except DirsyncError as exc:
+            self.state.end_run(self.run_id, "failed", self.counts.as_dict(), None, str(exc))
+            self.report.discard()
+            raise
 
     def conclude(self, status: str, message: str | None, items: Iterable[ReportItem],
                  files: dict[str, Path] | None = None) -> RunResult:

@@ -3,7 +3,7 @@
 The top of the sync package: it imports both directions and calls them, in
 the order a connection's ``direction`` names them (``both`` is the import,
 then the export). Each direction reads what changed since its cursors when
-it can, and everything otherwise (:mod:`.incremental`, :mod:`.exportchanges`).
+it can, and everything otherwise (:mod:`.cursor`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from dirsync.mapping.templatebudget import configure
 from dirsync.state.locks import ConnectionLock
 from dirsync.state.runlife import reap
 from dirsync.state.store import RunRecord, StateStore
-from dirsync.sync.exportchanges import run_detecting_export
-from dirsync.sync.incremental import run_detecting_import
+from dirsync.sync.engine import run_import
+from dirsync.sync.exportrun import run_export
 from dirsync.sync.pipeline import RunResult, SyncOptions
 
 Runner = Callable[[Config, ConnectionConfig, StateStore, SyncOptions], RunResult]
 
 #: How each direction of a connection runs.
 DIRECTIONS: dict[str, Runner] = {
-    "import": run_detecting_import,
-    "export": run_detecting_export,
+    "import": run_import,
+    "export": run_export,
 }
 
 
