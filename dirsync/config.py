@@ -99,6 +99,9 @@ class DirectoryConfig:
     # ad: an LDAP filter for entries hidden from address lists (besides
     # msExchHideFromAddressLists where the schema has it)
     hidden_filter: str | None = None
+    # ad: how incremental runs read changes: "dirsync" (needs "Replicating
+    # Directory Changes") or "usn" (uSNChanged; deletes wait for a full run)
+    change_reads: str = "dirsync"
 
     @property
     def key_path(self) -> str:
@@ -144,7 +147,8 @@ class DirectoryConfig:
                 return ADDirectory(self.url, name=self.name, base=self.base,
                                    bind_dn=self.bind_dn, password=self.password(), tls=tls,
                                    page_size=self.page_size, window=self.window,
-                                   timeout=self.timeout, hidden_filter=self.hidden_filter)
+                                   timeout=self.timeout, hidden_filter=self.hidden_filter,
+                                   change_reads=self.change_reads)
             return LDAPDirectory(self.url, name=self.name, base=self.base, bind_dn=self.bind_dn,
                                  password=self.password(), tls=tls, page_size=self.page_size,
                                  window=self.window, timeout=self.timeout)
@@ -330,6 +334,7 @@ _DIRECTORY_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[str, ...]]] = {
     "window": (int, _LDAP_KINDS),
     "timeout": ((int, float), _LDAP_KINDS),
     "hidden_filter": (str, ("ad",)),
+    "change_reads": (str, ("ad",)),
     "key": (str, ("csv",)),
     "delimiter": (str, ("csv",)),
     "encoding": (str, ("csv",)),
@@ -498,6 +503,12 @@ class _Checker:
                     directory.bind_dn = values["bind_dn"]
             if "hidden_filter" in values:
                 self.ad_hidden_filter(directory, values["hidden_filter"], where)
+            if "change_reads" in values:
+                if values["change_reads"] in ("dirsync", "usn"):
+                    directory.change_reads = values["change_reads"]
+                else:
+                    self.problem(f"{where}.change_reads", f"{values['change_reads']!r}: "
+                                 'give "dirsync" or "usn"')
             if "ca_file" in values:
                 directory.ca_file = self.path(values["ca_file"])
                 if not directory.ca_file.is_file():

@@ -150,11 +150,16 @@ def check_ad(directory: Any, where: str, result: CheckResult) -> None:
     from dirsync.directories.ad import HIDE_ATTRIBUTE
     from dirsync.directories.addirsync import can_read_changes
 
-    try:
-        can_read_changes(directory)
-        result.passed.append(f"{where}: {directory.bind_dn} may read changes with DirSync")
-    except DirsyncError as exc:
-        result.notes.append(f"{where}: {exc} (runs read AD in full until it may)")
+    if directory.change_reads == "usn":
+        result.notes.append(f"{where}: changes are read by uSNChanged (change_reads = "
+                            '"usn"): a delete in AD reaches the hub at the next full run')
+    else:
+        try:
+            can_read_changes(directory)
+            result.passed.append(f"{where}: {directory.bind_dn} may read changes with DirSync")
+        except DirsyncError as exc:
+            hint = f"; {exc.hint}" if exc.hint else ""
+            result.problems.append(f"{where}: {exc}{hint}")
     known = directory.attribute_types() or set()
     if HIDE_ATTRIBUTE.lower() in known:
         result.passed.append(f"{where}: the schema has the Exchange attributes; entries with "

@@ -200,7 +200,8 @@ class ADDirectory(LDAPDirectory):
     def __init__(self, url: str, *, name: str | None = None, base: str | None = None,
                  bind_dn: str | None = None, password: str | None = None,
                  tls: TLSOptions | None = None, page_size: int = 1000, window: int = 64,
-                 timeout: float = 30.0, hidden_filter: str | None = None) -> None:
+                 timeout: float = 30.0, hidden_filter: str | None = None,
+                 change_reads: str = "dirsync") -> None:
         tls = tls or TLSOptions()
         lowered = url.lower()
         if not (lowered.startswith("ldaps://") or (lowered.startswith("ldap://")
@@ -212,6 +213,8 @@ class ADDirectory(LDAPDirectory):
                          tls=tls, page_size=min(page_size, 1000), window=window,
                          timeout=timeout)
         self.rule = RecipientRule(hidden_filter)
+        #: How incremental runs read changes: ``dirsync`` or ``usn`` (uSNChanged).
+        self.change_reads = change_reads
         self._root_dse: dict[str, list[bytes]] | None = None
         #: Entries the last read left out, by reason (disabled, hidden...).
         self.left_out: dict[str, int] = {}

@@ -258,8 +258,9 @@ class DirSyncRead:
                 f"{url}: {self.directory.bind_dn!r} may not read changes with DirSync: it "
                 "lacks the \"Replicating Directory Changes\" right on "
                 f"{self.directory.naming_context()} ({text})")
-            error.hint = ("grant it to the account on the domain root, or read with the "
-                          "uSNChanged fallback (deletes then wait for a full run)")
+            error.hint = ("grant it to the account on the domain root, or set change_reads "
+                          f"= \"usn\" in [directories.{self.directory.name}] to read "
+                          "changes by uSNChanged (deletes then wait for a full run)")
             return error
         if self.start_cookie and isinstance(exc, (ldap.UNAVAILABLE_CRITICAL_EXTENSION,
                                                   ldap.PROTOCOL_ERROR, ldap.OTHER,

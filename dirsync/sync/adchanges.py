@@ -11,15 +11,15 @@ A full run starts a cursor with a DirSync search that matches nothing: the
 cookie it returns marks the DC's position before the full read, so a change
 made during that read is read again next time, never lost.
 
-An account without "Replicating Directory Changes" gets the ``uSNChanged``
-reader instead (:mod:`dirsync.directories.adusn`): the objects changed above
-a mark, read whole the same way; it cannot see deletes, which wait for the
-next full run.
+DirSync needs "Replicating Directory Changes"; an account without it stops
+the run with exit 2 and a hint. ``change_reads = "usn"`` in the directory's
+table chooses the ``uSNChanged`` reader instead
+(:mod:`dirsync.directories.adusn`): the objects changed above a mark, read
+whole the same way; it cannot see deletes, which wait for the next full run.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from dirsync.directories import ReadOptions
 from dirsync.directories.addirsync import (
     DirSyncRead,
-    MissingDirSyncRight,
     cookie_bytes,
     cookie_text,
     read_dirsync,
@@ -40,8 +39,6 @@ from dirsync.sync.changestate import DIRSYNC, USN, ChangeState
 
 if TYPE_CHECKING:
     from dirsync.directories.ad import ADDirectory
-
-log = logging.getLogger("dirsync.incremental")
 
 
 @dataclass
@@ -126,23 +123,22 @@ class ADFeed(ChangeFeed):
         self.directory = directory
         self.name = name
         self.anchor_of = anchor_of
-        # An account without the DirSync right was given a uSNChanged mark.
-        usn = tracking.cursor(USN) and not tracking.cursor(DIRSYNC)
-        self.method = "usn" if usn else "dirsync"
+        # Chosen by the directory's change_reads: a missing DirSync right is
+        # an error to fix (exit 2), never a quiet loss of delete detection.
+        self.method = "usn" if directory.change_reads == "usn" else "dirsync"
 
     def own_cursor(self) -> str:
         return DIRSYNC if self.method == "dirsync" else USN
 
     def read_all(self, entries: Callable[[], Iterable[Entry]]) -> Iterator[tuple[str, Entry]]:
         """The recipients ``entries`` reads, and a cursor that starts before them."""
-        try:
+        # Started before the read: a change made during it is read again
+        # by the next run, never lost. Without the right, start_cookie
+        # raises MissingDirSyncRight (exit 2) before anything is written.
+        if self.method == "dirsync":
             cookie = start_cookie(self.directory)
-            self.method = "dirsync"
-        except MissingDirSyncRight as exc:
-            log.warning("%s: changes are read by uSNChanged, deletes only by full runs: %s",
-                        self.name, exc)
+        else:
             cookie = start_usn_mark(self.directory)
-            self.method = "usn"
         stream = self.streams[0]
         for entry in entries():
             uuid = entry.first("objectGUID") or ""
@@ -165,9 +161,6 @@ class ADFeed(ChangeFeed):
                 ad = read_ad_changes(self.directory, cursor, options)
             else:
                 ad = read_usn_changes(self.directory, cursor, options)
-        except MissingDirSyncRight as exc:
-            # The full read finds the right missing again and starts a uSNChanged mark.
-            return f"DirSync is no longer allowed ({exc})"
         except RefreshRequired as exc:
             return f"the DC cannot serve the stored {self.method} cursor ({exc})"
         if ad.unreadable:

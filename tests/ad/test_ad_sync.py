@@ -10,7 +10,7 @@ import pytest
 
 from dirsync.cli.main import main
 from dirsync.state.store import StateStore
-from dirsync.sync.changestate import DIRSYNC
+from dirsync.sync.changestate import DIRSYNC, USN
 from dirsync.testing.samba import SambaDC
 from dirsync.testing.slapd import SlapdServer
 from dirsync.testing.sync import anchors, first, hub_config, search, values
@@ -42,9 +42,16 @@ def test_check_says_when_the_account_lacks_the_dirsync_right(
     config.write_text(config.read_text().replace(f'bind_dn = "{samba_dc.admin_upn}"',
                                                  f'bind_dn = "{svc}"'))
     capsys.readouterr()
-    assert main(["-c", str(config), "check"]) == 0
+    # A problem with DirSync (the default change_reads), a note with uSNChanged.
+    assert main(["-c", str(config), "check"]) == 2
     said = capsys.readouterr()
     assert "lacks the \"Replicating Directory Changes\" right" in said.out + said.err
+    config.write_text(config.read_text().replace('kind = "ad"\n',
+                                                 'kind = "ad"\nchange_reads = "usn"\n', 1))
+    assert main(["-c", str(config), "check"]) == 0
+    said = capsys.readouterr()
+    assert "changes are read by uSNChanged" in said.out
+    assert "Replicating Directory Changes" not in said.out + said.err
 
 
 def sync(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, int]:
@@ -202,9 +209,9 @@ def test_incremental_runs_read_ad_changes_with_dirsync(
     assert MODES[-1] == "incremental"
 
 
-def test_an_account_without_the_dirsync_right_reads_changes_by_usn(
+def test_an_account_without_the_dirsync_right_stops_or_reads_changes_by_usn(
         samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+        capsys: pytest.CaptureFixture[str]) -> None:
     password = "Svc-Sync!pass1"
     svc = samba_dc.add_user(ad_ou, "svc-sync", password=password)
     erin = samba_dc.add_user(ad_ou, "Erin NoRight", mail="erin.noright@corp.example")
@@ -214,20 +221,31 @@ def test_an_account_without_the_dirsync_right_reads_changes_by_usn(
     (tmp_path / "ad.pw").write_text(password + "\n")
     config.write_text(config.read_text().replace(f'bind_dn = "{samba_dc.admin_upn}"',
                                                  f'bind_dn = "{svc}"'))
+    # DirSync (the default) without the right: exit 2, a hint, nothing written.
+    capsys.readouterr()
+    assert main(["-c", str(config), "--json", "sync"]) == 2
+    err = capsys.readouterr().err
+    assert "Replicating Directory Changes" in err and 'change_reads = "usn"' in err
+    assert "Traceback" not in err
+    assert search(slapd, container) == {}
+    assert main(["-c", str(config), "check"]) == 2
+    assert "Replicating Directory Changes" in capsys.readouterr().out
+    # Chosen in the config: uSNChanged, deletes by the next full run.
+    text = config.read_text()
+    config.write_text(text.replace('kind = "ad"\n', 'kind = "ad"\nchange_reads = "usn"\n', 1))
+    assert config.read_text() != text
     MODES.clear()
-    with caplog.at_level("WARNING", logger="dirsync"):
-        assert sync(config, capsys)["add"] == 1
-        samba_dc.add_user(ad_ou, "Finn NoRight", mail="finn.noright@corp.example")
-        counts = sync(config, capsys)
-        assert (counts["add"], counts["unchanged"]) == (1, 1)
-        # uSNChanged cannot see a delete: it waits for a full run.
-        samba_dc.delete(erin)
-        assert sync(config, capsys)["delete"] == 0
+    assert sync(config, capsys)["add"] == 1
+    samba_dc.add_user(ad_ou, "Finn NoRight", mail="finn.noright@corp.example")
+    counts = sync(config, capsys)
+    assert (counts["add"], counts["unchanged"]) == (1, 1)
+    # uSNChanged cannot see a delete: it waits for a full run.
+    samba_dc.delete(erin)
+    assert sync(config, capsys)["delete"] == 0
     assert MODES == ["full", "incremental", "incremental"]
-    said = [r.getMessage() for r in caplog.records if "uSNChanged" in r.getMessage()]
-    assert len(said) == 1 and "Replicating Directory Changes" in said[0]
     with StateStore(tmp_path / "var" / "state.sqlite") as state:
         assert state.cursor("corp-ad", "import", DIRSYNC) is None
+        assert state.cursor("corp-ad", "import", USN) is not None
     capsys.readouterr()
     assert main(["-c", str(config), "--json", "sync", "--full"]) == 0
     line = last_line(capsys)
