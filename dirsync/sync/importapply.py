@@ -20,6 +20,7 @@ from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change, add_change
 from dirsync.state.runlife import AppliedSoFar
+from dirsync.state.writebehind import write_behind
 from dirsync.sync.importplan import FETCH_CHUNK
 from dirsync.sync.importread import _Target
 from dirsync.sync.pipeline import INTERRUPTED
@@ -187,45 +188,52 @@ def apply_records(run, records: Iterable[tuple[Any, ...]],
             sent.append((item, anchor, state, action))
             yield change
 
-    for result in run.hub.apply(changes(), stop_on_error=False):
-        item, anchor, state, action = sent.popleft()
-        if not run.streaming:
-            # A first sync counts source rows instead, as it reads them.
-            run.progress.advance()
-        if result.unknown:
-            # Applied or not: not a failure, and not recorded in the state,
-            # so that the next run compares it and says what it found.
-            if item not in run.failed and item not in run.unknown and action:
-                run.counts.bump(action, -1)
-                run.counts.unknown += 1
-            run.unknown[item] = anchor
-            if item in run.inflight:
-                run.report.item(run.report_item(run.inflight.pop(item)))
-            continue
-        if result.error is not None:
-            if item not in run.failed and action:
-                if item in run.unknown:
-                    run.counts.unknown -= 1
-                else:
+    # An LDAP hub has confirmed each change: its state row is written
+    # within a fraction of a second, a batch at a time (a file hub's rows
+    # wait in ``deferred`` until the file is written).
+    def record(row: tuple[str, tuple[Any, ...]]) -> None:
+        run.record_state(*row)
+
+    with write_behind(run.state, record) as recorded:
+        for result in run.hub.apply(changes(), stop_on_error=False):
+            item, anchor, state, action = sent.popleft()
+            if not run.streaming:
+                # A first sync counts source rows instead, as it reads them.
+                run.progress.advance()
+            if result.unknown:
+                # Applied or not: not a failure, and not recorded in the state,
+                # so that the next run compares it and says what it found.
+                if item not in run.failed and item not in run.unknown and action:
                     run.counts.bump(action, -1)
-                run.counts.error += 1
-            run.failed[item] = result.error
-            if item in run.inflight:
+                    run.counts.unknown += 1
+                run.unknown[item] = anchor
+                if item in run.inflight:
+                    run.report.item(run.report_item(run.inflight.pop(item)))
+                continue
+            if result.error is not None:
+                if item not in run.failed and action:
+                    if item in run.unknown:
+                        run.counts.unknown -= 1
+                    else:
+                        run.counts.bump(action, -1)
+                    run.counts.error += 1
+                run.failed[item] = result.error
+                if item in run.inflight:
+                    run.report.item(run.report_item(run.inflight.pop(item)))
+                continue
+            run.done[item] = run.done.get(item, 0) + 1
+            run.report.ldif(result.change)
+            if action and run.done[item] == run.item_changes.get(item):
+                run.so_far.applied(action)
+            if item in run.inflight and run.done[item] >= run.item_changes[item]:
                 run.report.item(run.report_item(run.inflight.pop(item)))
-            continue
-        run.done[item] = run.done.get(item, 0) + 1
-        run.report.ldif(result.change)
-        if action and run.done[item] == run.item_changes.get(item):
-            run.so_far.applied(action)
-        if item in run.inflight and run.done[item] >= run.item_changes[item]:
-            run.report.item(run.report_item(run.inflight.pop(item)))
-        if anchor is None or state[0] == "none":
-            continue
-        run.applied_anchors.add(anchor)
-        if deferred is not None:
-            deferred.append((anchor, state))
-        else:
-            run.record_state(anchor, state)
+            if anchor is None or state[0] == "none":
+                continue
+            run.applied_anchors.add(anchor)
+            if deferred is not None:
+                deferred.append((anchor, state))
+            else:
+                recorded.add((anchor, state))
 
 
 def count_unfinished(run) -> None:
