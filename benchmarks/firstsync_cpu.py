@@ -85,7 +85,7 @@ def one_round(args: argparse.Namespace, source: Path, rows: int) -> dict[str, An
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        config = hub_config(folder, a, CONTAINER, source, threshold=rows)
+        config = hub_config(folder, a, CONTAINER, source, threshold=rows, window=args.window)
         prefix = [*shlex.split(args.wrap), python]
         if args.profile:
             prefix += ["-m", "cProfile", "-o", str(Path(args.profile).resolve())]
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkout", default=str(ROOT),
                         help="the checkout whose dirsync runs (with its own .venv)")
     parser.add_argument("--profile", help="write a cProfile of the sync to this file")
+    parser.add_argument("--window", type=int, default=None,
+                        help="the hub's window of outstanding writes (default: dirsync's)")
     parser.add_argument("--wrap", default="",
                         help="a command to run the sync under (a sampling profiler)")
     parser.add_argument("--no-ldapadd", action="store_true", help="time dirsync only")

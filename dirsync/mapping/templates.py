@@ -288,7 +288,8 @@ class Expression(Compiled):
 
     def value(self, view: SourceView) -> Any:
         try:
-            return _render(self._jinja, view)[1].get_exported()["result"]
+            # What get_exported() would give, without its dict of every export.
+            return _render(self._jinja, view)[1].vars["result"]
         except _FAILURES as exc:
             raise self.failed(exc) from None
 

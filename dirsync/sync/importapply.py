@@ -18,7 +18,7 @@ from typing import Any
 from dirsync.entry import Entry
 from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
-from dirsync.ldif.changes import Change, add_change
+from dirsync.ldif.changes import Change
 from dirsync.state.runlife import AppliedSoFar
 from dirsync.state.writebehind import write_behind
 from dirsync.sync.importplan import FETCH_CHUNK
@@ -105,7 +105,9 @@ def streamed_adds(run, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
                                          conflict or "", target.line))
             continue
         run.final_dns[target.anchor] = dn
-        pending.append((target, run.build(target, dn, None)))
+        # Its RDN value is the mapped one unless it took another name.
+        pending.append((target, run.build(target, dn, None,
+                                          target.rdn_value if dn == candidates[0] else None)))
         if len(pending) >= FETCH_CHUNK:
             yield from run.streamed_batch(pending)
             pending = []
@@ -115,7 +117,10 @@ def streamed_adds(run, entries: Iterable[Entry]) -> Iterator[tuple[Any, ...]]:
 def streamed_batch(run, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
     run.check_addresses([(target, built, None) for target, built in pending])
     for target, built in pending:
-        plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
+        # ``built`` was made for this add alone and nothing changes it now:
+        # the change and the report share its values instead of copies.
+        plan = EntryPlan("add", [(PHASE_ADD, Change("add", built.dn, attrs=built.attrs))],
+                         after=dict(built.attrs))
         yield from run.new_item(target.kind, target.anchor, built.dn, plan, target.hash,
                                  target.kind, spool=False)
 
