@@ -2,7 +2,8 @@
 
 One command: ``.venv/bin/python benchmarks/firstsync_cpu.py --rows 20000 --nosync``
 (``--checkout DIR`` runs another checkout's dirsync, with that checkout's
-``.venv``, against the same generated export; ``--profile FILE`` runs the
+``.venv``, against the same generated export; ``--source ldap`` imports
+people from a foreign slapd with generic-ldap instead of a CSV export; ``--profile FILE`` runs the
 sync under cProfile; ``--rounds N`` repeats and reports each round).
 
 On a machine shared with other work the wall clock moves a lot; the CPU a
@@ -32,6 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dirsync.testing.slapd import SlapdServer  # noqa: E402
 from dirsync.testing.sync import gal_rows, hub_config, write_csv  # noqa: E402
@@ -76,25 +78,50 @@ def timed(cmd: list[str], server: SlapdServer, cwd: Path) -> dict[str, Any]:
             "stdout": out_path.read_text(), "stderr": err_path.read_text()}
 
 
+def ldap_source(rows: int) -> tuple[SlapdServer, Path]:
+    """A foreign slapd holding ``rows`` people (as benchmarks/incremental_bench.py
+    makes them), and a config that imports them with generic-ldap."""
+    import incremental_bench as bench  # the benchmark's own source and config
+
+    source = bench.server(syncprov=True)
+    folder = WORK / "source"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    bench.load(source, rows, folder)
+    return source, folder
+
+
 def one_round(args: argparse.Namespace, source: Path, rows: int) -> dict[str, Any]:
     checkout = Path(args.checkout).resolve()
     python = str(checkout / ".venv" / "bin" / "python")
-    a = fresh_server(args.nosync)
+    foreign: SlapdServer | None = None
+    if args.source == "ldap":
+        import incremental_bench as bench
+
+        foreign, _ = ldap_source(rows)
+        a = bench.server()
+    else:
+        a = fresh_server(args.nosync)
     b: SlapdServer | None = None
     folder = WORK / "run"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        config = hub_config(folder, a, CONTAINER, source, threshold=rows, window=args.window)
+        if foreign is not None:
+            config = bench.config(folder, a, foreign)
+        else:
+            config = hub_config(folder, a, CONTAINER, source, threshold=rows,
+                                window=args.window)
         prefix = [*shlex.split(args.wrap), python]
         if args.profile:
             prefix += ["-m", "cProfile", "-o", str(Path(args.profile).resolve())]
-        sync = timed([*prefix, "-m", "dirsync", "-vv", "-c", str(config), "--json", "sync"],
+        verbose = [] if args.quiet else ["-vv"]
+        sync = timed([*prefix, "-m", "dirsync", *verbose, "-c", str(config), "--json", "sync"],
                      a, checkout)
         line = json.loads([ln for ln in sync["stdout"].splitlines() if ln.startswith("{")][-1])
         assert line["counts"]["add"] == rows, line["counts"]
         result: dict[str, Any] = {"sync": sync, "counts": line["counts"]}
-        if not args.no_ldapadd:
+        if not args.no_ldapadd and foreign is None:
             b = fresh_server(args.nosync)
             ldif = line["files"]["ldif"]
             result["ldapadd"] = timed(["ldapadd", "-x", "-H", b.url, "-D", b.root_dn, "-w",
@@ -102,8 +129,9 @@ def one_round(args: argparse.Namespace, source: Path, rows: int) -> dict[str, An
         return result
     finally:
         a.destroy()
-        if b is not None:
-            b.destroy()
+        for other in (b, foreign):
+            if other is not None:
+                other.destroy()
 
 
 def describe(name: str, run: dict[str, Any], rows: int) -> str:
@@ -123,10 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkout", default=str(ROOT),
                         help="the checkout whose dirsync runs (with its own .venv)")
     parser.add_argument("--profile", help="write a cProfile of the sync to this file")
+    parser.add_argument("--source", choices=("csv", "ldap"), default="csv",
+                        help="csv: csv-gal rows; ldap: people in a foreign slapd, "
+                        "generic-ldap (as benchmarks/incremental_bench.py; dbnosync)")
     parser.add_argument("--window", type=int, default=None,
                         help="the hub's window of outstanding writes (default: dirsync's)")
     parser.add_argument("--wrap", default="",
                         help="a command to run the sync under (a sampling profiler)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="run dirsync at its default verbosity (no -vv: no step times, "
+                        "no log event per change)")
     parser.add_argument("--no-ldapadd", action="store_true", help="time dirsync only")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
