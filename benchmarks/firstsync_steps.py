@@ -28,8 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dirsync.testing.slapd import SlapdServer  # noqa: E402
-from dirsync.testing.sync import gal_rows, hub_config, write_csv  # noqa: E402
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import gal_rows, hub_config, write_csv
 
 WORK = ROOT / "benchmarks" / "scratch" / "firstsync-steps"
 SUFFIX = "dc=example,dc=org"
