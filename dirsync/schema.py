@@ -9,6 +9,7 @@ server would call equal).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -121,6 +122,9 @@ def is_dn_valued(attr: str) -> bool:
     return base_type(attr) in _DN_VALUED
 
 
+# Asked for every value written or checked (reports, LDIF, the value
+# screen) of the few attribute names a run has.
+@functools.lru_cache(maxsize=4096)
 def is_binary(attr: str) -> bool:
     return base_type(attr) in BINARY or ";binary" in attr.lower()
 

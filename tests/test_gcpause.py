@@ -29,3 +29,17 @@ def test_a_collector_switched_off_by_the_caller_stays_off() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_frozen_heap_freezes_what_exists_and_hands_it_back_after() -> None:
+    from dirsync.directories.gcpause import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with frozen_heap():  # nested: the inner exit must not hand it back
+            pass
+        assert gc.get_freeze_count() == frozen
+        raise RuntimeError("boom")
+    assert gc.get_freeze_count() == 0

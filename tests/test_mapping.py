@@ -57,6 +57,26 @@ def test_the_fast_path_agrees_with_jinja(source: str) -> None:
     assert fast.values(view()) == ([slow.strip()] if slow.strip() else [])
 
 
+@pytest.mark.parametrize("source", ["Email", "not Email", "Mobile", "not Mobile", "anchor",
+                                    "not dn", "domain", "not domain", "has_class", "not attr",
+                                    "range", "not true", "not none", "not (Mobile)"])
+def test_an_expression_that_is_a_name_agrees_with_jinja(source: str) -> None:
+    fast = Expression("k", source)
+    slow = Expression("k", source)
+    slow._name = None                  # the same expression, rendered by Jinja
+    for entry_view in (view(anchor="A1"), view(Entry("cn=x", {}), anchor="")):
+        assert fast.value(entry_view) == slow.value(entry_view)
+        assert fast.truth(entry_view) is slow.truth(entry_view)
+
+
+def test_only_a_plain_name_or_its_negation_skips_jinja() -> None:
+    assert Expression("k", "not Email")._name == (True, "Email")
+    assert Expression("k", "Email")._name == (False, "Email")
+    for source in ("not true", "Type | lower", "not Email or Mobile", "not not Email",
+                   "has_class('x')"):
+        assert Expression("k", source)._name is None
+
+
 @pytest.mark.parametrize(("source", "message"), [
     ("{{ Title.nope }}", "undefined"),
     ("{{ Title.__class__ }}", "not allowed in a mapping"),

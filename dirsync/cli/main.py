@@ -62,9 +62,15 @@ class _TextFormatter(logging.Formatter):
     """Log lines for a terminal: control characters of foreign values escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
-        record = logging.makeLogRecord(record.__dict__)
+        # The record's message is swapped for its escaped text while it is
+        # formatted, then put back (a copy of the record per line, as this
+        # did before, cost as much as the rest of logging a change).
+        saved = record.msg, record.args
         record.msg, record.args = escape_controls(record.getMessage()), None
-        return super().format(record)
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
 
 
 def _setup_logging(fmt: str, verbose: int) -> None:

@@ -150,6 +150,7 @@ class RunBudget:
         self.spent = 0.0
         self._started = 0.0
         self._nested = False
+        self._timeout = _entry_timeout(self.limits.entry_seconds)  # made once, not per entry
 
     def entry(self) -> RunBudget:
         return self
@@ -165,7 +166,7 @@ class RunBudget:
                          f"the run's template time budget of {limits.run_seconds:g}s "
                          "(template_limits.run_seconds) is spent; not mapped")
         else:
-            own = _Scope(limits, limits.entry_seconds, _entry_timeout(limits.entry_seconds))
+            own = _Scope(limits, limits.entry_seconds, self._timeout)
         self._started = time.monotonic()
         _local.scope = own
 

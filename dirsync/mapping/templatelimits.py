@@ -317,12 +317,17 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         current = scope()
         current.tick()
+        if type(obj) is types.MethodType and getattr(obj.__self__, "dirsync_source", False):
+            # The source entry's own methods (has_class, values, attr): they
+            # read what the entry holds and call nothing back, so only the
+            # time check applies. Most calls of a mapping are these, so they
+            # are called as they are: Jinja's own checks (a format method, a
+            # callable marked unsafe, a context passed) have nothing to find
+            # on them.
+            return obj(*args, **kwargs)
         target = getattr(obj, "__wrapped__", obj)
         owner = getattr(target, "__self__", None)
         if getattr(owner, "dirsync_source", False):
-            # The source entry's own methods (has_class, values, attr): they
-            # read what the entry holds and call nothing back, so only the
-            # time check applies. Most calls of a mapping are these.
             return super().call(context, obj, *args, **kwargs)
         if isinstance(obj, LoopContext) and args:
             # A recursive loop's ``loop(children)``: its items are counted too.

@@ -284,11 +284,19 @@ class Expression(Compiled):
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
+        self._name = _plain_name(ast)
         self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
 
     def value(self, view: SourceView) -> Any:
+        if self._name is not None:
+            # ``name`` or ``not name``: the value Jinja would look up (the
+            # view resolves every name), with no template work to bound.
+            negated, name = self._name
+            found = view[name]
+            return not found if negated else found
         try:
-            return _render(self._jinja, view)[1].get_exported()["result"]
+            # What get_exported() would give, without its dict of every export.
+            return _render(self._jinja, view)[1].vars["result"]
         except _FAILURES as exc:
             raise self.failed(exc) from None
 
@@ -313,6 +321,20 @@ class Expression(Compiled):
             if text.strip():
                 out.append(text.strip())
         return out
+
+
+def _plain_name(ast: jinja2.nodes.Template) -> tuple[bool, str] | None:
+    """(negated, name) of an expression that is ``name`` or ``not name``
+    (``skip = "not Email"``), else None."""
+    body = ast.body
+    if len(body) != 1 or not isinstance(body[0], jinja2.nodes.Assign):
+        return None
+    node = body[0].node
+    negated = isinstance(node, jinja2.nodes.Not)
+    inner = node.node if isinstance(node, jinja2.nodes.Not) else node
+    if isinstance(inner, jinja2.nodes.Name) and inner.ctx == "load":
+        return negated, inner.name
+    return None
 
 
 #: What a render may raise for one entry, besides Jinja's own errors: each

@@ -6,8 +6,9 @@ and settings), cursors, and the history of runs.
 
 The hub is the truth and the state an accelerator: an entry whose source
 hash, DN and fingerprint are unchanged needs no mapping and no compare.
-A state row is written right after the hub confirms the change it
-records, in its own transaction, so a run killed at any moment leaves
+A state row is written after the hub confirms the change it records
+(a run commits them a batch at a time: :mod:`dirsync.state.writebehind`),
+so a run killed at any moment leaves
 rows that describe changes the hub really holds; whatever the hub holds
 beyond that (an add confirmed but not yet recorded) is found by the next
 run in the hub itself, by its marker and anchor.

@@ -18,8 +18,11 @@ def log_result(connection: str, run: int, direction: str, result: Any) -> None:
     """The event for one :class:`~dirsync.directories.base.ApplyResult`."""
     failed = result.error is not None
     # A failed change is a warning: it is logged at the default level.
+    level = logging.WARNING if failed else logging.INFO
+    if not changes_log.isEnabledFor(level):
+        return  # (without building the event: a first sync has one per entry)
     changes_log.log(
-        logging.WARNING if failed else logging.INFO, "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
+        level, "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
         f"failed: {result.error}" if failed else "applied",
         extra={"fields": {
             "connection": connection, "run": run, "direction": direction,

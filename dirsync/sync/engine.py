@@ -17,7 +17,7 @@ reads only changes, :mod:`dirsync.sync.importchanges`):
    deleted;
 4. stop before changing anything when a safety limit says so;
 5. apply in phases (deletes, renames, modifies, adds, groups), recording
-   each change in the state store as soon as the hub confirms it;
+   each change in the state store once the hub confirms it;
 6. write the delta report (:mod:`dirsync.sync.report`).
 
 Large runs keep memory flat: mapped entries and planned changes wait in

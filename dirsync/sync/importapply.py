@@ -18,8 +18,9 @@ from typing import Any
 from dirsync.entry import Entry
 from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
-from dirsync.ldif.changes import Change, add_change
+from dirsync.ldif.changes import Change
 from dirsync.state.runlife import AppliedSoFar
+from dirsync.state.writebehind import write_behind
 from dirsync.sync.changelog import logged
 from dirsync.sync.importitems import _Target
 from dirsync.sync.importplan import FETCH_CHUNK
@@ -106,7 +107,9 @@ def streamed_adds(run: ImportSteps, entries: Iterable[Entry]) -> Iterator[tuple[
                                          conflict or "", target.line))
             continue
         run.final_dns[target.anchor] = dn
-        pending.append((target, run.build(target, dn, None)))
+        # Its RDN value is the mapped one unless it took another name.
+        pending.append((target, run.build(target, dn, None,
+                                          target.rdn_value if dn == candidates[0] else None)))
         if len(pending) >= FETCH_CHUNK:
             yield from run.streamed_batch(pending)
             pending = []
@@ -116,7 +119,10 @@ def streamed_adds(run: ImportSteps, entries: Iterable[Entry]) -> Iterator[tuple[
 def streamed_batch(run: ImportSteps, pending: list[tuple[_Target, Entry]]) -> Iterator[tuple[Any, ...]]:
     run.check_addresses([(target, built, None) for target, built in pending])
     for target, built in pending:
-        plan = EntryPlan("add", [(PHASE_ADD, add_change(built))], after=dict(built.attrs))
+        # ``built`` was made for this add alone and nothing changes it now:
+        # the change and the report share its values instead of copies.
+        plan = EntryPlan("add", [(PHASE_ADD, Change("add", built.dn, attrs=built.attrs))],
+                         after=dict(built.attrs))
         yield from run.new_item(target.kind, target.anchor, built.dn, plan, target.hash,
                                  target.kind, spool=False)
 
@@ -189,47 +195,54 @@ def apply_records(run: ImportSteps, records: Iterable[tuple[Any, ...]],
             sent.append((item, anchor, state, action))
             yield change
 
+    # An LDAP hub has confirmed each change: its state row is written
+    # within a fraction of a second, a batch at a time (a file hub's rows
+    # wait in ``deferred`` until the file is written).
+    def record(row: tuple[str, tuple[Any, ...]]) -> None:
+        run.record_state(*row)
+
     # One log event per change (--log-format json).
     send = logged(run.hub.apply, run.name, run.run_id, run.direction)
-    for result in send(changes(), stop_on_error=False):
-        item, anchor, state, action = sent.popleft()
-        if not run.streaming:
-            # A first sync counts source rows instead, as it reads them.
-            run.progress.advance()
-        if result.unknown:
-            # Applied or not: not a failure, and not recorded in the state,
-            # so that the next run compares it and says what it found.
-            if item not in run.failed and item not in run.unknown and action:
-                run.counts.bump(action, -1)
-                run.counts.unknown += 1
-            run.unknown[item] = anchor
-            if item in run.inflight:
-                run.report.item(run.report_item(run.inflight.pop(item)))
-            continue
-        if result.error is not None:
-            if item not in run.failed and action:
-                if item in run.unknown:
-                    run.counts.unknown -= 1
-                else:
+    with write_behind(run.state, record) as recorded:
+        for result in send(changes(), stop_on_error=False):
+            item, anchor, state, action = sent.popleft()
+            if not run.streaming:
+                # A first sync counts source rows instead, as it reads them.
+                run.progress.advance()
+            if result.unknown:
+                # Applied or not: not a failure, and not recorded in the state,
+                # so that the next run compares it and says what it found.
+                if item not in run.failed and item not in run.unknown and action:
                     run.counts.bump(action, -1)
-                run.counts.error += 1
-            run.failed[item] = result.error
-            if item in run.inflight:
+                    run.counts.unknown += 1
+                run.unknown[item] = anchor
+                if item in run.inflight:
+                    run.report.item(run.report_item(run.inflight.pop(item)))
+                continue
+            if result.error is not None:
+                if item not in run.failed and action:
+                    if item in run.unknown:
+                        run.counts.unknown -= 1
+                    else:
+                        run.counts.bump(action, -1)
+                    run.counts.error += 1
+                run.failed[item] = result.error
+                if item in run.inflight:
+                    run.report.item(run.report_item(run.inflight.pop(item)))
+                continue
+            run.done[item] = run.done.get(item, 0) + 1
+            run.report.ldif(result.change)
+            if action and run.done[item] == run.item_changes.get(item):
+                run.so_far.applied(action)
+            if item in run.inflight and run.done[item] >= run.item_changes[item]:
                 run.report.item(run.report_item(run.inflight.pop(item)))
-            continue
-        run.done[item] = run.done.get(item, 0) + 1
-        run.report.ldif(result.change)
-        if action and run.done[item] == run.item_changes.get(item):
-            run.so_far.applied(action)
-        if item in run.inflight and run.done[item] >= run.item_changes[item]:
-            run.report.item(run.report_item(run.inflight.pop(item)))
-        if anchor is None or state[0] == "none":
-            continue
-        run.applied_anchors.add(anchor)
-        if deferred is not None:
-            deferred.append((anchor, state))
-        else:
-            run.record_state(anchor, state)
+            if anchor is None or state[0] == "none":
+                continue
+            run.applied_anchors.add(anchor)
+            if deferred is not None:
+                deferred.append((anchor, state))
+            else:
+                recorded.add((anchor, state))
 
 
 def count_unfinished(run: ImportSteps) -> None:

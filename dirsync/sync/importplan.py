@@ -307,10 +307,15 @@ def write_planned_ldif(run: ImportSteps) -> None:
             run.report.ldif(change_from_record(record))
 
 
-def build(run: ImportSteps, target: _Target, dn: str, members: list[str] | None) -> Entry:
+def build(run: ImportSteps, target: _Target, dn: str, members: list[str] | None,
+          rdn_value: str | None = None) -> Entry:
+    """The hub entry of ``target`` at ``dn`` (whose RDN value is ``rdn_value``,
+    read from ``dn`` when not given)."""
     selected = run.selected
+    if rdn_value is None:
+        rdn_value = first_rdn(dn)[1]
     return target_entry(dn, target.attrs, target.object_classes,
-                        rdn_attribute=selected.rdn_attribute, rdn_value=first_rdn(dn)[1],
+                        rdn_attribute=selected.rdn_attribute, rdn_value=rdn_value,
                         anchor=target.anchor, connection=run.name, members=members,
                         member_attribute=selected.mapping.member_attribute)
 

@@ -37,8 +37,9 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 #: The attributes whose values are addresses someone owns.
 ADDRESS_ATTRS = ("mail", "proxyAddresses")
 
-#: Addresses per hub search (three filter terms at most each).
-LOOKUP_CHUNK = 150
+#: Addresses per hub search (three filter terms at most each): the
+#: addresses of one batch of a first sync (200 entries) in one search.
+LOOKUP_CHUNK = 400
 
 
 def address_key(attr: str, value: bytes) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
+from dirsync.directories.gcpause import frozen_heap
 from dirsync.errors import DirsyncError
 from dirsync.state.store import StateStore, now
 from dirsync.sync.changefeed import Feed
@@ -209,6 +210,10 @@ class Run:
     # -- the lifecycle -----------------------------------------------------
     def __call__(self) -> RunResult:
         self.load()
+        with frozen_heap():
+            return self._call()
+
+    def _call(self) -> RunResult:
         # Full when asked, or when anything that decides the result changed.
         stored = self.state.fingerprint(self.name, self.direction)
         self.mode = "full" if self.options.full or stored != self.fingerprint else "incremental"

@@ -112,13 +112,25 @@ def target_entry(dn: str, attrs: Mapping[str, list[bytes]], object_classes: list
     classes = list(object_classes)
     if MARKER_CLASS.lower() not in {c.lower() for c in classes}:
         classes.append(MARKER_CLASS)
-    entry = Entry(dn, {"objectClass": [c.encode("utf-8") for c in classes]})
+    # What Entry.add does for each attribute, inline: a first sync builds
+    # one of these per source entry.
+    values_of: dict[str, list[bytes]] = {"objectClass": [c.encode("utf-8") for c in classes]}
+    index = {"objectclass": "objectClass"}
     for name, values in attrs.items():
-        entry.add(name, list(values))
-    norm = matcher(rdn_attribute)
+        lower = name.lower()
+        stored = index.get(lower)
+        if stored is None:
+            index[lower] = name
+            values_of[name] = list(values)
+        else:
+            values_of[stored].extend(values)
+    entry = Entry.parsed(dn, values_of, index, None)
     rdn_bytes = rdn_value.encode("utf-8")
-    if norm(rdn_bytes) not in {norm(v) for v in entry.get(rdn_attribute)}:
-        entry.add(rdn_attribute, [rdn_bytes])
+    present = entry.get(rdn_attribute)
+    if rdn_bytes not in present:
+        norm = matcher(rdn_attribute)
+        if norm(rdn_bytes) not in {norm(v) for v in present}:
+            entry.add(rdn_attribute, [rdn_bytes])
     if members is not None:
         entry.set(member_attribute, [m.encode("utf-8") for m in (members or [dn])])
     entry.set(ANCHOR_ATTR, [anchor.encode("utf-8")])

@@ -46,6 +46,9 @@ from dirsync.schema import is_binary
 from dirsync.sync.plan import COUNT_NAMES, Counts
 
 HTML_ENTRIES = 2000
+#: ``json.dumps(..., ensure_ascii=False)`` without making an encoder per call
+#: (one entry of the report each).
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 FILES = {"text": "report.txt", "json": "report.json", "ldif": "changes.ldif",
          "html": "report.html"}
 
@@ -142,6 +145,35 @@ def _json_values(attr: str, values: list[bytes]) -> list[str | dict[str, str]] |
         return [v.decode("utf-8") for v in values]
     except UnicodeDecodeError:
         return [value_json(attr, v) for v in values]
+
+
+_string = json.encoder.encode_basestring  # as JSONEncoder(ensure_ascii=False) writes one
+
+
+def _values_json(attr: str, values: list[bytes]) -> str:
+    """``_json_values`` as JSON text."""
+    if not values:
+        return "null"
+    if not is_binary(attr):
+        try:
+            return "[" + ", ".join([_string(v.decode("utf-8")) for v in values]) + "]"
+        except UnicodeDecodeError:
+            pass
+    return _ENCODE(_json_values(attr, values))
+
+
+def _attributes_json(item: ReportItem) -> str:
+    """An entry's attributes before and after, as JSON text."""
+    if not item.before or not item.after:
+        # An add or a delete (as attributes() gives them, without its copies).
+        side = item.after or item.before or {}
+        where = '{"before": null, "after": %s}' if item.after else '{"before": %s, "after": null}'
+        return "{" + ", ".join([f"{_string(name)}: " + where % _values_json(name, side[name])
+                                for name in sorted(side, key=str.lower) if side[name]]) + "}"
+    return "{" + ", ".join([
+        f'{_string(name)}: {{"before": {_values_json(name, old)}, '
+        f'"after": {_values_json(name, new)}}}'
+        for name, old, new in item.attributes()]) + "}"
 
 
 def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
@@ -256,11 +288,10 @@ class _JSONWriter:
             record["error"] = item.error
         if item.notes:
             record["notes"] = item.notes
-        record["attributes"] = {
-            name: {"before": _json_values(name, old), "after": _json_values(name, new)}
-            for name, old, new in item.attributes()}
-        self.body.write(("\n  " if self.first else ",\n  ")
-                        + json.dumps(record, ensure_ascii=False))
+        # The same text as json.dumps of the whole record, the attributes
+        # written piece by piece: a first sync writes one record per entry.
+        self.body.write(("\n  " if self.first else ",\n  ") + _ENCODE(record)[:-1]
+                        + ', "attributes": ' + _attributes_json(item) + "}")
         self.first = False
 
     def problems(self, out: IO[str], problems: list[Problem]) -> None:
