@@ -32,8 +32,10 @@ that :mod:`dirsync.sync.exportchanges` builds on it reads only what changed
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dirsync.config import Config, ConnectionConfig
 from dirsync.directories.csvfile import ANCHOR_ATTR as CSV_RDN
@@ -49,7 +51,7 @@ from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import exportapply, exportplan, exportread, exportrecord, exportscan
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
-from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions
+from dirsync.sync.pipeline import INTERRUPTED, Run, RunResult, SyncOptions, peak_memory_mb
 from dirsync.sync.plan import (
     PHASES,
 )
@@ -57,6 +59,7 @@ from dirsync.sync.proxygen import Assigner, AssignmentStore
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
+_T = TypeVar("_T")
 
 # Importable from here as before the steps had modules of their own.
 __all__ = ["CSV_CHANGES", "EXPORT_VERSION", "HUB_LDIF", "ExportRun", "_Item", "_Wanted",
@@ -170,10 +173,10 @@ class ExportRun(Run):
     def _run(self) -> RunResult:
         log.info("%s: %s export run%s", self.name, self.mode,
                  " (dry run)" if self.options.dry_run else "")
-        self.scan_foreign()
-        self.state_rows = self.load_state_rows()
-        self.read_hub()
-        self.plan()
+        self.timed("foreign scan", self.scan_foreign)
+        self.state_rows = self.timed("state rows", self.load_state_rows)
+        self.timed("hub read", self.read_hub)
+        self.timed("plan", self.plan)
         stop = self.safety(len(self.deletes), self.source_count())
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
@@ -186,17 +189,28 @@ class ExportRun(Run):
             log.warning("%s: stopped: %s", self.name, stop)
             message = stop
         elif not self.options.dry_run:
-            message = self.apply()
+            message = self.timed("apply", self.apply)
             interrupted = message is not None
-        self.write_change_files(planned=stop is not None or self.options.dry_run)
+        self.timed("change files", lambda: self.write_change_files(
+            planned=stop is not None or self.options.dry_run))
         status = self.status(stop, interrupted, message is INTERRUPTED)
         if not self.options.dry_run and stop is None:
-            self.finish_state(interrupted)
+            self.timed("state", lambda: self.finish_state(interrupted))
         written = sum(1 for i in self.items if i.kind == "proxy" and i.changes
                       and i.done >= i.changes)
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
-        return self.conclude(status, message, self.report_items(), self.extra_files)
+        return self.timed("report", lambda: self.conclude(
+            status, message, self.report_items(), self.extra_files))
+
+    def timed(self, step: str, func: Callable[[], _T]) -> _T:
+        """One step, its time and the peak memory so far logged (``-vv``)."""
+        started = time.perf_counter()
+        try:
+            return func()
+        finally:
+            log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
+                      time.perf_counter() - started, peak_memory_mb())
 
     # -- hooks a run reading only changes replaces --------------------------
     def load_state_rows(self) -> dict[str, StateRow]:
