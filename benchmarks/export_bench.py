@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -45,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sync_bench import PeakMemory, machine  # noqa: E402
+from sync_bench import PeakMemory, machine
 
-from dirsync.testing.slapd import SlapdServer  # noqa: E402
+from dirsync.testing.slapd import SlapdServer
 
 WORK = ROOT / "benchmarks" / "scratch" / "export"
 SUFFIX = "o=Bench"
@@ -251,11 +249,11 @@ def render(figures: dict[str, Any], load: tuple[str, str]) -> str:
     lines = [
         f"Command: `.venv/bin/python benchmarks/export_bench.py --entries {n}`",
         "",
-        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. "
-        f"Load (`uptime`) before: {load[0]}; after: {load[1]}.",
+        (f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}. "
+         f"Load (`uptime`) before: {load[0]}; after: {load[1]}."),
         "",
-        f"A hub of {n:,} inetOrgPerson entries (slapadd, {figures['slapadd']:.1f} s) "
-        "exported with the generic-ldap mapping; each run its own process.",
+        (f"A hub of {n:,} inetOrgPerson entries (slapadd, {figures['slapadd']:.1f} s) "
+         "exported with the generic-ldap mapping; each run its own process."),
         "",
         "| target | run | dirsync | reference | peak memory (VmHWM) |",
         "|---|---|---:|---|---:|",
@@ -273,10 +271,10 @@ def render(figures: dict[str, Any], load: tuple[str, str]) -> str:
         changes = ", ".join(f"{s:.2f}" for s in f["changes"])
         lines += [
             f"| {name} | first export | {f['first']:.1f} s | {ref} | {f['first_rss']:.0f} MB |",
-            f"| {name} | no-op (median of {noops} s) | {f['noop']:.2f} s | | "
-            f"{f['noop_rss']:.0f} MB |",
-            f"| {name} | 1% change (median of {changes} s) | {f['change']:.2f} s | | "
-            f"{f['change_rss']:.0f} MB |",
+            (f"| {name} | no-op (median of {noops} s) | {f['noop']:.2f} s | | "
+             f"{f['noop_rss']:.0f} MB |"),
+            (f"| {name} | 1% change (median of {changes} s) | {f['change']:.2f} s | | "
+             f"{f['change_rss']:.0f} MB |"),
         ]
     for target in ("ldap", "ldif"):
         if target in figures:
@@ -303,7 +301,8 @@ def record(text: str) -> None:
 
 
 def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["uptime"], check=False, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,9 @@ state rows). These functions are the run's methods (the run binds them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
@@ -22,6 +24,7 @@ from dirsync.sync.pipeline import INTERRUPTED
 from dirsync.sync.plan import (
     PHASES,
 )
+from dirsync.sync.spool import change_from_record
 
 log = logging.getLogger("dirsync.export")
 
@@ -91,24 +94,25 @@ def apply_hub(run) -> None:
         run.hub.flush()
 
 
-def apply_phase(run, records: list[tuple[int, str | None, Change, str, str]],
+def apply_phase(run, records: Iterable[tuple[int, str | None, Any, str, str]],
                 file_foreign: bool) -> None:
-    sent: list[tuple[int, str | None, str, str]] = []
+    """Send one phase's changes (records as :meth:`plan.add_item` spools them)."""
+    # Results come back in the order the changes went out: what was sent and
+    # not yet answered waits here, no more than the connection keeps in flight.
+    sent: deque[tuple[int, str | None, str, str]] = deque()
 
     def changes() -> Iterator[Change]:
-        for index, anchor, change, state_kind, digest in records:
+        for index, anchor, record, state_kind, digest in records:
             if stop_requested.is_set():
                 return
             if run.items[index].error is not None:
                 continue
             sent.append((index, anchor, state_kind, digest))
-            yield change
+            yield change_from_record(record)
 
-    position = 0
     send = logged(run.foreign.apply, run.name, run.run_id, run.direction)
     for result in send(changes(), stop_on_error=False):
-        index, anchor, state_kind, digest = sent[position]
-        position += 1
+        index, anchor, state_kind, digest = sent.popleft()
         run.progress.advance()
         item = run.items[index]
         if result.unknown:

@@ -30,7 +30,7 @@ from dirsync.mapping.exportnames import qualifier_text
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
-from dirsync.sync.exportitems import _Item, _Wanted
+from dirsync.sync.exportitems import _Item, _Wanted, wanted_payload
 from dirsync.sync.plan import (
     source_hash,
 )
@@ -150,6 +150,7 @@ def read_hub(run) -> None:
             run.counts.unchanged += 1
             continue
         run.wanted.append(wanted)
+        run.wanted_payloads.append(wanted_payload(wanted))
 
 
 def prepare(run, entry: Entry, anchor: str) -> _Wanted | None:
@@ -258,5 +259,4 @@ def plan_writeback(run, anchor: str, entry: Entry, change: Change) -> None:
     item = _Item("proxy", anchor, "modify", entry.dn, None, before, after,
                  ["the recipient update service: a generated proxy address"], changes=1,
                  counted=False)
-    run.items.append(item)
-    run.hub_changes.append((len(run.items) - 1, change))
+    run.hub_changes.append((run.keep_item(item), change))

@@ -56,6 +56,7 @@ from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.proxygen import Assigner, AssignmentStore
+from dirsync.sync.spool import MEMORY_ITEMS, Spool
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -81,6 +82,8 @@ class ExportRun(Run):
 
     direction = "export"
     target_words = "the foreign side"
+    #: records of each spool kept in memory before the rest go to disk
+    spool_items = MEMORY_ITEMS
 
     # Set by the steps' functions (the modules named below), declared here.
     # The foreign scan (scan_foreign):
@@ -110,14 +113,22 @@ class ExportRun(Run):
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
         self.items: list[_Item] = []
-        #: phase -> [(item index, anchor, change, state kind, digest)]
-        self.phases: dict[int, list[tuple[int, str | None, Change, str, str]]] = {
-            p: [] for p in PHASES}
+        #: each item's payload (exportitems.item_payload), in the order of items
+        self.payloads = Spool(self.spool_items)
+        #: each wanted recipient's payload (exportitems.wanted_payload), in order
+        self.wanted_payloads = Spool(self.spool_items)
+        #: phase -> [(item index, anchor, spool.change_record(change), state kind,
+        #: digest)]
+        self.phases: dict[int, Spool] = {p: Spool(self.spool_items) for p in PHASES}
         self.hub_changes: list[tuple[int, Change]] = []
         self.applied = False
         self.unreadable_rows = 0
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
+    def release(self) -> None:
+        for spool in (self.payloads, self.wanted_payloads, *self.phases.values()):
+            spool.close()
+
     def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
         if mapping.export is None:
@@ -273,7 +284,9 @@ class ExportRun(Run):
     native_ref = exportplan.native_ref
     foreign_entry = exportplan.foreign_entry
     join_cells = exportplan.join_cells
+    compare = exportplan.compare
     add_item = exportplan.add_item
+    keep_item = exportplan.keep_item
     plan_renames = exportplan.plan_renames
 
     # -- 5. apply (dirsync.sync.exportapply) --------------------------------
@@ -283,6 +296,7 @@ class ExportRun(Run):
 
     # -- 5 and 6. state and the report (dirsync.sync.exportrecord) ----------
     record = exportrecord.record
+    full_items = exportrecord.full_items
     finish_state = exportrecord.finish_state
     final_rows = exportrecord.final_rows
     store_rows = exportrecord.store_rows
