@@ -257,6 +257,12 @@ class DetectingExportRun(ChangeDetection, ExportRun):
         if not self.incremental_read():
             super().scan_foreign()
             return
+        if self.foreign.kind != "ldap" and not self.changed_anchors and not self.csv:
+            # Nothing changed in the hub: nothing to plan, so the file is
+            # neither written nor read (a CSV file is, for its change file).
+            self.ours, self.unowned, self.others = {}, {}, {}
+            self.container_exists = True
+            return
         if self.foreign.kind != "ldap":
             # A file is rewritten whole, so it is read whole; only the
             # changed anchors are planned, the others keep their names.
