@@ -283,8 +283,8 @@ def render(figures: dict[str, Any], load: tuple[str, str]) -> str:
         ]
     for target in ("ldap", "ldif"):
         if target in figures and figures[target]["errors"]:
-            lines += ["", f"**{target}: {figures[target]['errors']} entries failed** over "
-                      "the runs (see the reports)."]
+            lines += ["", (f"**{target}: {figures[target]['errors']} entries failed** over "
+                           "the runs (see the reports).")]
     for target in ("ldap", "ldif"):
         if target in figures:
             f = figures[target]

@@ -122,10 +122,9 @@ def test_a_large_first_export_keeps_its_peak_memory_under_a_bound(tmp_path: Path
         stream.write(f"dn: {suffix}\nobjectClass: organization\no: Guard\n\n"
                      f"dn: ou=People,{suffix}\nobjectClass: organizationalUnit\nou: People\n\n"
                      f"dn: ou=Partner,{suffix}\nobjectClass: organizationalUnit\nou: Partner\n\n")
-        for i in range(GUARD_ENTRIES):
-            stream.write(f"dn: uid=u{i},ou=People,{suffix}\nobjectClass: inetOrgPerson\n"
-                         f"uid: u{i}\ncn: User {i}\nsn: {i}\nmail: u{i}@guard.example\n"
-                         f"title: Engineer\n\n")
+        stream.writelines(f"dn: uid=u{i},ou=People,{suffix}\nobjectClass: inetOrgPerson\n"
+                          f"uid: u{i}\ncn: User {i}\nsn: {i}\nmail: u{i}@guard.example\n"
+                          "title: Engineer\n\n" for i in range(GUARD_ENTRIES))
     conf = hub.workdir / "slapd.conf"
     conf.write_text(hub.config_text())
     subprocess.run(["slapadd", "-q", "-f", str(conf), "-l", str(ldif)], check=True,
