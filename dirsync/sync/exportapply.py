@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from dirsync.errors import DirectoryError
@@ -111,29 +112,40 @@ def apply_phase(run, records: Iterable[tuple[int, str | None, Any, str, str]],
             yield change_from_record(record)
 
     send = logged(run.foreign.apply, run.name, run.run_id, run.direction)
-    for result in send(changes(), stop_on_error=False):
-        index, anchor, state_kind, digest = sent.popleft()
-        run.progress.advance()
-        item = run.items[index]
-        if result.unknown:
-            if item.error is None and not item.unknown and item.counted:
-                run.counts.bump(item.action, -1)
-                run.counts.unknown += 1
-            item.unknown = True
-            continue
-        if result.error is not None:
-            if item.error is None and item.counted:
-                run.counts.bump(item.action, -1)
-                run.counts.error += 1
-            item.error = result.error
-            continue
-        item.done += 1
-        run.report.ldif(result.change)
-        if anchor is None:
-            continue
-        row = None if result.change.kind == "delete" else \
-            StateRow(result.change.target_dn, digest, state_kind)
-        if file_foreign:
-            run.deferred.append((anchor, row))
-        else:
-            run.record(anchor, row)
+    # A file's rows wait for the file (run.deferred); a server's are written as
+    # it confirms each change, committed a batch at a time.
+    batch = nullcontext(lambda: None) if file_foreign else run.state.batched()
+    with batch as recorded:
+        for result in send(changes(), stop_on_error=False):
+            run.record_result(result, sent.popleft(), file_foreign)
+            recorded()
+
+
+def record_result(run, result: Any, sent: tuple[int, str | None, str, str],
+                  file_foreign: bool) -> None:
+    """What became of one change: its item's status, its state row."""
+    index, anchor, state_kind, digest = sent
+    run.progress.advance()
+    item = run.items[index]
+    if result.unknown:
+        if item.error is None and not item.unknown and item.counted:
+            run.counts.bump(item.action, -1)
+            run.counts.unknown += 1
+        item.unknown = True
+        return
+    if result.error is not None:
+        if item.error is None and item.counted:
+            run.counts.bump(item.action, -1)
+            run.counts.error += 1
+        item.error = result.error
+        return
+    item.done += 1
+    run.report.ldif(result.change)
+    if anchor is None:
+        return
+    row = None if result.change.kind == "delete" else \
+        StateRow(result.change.target_dn, digest, state_kind)
+    if file_foreign:
+        run.deferred.append((anchor, row))
+    else:
+        run.record(anchor, row)

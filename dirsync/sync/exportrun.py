@@ -293,6 +293,7 @@ class ExportRun(Run):
     apply = exportapply.apply
     apply_hub = exportapply.apply_hub
     apply_phase = exportapply.apply_phase
+    record_result = exportapply.record_result
 
     # -- 5 and 6. state and the report (dirsync.sync.exportrecord) ----------
     record = exportrecord.record
