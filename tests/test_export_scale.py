@@ -164,3 +164,23 @@ def test_batched_state_writes_stay_written_when_an_exception_ends_them(
         state.put("c", "export", "a9", StateRow("cn=9", "h", "person"))
         tick()      # inside a transaction: that one commits, not the batch
     assert "a9" in other.entries("c", "export")
+
+
+def test_nested_export_containers_export_each_entry_once(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    load_ldif(slapd, FIXTURES / "hub-people.ldif", base)
+    counts = []
+    for name, containers in (("one", [base]), ("nested", [f"ou=People,{base}", base])):
+        container = f"ou={name},{base}"
+        slapd.add_ou(container)
+        (tmp_path / name).mkdir()
+        hub = ldap_directory(slapd, tmp_path / name, base)
+        config = write_config(tmp_path / name, {"hub": hub, "foreign": hub}, [{
+            "name": name, "foreign": "foreign", "hub": "hub", "direction": "export",
+            "mapping": "generic-ldap", "export_containers": containers,
+            "export_filter": "(!(dirsyncSource=*))", "foreign_container": container}])
+        line = json_sync(config, capsys)
+        assert line["exit"] == 0 and line["counts"]["conflict"] == 0, line
+        counts.append(kinds(line))
+    assert counts[0] == counts[1] and counts[0][0] >= PEOPLE

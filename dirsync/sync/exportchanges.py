@@ -218,6 +218,7 @@ class DetectingExportRun(ChangeDetection, ExportRun):
             yield from super().hub_entries()
             return
         seen: set[str] = set()
+        nested = len(self.containers()) > 1      # (one container: no set of every DN)
         for container, key in self.containers():
             options = self.hub_options(container)
             held: set[str] = set()
@@ -235,10 +236,11 @@ class DetectingExportRun(ChangeDetection, ExportRun):
                     stamp = entry.first("modifyTimestamp")
                     if stamp and (high_water is None or stamp > high_water):
                         high_water = stamp
-                dn = normalize_dn(entry.dn)
-                if dn in seen:
-                    continue    # export containers may nest
-                seen.add(dn)
+                if nested:
+                    dn = normalize_dn(entry.dn)
+                    if dn in seen:
+                        continue    # export containers may nest
+                    seen.add(dn)
                 yield entry
             self.container_uuids[key] = (held, set())
             if self.method == "syncrepl":

@@ -59,16 +59,20 @@ def hub_entries(run) -> Iterator[Entry]:
             raise ConfigError(f"{run.connection.key_path}: the export filter: {exc}") \
                 from exc
     seen: set[str] = set()
+    # Export containers may nest: several are read with a set of the DNs seen
+    # (one is not: that set would hold every DN of the hub).
+    nested = len(run.connection.export_containers) > 1
     for container in run.connection.export_containers:
         options = ReadOptions(base=container, scope="sub", filter=text,
                               attrs=run.export.read_attributes())
         for entry in run.hub.read(options):
             if local is not None and not local(entry):
                 continue
-            key = normalize_dn(entry.dn)
-            if key in seen:
-                continue    # export containers may nest
-            seen.add(key)
+            if nested:
+                key = normalize_dn(entry.dn)
+                if key in seen:
+                    continue
+                seen.add(key)
             yield entry
 
 
