@@ -517,18 +517,24 @@ class LDIFWriter(ldif.LDIFWriter):
     def entry(self, entry: Entry) -> None:
         """One content record, built as one string (the export hot path:
         the SAFE-STRING test is inlined, each line folded as it is made)."""
+        self._attributes_record(entry.dn, entry.attrs, None)
+
+    def _attributes_record(self, dn: str, attrs: dict[str, list[bytes]],
+                           changetype: str | None) -> None:
+        """A content record, or an add change record (``changetype`` ``add``)."""
         cols = self._cols
         sep = self._last_line_sep
         binary = self._binary
         b64 = base64.b64encode
         unsafe_first = _UNSAFE_FIRST
         control = _CONTROL_BYTE.search
-        dn = entry.dn
         raw_dn = dn.encode("utf-8")
         line = f"dn:: {b64(raw_dn).decode('ascii')}" if _unsafe(raw_dn) else f"dn: {dn}"
         lines = [_fold(line, cols, sep) if len(line) > cols else line]
         append = lines.append
-        for name, values in entry.attrs.items():
+        if changetype is not None:
+            append(f"changetype: {changetype}")
+        for name, values in attrs.items():
             is_bin = binary.get(name)
             if is_bin is None:
                 is_bin = self.always_base64(name)
@@ -545,12 +551,13 @@ class LDIFWriter(ldif.LDIFWriter):
         self.records_written += 1
 
     def change(self, change: Change) -> None:
+        if change.kind == "add":
+            # As a content record is written (the first sync's hot path).
+            self._attributes_record(change.dn, change.attrs or {}, "add")
+            return
         pair = self._unparseAttrTypeandValue
         pair("dn", change.dn.encode("utf-8"))
-        if change.kind == "add":
-            pair("changetype", b"add")
-            self._unparseEntryRecord(change.attrs or {})
-        elif change.kind == "delete":
+        if change.kind == "delete":
             pair("changetype", b"delete")
         elif change.kind == "modrdn":
             pair("changetype", b"modrdn")
