@@ -78,18 +78,23 @@ class MemoryStore:
             raise EntryError(dn, "no such object: the parent entry does not exist",
                              result="noSuchObject")
 
+    def add_entry(self, entry: Entry) -> None:
+        """Add ``entry`` itself (a file's content record: no change to build and
+        copy), as an add change would: or raise :class:`EntryError`."""
+        if not entry.attrs:
+            raise EntryError(entry.dn, "no attributes provided", result="protocolError")
+        if self.get(entry.dn) is not None:
+            raise EntryError(entry.dn, "entry already exists", result="entryAlreadyExists")
+        self._need_parent(entry.dn)
+        self.put(entry)
+
     def apply_one(self, change: Change) -> None:
         """Apply one change or raise :class:`EntryError` with an LDAP result name."""
         dn = change.dn
-        current = self.get(dn)
         if change.kind == "add":
-            if not change.attrs:
-                raise EntryError(dn, "no attributes provided", result="protocolError")
-            if current is not None:
-                raise EntryError(dn, "entry already exists", result="entryAlreadyExists")
-            self._need_parent(dn)
-            self.put(Entry(dn, change.attrs or {}, change.line))  # an LDIF file's line
+            self.add_entry(Entry(dn, change.attrs or {}, change.line))  # an LDIF file's line
             return
+        current = self.get(dn)
         if current is None:
             raise EntryError(dn, "no such object", result="noSuchObject")
         if change.kind == "delete":
