@@ -194,6 +194,7 @@ class ExportRun(Run):
             stop = (f"{self.foreign.path} has {plural(self.unreadable_rows, 'row')} that "
                     "cannot be read, and writing the file back would drop them; nothing was changed "
                     "(fix or remove them first)")
+        self.forget_plan()
         message = None
         interrupted = False
         if stop is not None:
@@ -222,6 +223,15 @@ class ExportRun(Run):
         finally:
             log.debug("%s: %s took %.2fs (peak memory so far %.0f MB)", self.name, step,
                       time.perf_counter() - started, peak_memory_mb())
+
+    def forget_plan(self) -> None:
+        """Let go of what only the plan needed, one record per hub entry each:
+        the apply, the state and the report do not read them."""
+        self.wanted = []
+        self.wanted_payloads.close()
+        self.by_hub_dn = {}
+        self.final_dns = {}
+        self.imported_here = {}
 
     # -- hooks a run reading only changes replaces --------------------------
     def load_state_rows(self) -> dict[str, StateRow]:
