@@ -327,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default="ldap,ldif", help="comma-separated: ldap, ldif")
     parser.add_argument("--record", action="store_true",
                         help="write the results into benchmarks/RESULTS.md")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="the folder for the hub's LDIF, configurations and state "
+                             "(emptied first; one per benchmark running at once; default "
+                             "benchmarks/scratch/export)")
     args = parser.parse_args(argv)
+    global WORK
+    if args.scratch is not None:
+        WORK = args.scratch.resolve()
     before = uptime()
     result = measure(args.entries, args.rounds, args.targets.split(","))
     figures = summary(result)
