@@ -65,7 +65,7 @@ def final_rows(run) -> dict[str, StateRow]:
 
 def store_rows(run, rows: dict[str, StateRow]) -> None:
     """A full run saw every entry: its rows are the whole state."""
-    run.state.replace_all(run.name, run.direction, list(rows.items()))
+    run.state.replace_all(run.name, run.direction, rows.items())
 
 
 def write_change_files(run, planned: bool) -> None:
