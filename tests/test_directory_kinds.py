@@ -152,6 +152,29 @@ def test_ldif_kind_refuses_the_same_non_leaf_delete(tmp_path: Path) -> None:
     assert sorted(e.dn for e in d.read()) == ["cn=k,dc=y", "dc=y"]
 
 
+def test_a_file_kind_knows_a_leaf_after_deletes_and_renames(tmp_path: Path) -> None:
+    """What is below an entry is counted as entries come and go (a delete asks
+    without reading every entry), and a rename moves the count along."""
+    d = LDIFDirectory(tmp_path / "x.ldif")
+    ou = {"objectClass": [b"organizationalUnit"]}
+    assert all(r.ok for r in d.apply([
+        Change("add", "dc=x", attrs={"dc": [b"x"], "objectClass": [b"dcObject"]}),
+        Change("add", "ou=a,dc=x", attrs={"ou": [b"a"], **ou}),
+        Change("add", "ou=b,dc=x", attrs={"ou": [b"b"], **ou}),
+        Change("add", "cn=k,ou=a,dc=x", attrs={"cn": [b"k"]}),
+        Change("add", "cn=l,ou=a,dc=x", attrs={"cn": [b"l"]})]))
+    assert all(r.ok for r in d.apply([
+        Change("delete", "CN=K,ou=a,dc=x"),      # (another spelling: the same entry)
+        Change("modrdn", "cn=l,ou=a,dc=x", newrdn="cn=l", newsuperior="ou=b,dc=x")]))
+    assert all(r.ok for r in d.apply([Change("delete", "ou=a,dc=x")]))
+    moved, = d.apply([Change("modrdn", "ou=b,dc=x", newrdn="ou=c")])
+    assert moved.ok
+    refused, = d.apply([Change("delete", "ou=c,dc=x")])
+    assert refused.error is not None and refused.error.result == "notAllowedOnNonLeaf"
+    assert all(r.ok for r in d.apply([Change("delete", "cn=l,ou=c,dc=x"),
+                                      Change("delete", "ou=c,dc=x")]))
+
+
 def test_csv_bad_rows_are_rejected_with_their_lines(tmp_path: Path) -> None:
     path = tmp_path / "gal.csv"
     path.write_text("key,mail,name\na,a@x.org,Ann\nb,b@x.org\n,c@x.org,Cee\nd,d@x.org,Dee\n"

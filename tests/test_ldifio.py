@@ -167,3 +167,18 @@ def test_a_url_value_is_read_from_its_file(tmp_path: Path) -> None:
     photo.write_bytes(b"\xff\xd8binary")
     entry, = parse_with_urls(f"dn: cn=a,dc=x\ncn: a\njpegPhoto:< file://{photo}\n", tmp_path)
     assert entry.get("jpegPhoto") == [b"\xff\xd8binary"]
+
+
+@pytest.mark.parametrize("dn", ["cn=A,o=B", "cn=Ren\u00e9e,o=B", "cn=" + "y" * 100 + ",o=B"])
+def test_an_add_change_record_is_written_as_python_ldap_writes_it(dn: str) -> None:
+    import ldif  # python-ldap's own writer: the reference
+
+    attrs = {"objectClass": [b"inetOrgPerson"], "cn": [b"Ren\xc3\xa9e ", b" lead"],
+             "description": [b"x" * 200], "jpegPhoto": [b"\x00\x01"], "sn": [b"ok:<"],
+             "l": [b"line\nbreak"], "title": [b""]}
+    ours = io.StringIO()
+    LDIFWriter(ours).change(Change("add", dn, attrs=attrs))
+    theirs = io.StringIO()
+    ldif.LDIFWriter(theirs, base64_attrs=["jpegPhoto"], cols=76).unparse(
+        dn, list(attrs.items()))
+    assert ours.getvalue() == theirs.getvalue()

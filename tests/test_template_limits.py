@@ -233,3 +233,18 @@ def test_the_run_budget_bounds_a_sync_whose_every_entry_runs_away(
 
 def report_of(line: dict[str, Any]) -> dict[str, Any]:
     return json.loads((Path(str(line["report"])) / "report.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def test_an_entry_is_not_charged_for_the_garbage_collectors_pauses() -> None:
+    """A full collection of a large run's objects may take seconds: the entry it
+    interrupts keeps its budget; time of its own still runs the budget out."""
+    from dirsync.mapping import templatebudget
+
+    with RunBudget(TemplateLimits(entry_seconds=0.2)).entry():
+        templatebudget._gc_clock("start", {})
+        time.sleep(0.3)                 # as long as a collection that paused the entry
+        templatebudget._gc_clock("stop", {})
+        templatebudget.tick()           # not over: the pause is not the entry's
+        time.sleep(0.3)                 # the entry's own time
+        with pytest.raises(templatebudget.LimitExceeded, match="entry_seconds"):
+            templatebudget.tick()

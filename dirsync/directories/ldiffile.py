@@ -14,8 +14,7 @@ from pathlib import Path
 from dirsync.directories.base import DirectoryBase, ReadOptions
 from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
 from dirsync.entry import Entry, display_dn, dn_depth
-from dirsync.errors import InputError
-from dirsync.ldif.changes import add_change
+from dirsync.errors import EntryError, InputError
 from dirsync.ldif.io import LDIFReader, LDIFWriter
 from dirsync.ldif.urlvalues import URLValues
 
@@ -49,11 +48,16 @@ class LDIFDirectory(StoreBacked, DirectoryBase):
                 if isinstance(record, Entry):
                     # As dirsync shows DNs (an LDAP directory's too): O'Neil\, Pat.
                     record.dn = display_dn(record.dn)
-                change = add_change(record) if isinstance(record, Entry) else record
-                for result in store.apply([change], stop_on_error=True):
+                    try:
+                        store.add_entry(record)     # the record itself, not a copy
+                    except EntryError as exc:
+                        raise InputError(f"{exc.message} (add {record.dn})",
+                                         path=str(self.path), line=record.line) from None
+                    continue
+                for result in store.apply([record], stop_on_error=True):
                     if result.error is not None:
-                        raise InputError(f"{result.error.message} ({change.describe()})",
-                                         path=str(self.path), line=change.line)
+                        raise InputError(f"{result.error.message} ({record.describe()})",
+                                         path=str(self.path), line=record.line)
         return store
 
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:

@@ -28,6 +28,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.entries: dict[str, Entry] = {}
+        #: normalized DN -> how many entries are right below it (a delete asks)
+        self._children: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -36,7 +38,20 @@ class MemoryStore:
         return self.entries.get(normalize_dn(dn))
 
     def put(self, entry: Entry) -> None:
-        self.entries[normalize_dn(entry.dn)] = entry
+        key = normalize_dn(entry.dn)
+        if key not in self.entries:
+            parent = normalize_dn(parent_dn(entry.dn))
+            self._children[parent] = self._children.get(parent, 0) + 1
+        self.entries[key] = entry
+
+    def _drop(self, dn: str) -> None:
+        del self.entries[normalize_dn(dn)]
+        parent = normalize_dn(parent_dn(dn))
+        left = self._children.get(parent, 0) - 1
+        if left > 0:
+            self._children[parent] = left
+        else:
+            self._children.pop(parent, None)
 
     def read(self, options: ReadOptions | None = None) -> Iterator[Entry]:
         opts = options or ReadOptions()
@@ -52,8 +67,7 @@ class MemoryStore:
             yield entry
 
     def _has_children(self, dn: str) -> bool:
-        key = normalize_dn(dn)
-        return any(normalize_dn(parent_dn(e.dn)) == key for e in self.entries.values())
+        return self._children.get(normalize_dn(dn), 0) > 0
 
     def _need_parent(self, dn: str) -> None:
         parent = parent_dn(dn)
@@ -64,24 +78,29 @@ class MemoryStore:
             raise EntryError(dn, "no such object: the parent entry does not exist",
                              result="noSuchObject")
 
+    def add_entry(self, entry: Entry) -> None:
+        """Add ``entry`` itself (a file's content record: no change to build and
+        copy), as an add change would: or raise :class:`EntryError`."""
+        if not entry.attrs:
+            raise EntryError(entry.dn, "no attributes provided", result="protocolError")
+        if self.get(entry.dn) is not None:
+            raise EntryError(entry.dn, "entry already exists", result="entryAlreadyExists")
+        self._need_parent(entry.dn)
+        self.put(entry)
+
     def apply_one(self, change: Change) -> None:
         """Apply one change or raise :class:`EntryError` with an LDAP result name."""
         dn = change.dn
-        current = self.get(dn)
         if change.kind == "add":
-            if not change.attrs:
-                raise EntryError(dn, "no attributes provided", result="protocolError")
-            if current is not None:
-                raise EntryError(dn, "entry already exists", result="entryAlreadyExists")
-            self._need_parent(dn)
-            self.put(Entry(dn, change.attrs or {}, change.line))  # an LDIF file's line
+            self.add_entry(Entry(dn, change.attrs or {}, change.line))  # an LDIF file's line
             return
+        current = self.get(dn)
         if current is None:
             raise EntryError(dn, "no such object", result="noSuchObject")
         if change.kind == "delete":
             if self._has_children(dn):
                 raise EntryError(dn, "not allowed on non-leaf", result="notAllowedOnNonLeaf")
-            del self.entries[normalize_dn(dn)]
+            self._drop(current.dn)
         elif change.kind == "modify":
             updated = current.copy()
             for mod in change.mods:
@@ -138,6 +157,10 @@ class MemoryStore:
             else:
                 rebuilt[key] = item
         self.entries = rebuilt
+        self._children = {}
+        for item in rebuilt.values():
+            parent = normalize_dn(parent_dn(item.dn))
+            self._children[parent] = self._children.get(parent, 0) + 1
 
     def apply(self, changes: Iterable[Change], stop_on_error: bool) -> Iterator[ApplyResult]:
         for change in changes:

@@ -9,6 +9,7 @@ work of a template against it.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -65,23 +66,47 @@ def parse_limits(table: Any, where: str = "template_limits") -> tuple[TemplateLi
     return TemplateLimits(**values), problems
 
 
+# -- the time the garbage collector takes --------------------------------------
+
+#: Seconds this process has spent in the cyclic garbage collector, and when the
+#: collection under way started. A template is not charged for them: a full
+#: collection of a large run's objects can take seconds, and would fail
+#: whichever entry it interrupted.
+_collecting = [0.0, 0.0]
+
+
+def _gc_clock(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _collecting[1] = time.monotonic()
+    else:
+        _collecting[0] += time.monotonic() - _collecting[1]
+
+
+gc.callbacks.append(_gc_clock)
+
+
 # -- the budget of the entry being mapped -------------------------------------
 
 class _Scope:
     """What is left of one entry's budget."""
 
-    __slots__ = ("chars_left", "deadline", "depth", "limits", "timeout")
+    __slots__ = ("chars_left", "collected", "deadline", "depth", "limits", "timeout")
 
     def __init__(self, limits: TemplateLimits, seconds: float, timeout: str) -> None:
         self.limits = limits
         self.deadline = time.monotonic() + seconds
+        self.collected = _collecting[0]
         self.chars_left = limits.entry_chars
         self.depth = 0
         self.timeout = timeout
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
-            raise LimitExceeded(self.timeout)
+            # The deadline moves by the garbage collector's pauses since the start.
+            self.deadline += _collecting[0] - self.collected
+            self.collected = _collecting[0]
+            if time.monotonic() > self.deadline:
+                raise LimitExceeded(self.timeout)
 
     def spend(self, chars: int) -> None:
         self.chars_left -= chars
@@ -108,7 +133,7 @@ def tick() -> None:
     """The time check of the entry being mapped (none outside one)."""
     found: _Scope | None = getattr(_local, "scope", None)
     if found is not None and time.monotonic() > found.deadline:
-        raise LimitExceeded(found.timeout)
+        found.tick()
 
 
 def active() -> _Scope | None:

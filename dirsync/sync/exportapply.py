@@ -9,7 +9,10 @@ state rows). These functions are the run's methods (the run binds them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 from dirsync.errors import DirectoryError
 from dirsync.interrupt import stop_requested
@@ -23,6 +26,7 @@ from dirsync.sync.pipeline import INTERRUPTED
 from dirsync.sync.plan import (
     PHASES,
 )
+from dirsync.sync.spool import change_from_record
 
 log = logging.getLogger("dirsync.export")
 
@@ -92,45 +96,57 @@ def apply_hub(run: ExportSteps) -> None:
         run.hub.flush()
 
 
-def apply_phase(run: ExportSteps, records: list[tuple[int, str | None, Change, str, str]],
+def apply_phase(run: ExportSteps, records: Iterable[tuple[int, str | None, Any, str, str]],
                 file_foreign: bool) -> None:
-    sent: list[tuple[int, str | None, str, str]] = []
+    """Send one phase's changes (records as :meth:`plan.add_item` spools them)."""
+    # Results come back in the order the changes went out: what was sent and
+    # not yet answered waits here, no more than the connection keeps in flight.
+    sent: deque[tuple[int, str | None, str, str]] = deque()
 
     def changes() -> Iterator[Change]:
-        for index, anchor, change, state_kind, digest in records:
+        for index, anchor, record, state_kind, digest in records:
             if stop_requested.is_set():
                 return
             if run.items[index].error is not None:
                 continue
             sent.append((index, anchor, state_kind, digest))
-            yield change
+            yield change_from_record(record)
 
-    position = 0
     send = logged(run.foreign.apply, run.name, run.run_id, run.direction)
-    for result in send(changes(), stop_on_error=False):
-        index, anchor, state_kind, digest = sent[position]
-        position += 1
-        run.progress.advance()
-        item = run.items[index]
-        if result.unknown:
-            if item.error is None and not item.unknown and item.counted:
-                run.counts.bump(item.action, -1)
-                run.counts.unknown += 1
-            item.unknown = True
-            continue
-        if result.error is not None:
-            if item.error is None and item.counted:
-                run.counts.bump(item.action, -1)
-                run.counts.error += 1
-            item.error = result.error
-            continue
-        item.done += 1
-        run.report.ldif(result.change)
-        if anchor is None:
-            continue
-        row = None if result.change.kind == "delete" else \
-            StateRow(result.change.target_dn, digest, state_kind)
-        if file_foreign:
-            run.deferred.append((anchor, row))
-        else:
-            run.record(anchor, row)
+    # A file's rows wait for the file (run.deferred); a server's are written as
+    # it confirms each change, committed a batch at a time.
+    batch = nullcontext(lambda: None) if file_foreign else run.state.batched()
+    with batch as recorded:
+        for result in send(changes(), stop_on_error=False):
+            run.record_result(result, sent.popleft(), file_foreign)
+            recorded()
+
+
+def record_result(run: ExportSteps, result: Any, sent: tuple[int, str | None, str, str],
+                  file_foreign: bool) -> None:
+    """What became of one change: its item's status, its state row."""
+    index, anchor, state_kind, digest = sent
+    run.progress.advance()
+    item = run.items[index]
+    if result.unknown:
+        if item.error is None and not item.unknown and item.counted:
+            run.counts.bump(item.action, -1)
+            run.counts.unknown += 1
+        item.unknown = True
+        return
+    if result.error is not None:
+        if item.error is None and item.counted:
+            run.counts.bump(item.action, -1)
+            run.counts.error += 1
+        item.error = result.error
+        return
+    item.done += 1
+    run.report.ldif(result.change)
+    if anchor is None:
+        return
+    row = None if result.change.kind == "delete" else \
+        StateRow(result.change.target_dn, digest, state_kind)
+    if file_foreign:
+        run.deferred.append((anchor, row))
+    else:
+        run.record(anchor, row)

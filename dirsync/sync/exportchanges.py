@@ -141,6 +141,12 @@ def scan_foreign(run: ExportSteps) -> None:
     if not run.cursor.incremental:
         exportscan.scan_foreign(run)
         return
+    if run.foreign.kind not in ("ldap", "ad") and not run.changed_anchors and not run.csv:
+        # Nothing changed in the hub: nothing to plan, so the file is
+        # neither written nor read (a CSV file is, for its change file).
+        run.ours, run.unowned, run.others = {}, {}, {}
+        run.container_exists = True
+        return
     if run.foreign.kind not in ("ldap", "ad"):
         # A file is rewritten whole, so it is read whole; only the
         # changed anchors are planned, the others keep their names.

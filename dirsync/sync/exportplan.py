@@ -8,6 +8,8 @@ records. These functions are the run's methods (the run binds them).
 
 from __future__ import annotations
 
+from typing import Any
+
 import ldap.filter
 
 from dirsync.directories import ReadOptions
@@ -20,7 +22,7 @@ from dirsync.mapping.templates import TemplateError
 from dirsync.schema import matcher
 from dirsync.state.store import StateRow
 from dirsync.sync.containers import container_adds
-from dirsync.sync.exportitems import _Item
+from dirsync.sync.exportitems import _Item, _Wanted, item_payload, wanted_entry
 from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
@@ -34,6 +36,7 @@ from dirsync.sync.plan import (
     plan_entry,
 )
 from dirsync.sync.report import Problem
+from dirsync.sync.spool import change_record
 
 
 def plan(run: ExportSteps) -> None:
@@ -65,40 +68,17 @@ def plan(run: ExportSteps) -> None:
     if run.csv:
         owned |= {run.key_column.lower()}
     run.progress.start("comparing", len(run.wanted))
-    for wanted in sorted(run.wanted, key=lambda w: w.kind == KIND_LIST):
-        run.progress.advance()
-        if wanted.anchor in assignment.conflicts:
-            run.conflict(wanted.anchor, wanted.hub_dn, assignment.conflicts[wanted.anchor])
-            continue
-        dn = run.final_dns[wanted.anchor]
-        notes: list[str] = []
+    # People first, then lists (whose members have their names by then); a
+    # wanted recipient's entry is read back from its spool once, in order.
+    lists: list[tuple[_Wanted, Entry, dict[str, Any]]] = []
+    for wanted, payload in zip(run.wanted, run.wanted_payloads, strict=True):
+        entry, extra = wanted_entry(payload)
         if wanted.kind == KIND_LIST:
-            refs, unknown = run.member_refs(wanted.member_dns)
-            wanted.extra["members"] = refs
-            if unknown:
-                notes.append("members not exported to this system, left out: "
-                             + ", ".join(unknown))
-        view = run.export.view(wanted.entry, **wanted.extra)
-        try:
-            mapped = run.export.map(view, wanted.kind)
-        except TemplateError as exc:
-            run.hold(wanted.anchor, wanted.hub_dn, run.where(exc))
-            continue
-        target = run.foreign_entry(dn, mapped.attrs, mapped.object_classes,
-                                    wanted.anchor, wanted.extra.get("members", []),
-                                    wanted.kind == KIND_LIST)
-        if run.ad is not None:
-            run.ad.screen(wanted.anchor, wanted.hub_dn, target, run.ours.get(wanted.anchor))
-        plan = plan_entry(target, run.ours.get(wanted.anchor), owned,
-                          group=wanted.kind == KIND_LIST)
-        if plan.action == "unchanged":
-            run.refresh[wanted.anchor] = StateRow(target.dn, wanted.digest, wanted.kind)
-            run.counts.unchanged += 1
-            for note in notes:
-                run.problems.append(Problem("note", wanted.anchor, target.dn, note))
-            continue
-        run.add_item(wanted.kind, wanted.anchor, plan, target.dn, wanted.digest,
-                      wanted.kind, target, notes)
+            lists.append((wanted, entry, extra))
+        else:
+            run.compare(wanted, entry, extra, assignment.conflicts, owned)
+    for wanted, entry, extra in lists:
+        run.compare(wanted, entry, extra, assignment.conflicts, owned)
     ordered = order_deletes(run.ours[a].dn for a in run.deletes)
     by_dn = {normalize_dn(run.ours[a].dn): a for a in run.deletes}
     for dn in ordered:
@@ -106,6 +86,43 @@ def plan(run: ExportSteps) -> None:
         run.add_item("delete", anchor, delete_plan(dn, run.ours[anchor]), dn, "", "",
                       None)
     run.plan_renames()
+
+
+def compare(run: ExportSteps, wanted: _Wanted, entry: Entry, extra: dict[str, Any],
+            conflicts: dict[str, str], owned: frozenset[str]) -> None:
+    """Map one recipient, compare it with its foreign entry, and plan what differs."""
+    run.progress.advance()
+    if wanted.anchor in conflicts:
+        run.conflict(wanted.anchor, wanted.hub_dn, conflicts[wanted.anchor])
+        return
+    dn = run.final_dns[wanted.anchor]
+    notes: list[str] = []
+    if wanted.kind == KIND_LIST:
+        refs, unknown = run.member_refs(wanted.member_dns)
+        extra["members"] = refs
+        if unknown:
+            notes.append("members not exported to this system, left out: "
+                         + ", ".join(unknown))
+    view = run.export.view(entry, **extra)
+    try:
+        mapped = run.export.map(view, wanted.kind)
+    except TemplateError as exc:
+        run.hold(wanted.anchor, wanted.hub_dn, run.where(exc))
+        return
+    target = run.foreign_entry(dn, mapped.attrs, mapped.object_classes, wanted.anchor,
+                               extra.get("members", []), wanted.kind == KIND_LIST)
+    if run.ad is not None:
+        run.ad.screen(wanted.anchor, wanted.hub_dn, target, run.ours.get(wanted.anchor))
+    plan = plan_entry(target, run.ours.get(wanted.anchor), owned,
+                      group=wanted.kind == KIND_LIST)
+    if plan.action == "unchanged":
+        run.refresh[wanted.anchor] = StateRow(target.dn, wanted.digest, wanted.kind)
+        run.counts.unchanged += 1
+        for note in notes:
+            run.problems.append(Problem("note", wanted.anchor, target.dn, note))
+        return
+    run.add_item(wanted.kind, wanted.anchor, plan, target.dn, wanted.digest,
+                 wanted.kind, target, notes)
 
 
 def container_changes(run: ExportSteps) -> list[Change]:
@@ -218,19 +235,26 @@ def add_item(run: ExportSteps, kind: str, anchor: str | None, plan: EntryPlan, d
     counted = kind != "container"
     item = _Item(kind, anchor, plan.action, dn, plan.old_dn, plan.before, plan.after,
                  list(notes or []), changes=len(plan.changes), target=target,
-                 counted=counted)
-    run.items.append(item)
-    index = len(run.items) - 1
+                 counted=counted, digest=digest)
+    index = run.keep_item(item)
     if counted:
         run.counts.bump(plan.action)
     for position, (phase, change) in enumerate(plan.changes):
         last = position == len(plan.changes) - 1
-        record = (index, anchor if counted else None, change, state_kind,
-                  digest if last else "")
         if phase == PHASE_RENAME:
-            run.renames.append(record)
+            run.renames.append((index, anchor if counted else None, change, state_kind,
+                                digest if last else ""))
         else:
-            run.phases[phase].append(record)
+            run.phases[phase].append((index, anchor if counted else None,
+                                      change_record(change), state_kind,
+                                      digest if last else ""))
+
+
+def keep_item(run: ExportSteps, item: _Item) -> int:
+    """Add a planned item (its payload to the spool); its index in ``run.items``."""
+    run.items.append(item)
+    run.payloads.append(item_payload(item))
+    return len(run.items) - 1
 
 
 def plan_renames(run: ExportSteps) -> None:
@@ -254,5 +278,5 @@ def plan_renames(run: ExportSteps) -> None:
         if not same_dn(new, change.target_dn):
             run.items[index].changes += 1
             digest = ""
-        run.phases[phase].append((index, anchor, rename_change(old, new), state_kind,
-                                   digest))
+        run.phases[phase].append((index, anchor, change_record(rename_change(old, new)),
+                                  state_kind, digest))

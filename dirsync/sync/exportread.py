@@ -30,7 +30,7 @@ from dirsync.mapping.exportnames import qualifier_text
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
-from dirsync.sync.exportitems import _Item, _Wanted
+from dirsync.sync.exportitems import _Item, _Wanted, wanted_payload
 from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     source_hash,
@@ -60,16 +60,20 @@ def hub_entries(run: ExportSteps) -> Iterator[Entry]:
             raise ConfigError(f"{run.connection.key_path}: the export filter: {exc}") \
                 from exc
     seen: set[str] = set()
+    # Export containers may nest: several are read with a set of the DNs seen
+    # (one is not: that set would hold every DN of the hub).
+    nested = len(run.connection.export_containers) > 1
     for container in run.connection.export_containers:
         options = ReadOptions(base=container, scope="sub", filter=text,
                               attrs=run.export.read_attributes())
         for entry in run.hub.read(options):
             if local is not None and not local(entry):
                 continue
-            key = normalize_dn(entry.dn)
-            if key in seen:
-                continue    # export containers may nest
-            seen.add(key)
+            if nested:
+                key = normalize_dn(entry.dn)
+                if key in seen:
+                    continue
+                seen.add(key)
             yield entry
 
 
@@ -151,6 +155,7 @@ def read_hub(run: ExportSteps) -> None:
             run.counts.unchanged += 1
             continue
         run.wanted.append(wanted)
+        run.wanted_payloads.append(wanted_payload(wanted))
 
 
 def prepare(run: ExportSteps, entry: Entry, anchor: str) -> _Wanted | None:
@@ -259,5 +264,4 @@ def plan_writeback(run: ExportSteps, anchor: str, entry: Entry, change: Change) 
     item = _Item("proxy", anchor, "modify", entry.dn, None, before, after,
                  ["the recipient update service: a generated proxy address"], changes=1,
                  counted=False)
-    run.items.append(item)
-    run.hub_changes.append((len(run.items) - 1, change))
+    run.hub_changes.append((run.keep_item(item), change))

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
 from dirsync.sync.changefile import write_csv_changes
+from dirsync.sync.exportitems import _Item, with_payload
 from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.report import ReportItem
+from dirsync.sync.spool import change_from_record
 
 #: Extra files of an export report, next to report.FILES.
 HUB_LDIF = "hub-changes.ldif"
@@ -51,13 +53,11 @@ def final_rows(run: ExportSteps) -> dict[str, StateRow]:
     """The state rows of the entries this run saw, as the foreign side now holds them."""
     rows = dict(run.kept)
     rows.update(run.refresh)
-    digests = {w.anchor: w.digest for w in run.wanted}
     for item in run.items:
         if item.kind in ("delete", "container", "proxy") or item.anchor is None:
             continue
-        if item.error is None and item.done >= item.changes and item.target is not None:
-            rows[item.anchor] = StateRow(item.target.dn, digests.get(item.anchor, ""),
-                                         item.kind)
+        if item.error is None and item.done >= item.changes and item.target_dn is not None:
+            rows[item.anchor] = StateRow(item.target_dn, item.digest, item.kind)
     for anchor in run.held:
         if anchor in run.ours and anchor not in rows:
             rows[anchor] = StateRow(run.ours[anchor].dn, "", "held")
@@ -66,7 +66,7 @@ def final_rows(run: ExportSteps) -> dict[str, StateRow]:
 
 def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
     """A full run saw every entry: its rows are the whole state."""
-    run.state.replace_all(run.name, run.direction, list(rows.items()))
+    run.state.replace_all(run.name, run.direction, rows.items())
 
 
 def write_change_files(run: ExportSteps, planned: bool) -> None:
@@ -74,8 +74,8 @@ def write_change_files(run: ExportSteps, planned: bool) -> None:
     run.extra_files = {}
     if planned:
         for phase in PHASES:
-            for _, _, change, _, _ in run.phases[phase]:
-                run.report.ldif(change)
+            for _, _, record, _, _ in run.phases[phase]:
+                run.report.ldif(change_from_record(record))
         if run.hub_changes:
             path = run.report.folder / HUB_LDIF
             with open(path, "w", encoding="utf-8", newline="\n") as stream:
@@ -90,12 +90,18 @@ def write_change_files(run: ExportSteps, planned: bool) -> None:
         run.extra_files["hub_ldif"] = run.report.folder / HUB_LDIF
     if run.csv:
         path = run.report.folder / CSV_CHANGES
-        write_csv_changes(path, run.foreign, run.items, planned=planned)
+        write_csv_changes(path, run.foreign, run.full_items(), planned=planned)
         run.extra_files["changes_csv"] = path
 
 
+def full_items(run: ExportSteps) -> Iterator[_Item]:
+    """Each planned item whole (its payload read back from the spool), in order."""
+    for item, payload in zip(run.items, run.payloads, strict=True):
+        yield with_payload(item, payload)
+
+
 def report_items(run: ExportSteps) -> Iterator[ReportItem]:
-    for item in run.items:
+    for item in run.full_items():
         error = None
         if not run.applied:
             status = "planned"

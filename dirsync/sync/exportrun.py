@@ -62,6 +62,7 @@ from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.proxygen import AssignmentStore
+from dirsync.sync.spool import MEMORY_ITEMS, Spool
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -92,14 +93,20 @@ class ExportRun(ExportSteps):
     target_words = "the foreign side"
     unchanged_words = "hub unchanged"
     log = log
+    #: records of each spool kept in memory before the rest go to disk
+    spool_items = MEMORY_ITEMS
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
         self.items: list[_Item] = []
-        #: phase -> [(item index, anchor, change, state kind, digest)]
-        self.phases: dict[int, list[tuple[int, str | None, Change, str, str]]] = {
-            p: [] for p in PHASES}
+        #: each item's payload (exportitems.item_payload), in the order of items
+        self.payloads = Spool(self.spool_items)
+        #: each wanted recipient's payload (exportitems.wanted_payload), in order
+        self.wanted_payloads = Spool(self.spool_items)
+        #: phase -> [(item index, anchor, spool.change_record(change), state kind,
+        #: digest)]
+        self.phases: dict[int, Spool] = {p: Spool(self.spool_items) for p in PHASES}
         self.hub_changes: list[tuple[int, Change]] = []
         self.applied = False
         self.unreadable_rows = 0
@@ -110,6 +117,10 @@ class ExportRun(ExportSteps):
         self.resolved: set[str] = set()     # hub DNs of list members looked up
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
+    def release(self) -> None:
+        for spool in (self.payloads, self.wanted_payloads, *self.phases.values()):
+            spool.close()
+
     def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
         if mapping.export is None:
@@ -171,33 +182,45 @@ class ExportRun(ExportSteps):
     def _run(self) -> RunResult:
         log.info("%s: %s export run%s", self.name, self.mode,
                  " (dry run)" if self.options.dry_run else "")
-        self.scan_foreign()
-        self.state_rows = self.load_state_rows()
-        self.read_hub()
-        self.plan()
+        self.timed("foreign scan", self.scan_foreign)
+        self.state_rows = self.timed("state rows", self.load_state_rows)
+        self.timed("hub read", self.read_hub)
+        self.timed("plan", self.plan)
         stop = self.safety(len(self.deletes), self.source_count())
         if stop is None and self.unreadable_rows:
             # The file is written whole: rows it could not read would be lost.
             stop = (f"{self.foreign.path} has {plural(self.unreadable_rows, 'row')} that "
                     "cannot be read, and writing the file back would drop them; nothing was changed "
                     "(fix or remove them first)")
+        self.forget_plan()
         message = None
         interrupted = False
         if stop is not None:
             log.warning("%s: stopped: %s", self.name, stop)
             message = stop
         elif not self.options.dry_run:
-            message = self.apply()
+            message = self.timed("apply", self.apply)
             interrupted = message is not None
-        self.write_change_files(planned=stop is not None or self.options.dry_run)
+        self.timed("change files", lambda: self.write_change_files(
+            planned=stop is not None or self.options.dry_run))
         status = self.status(stop, interrupted, message is INTERRUPTED)
         if not self.options.dry_run and stop is None:
-            self.finish_state(interrupted)
+            self.timed("state", lambda: self.finish_state(interrupted))
         written = sum(1 for i in self.items if i.kind == "proxy" and i.changes
                       and i.done >= i.changes)
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
-        return self.conclude(status, message, self.report_items(), self.extra_files)
+        return self.timed("report", lambda: self.conclude(
+            status, message, self.report_items(), self.extra_files))
+
+    def forget_plan(self) -> None:
+        """Let go of what only the plan needed, one record per hub entry each:
+        the apply, the state and the report do not read them."""
+        self.wanted = []
+        self.wanted_payloads.close()
+        self.by_hub_dn = {}
+        self.final_dns = {}
+        self.imported_here = {}
 
     # The steps live in modules of their own, one idea each; their functions
     # are this run's methods. Where a run that reads only changes differs,
@@ -235,16 +258,20 @@ class ExportRun(ExportSteps):
     native_ref = exportplan.native_ref
     foreign_entry = exportplan.foreign_entry
     join_cells = exportplan.join_cells
+    compare = exportplan.compare
     add_item = exportplan.add_item
+    keep_item = exportplan.keep_item
     plan_renames = exportplan.plan_renames
 
     # -- 5. apply (dirsync.sync.exportapply) --------------------------------
     apply = exportapply.apply
     apply_hub = exportapply.apply_hub
     apply_phase = exportapply.apply_phase
+    record_result = exportapply.record_result
 
     # -- 5 and 6. state and the report (dirsync.sync.exportrecord) ----------
     record = exportrecord.record
+    full_items = exportrecord.full_items
     finish_state = exportchanges.finish_state
     final_rows = exportrecord.final_rows
     store_rows = exportchanges.store_rows

@@ -11,8 +11,9 @@ as its methods).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from dirsync.entry import Entry, normalize_dn
 from dirsync.ldif.changes import Change
@@ -21,13 +22,14 @@ from dirsync.mapping.exportnames import NumberedNames
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, Mapping
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
-from dirsync.sync.changefeed import Feed
 from dirsync.sync.adexport import ADExport
+from dirsync.sync.changefeed import Feed
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.pipeline import Run
 from dirsync.sync.plan import EntryPlan
 from dirsync.sync.proxygen import Assigner, AssignmentStore
 from dirsync.sync.report import ReportItem
+from dirsync.sync.spool import Spool
 
 
 class ExportSteps(Run):
@@ -44,8 +46,12 @@ class ExportSteps(Run):
     assignments: AssignmentStore
     state_rows: dict[str, StateRow]
     items: list[_Item]
-    #: phase -> [(item index, anchor, change, state kind, digest)]
-    phases: dict[int, list[tuple[int, str | None, Change, str, str]]]
+    #: each item's payload (hub entry, change, before and after), by index
+    payloads: Spool
+    #: phase -> [(item index, anchor, change record, state kind, digest)]
+    phases: dict[int, Spool]
+    #: records of each spool kept in memory before the rest go to disk
+    spool_items: int
     hub_changes: list[tuple[int, Change]]
     applied: bool
     unreadable_rows: int
@@ -62,6 +68,7 @@ class ExportSteps(Run):
     # The hub read (read_hub):
     assigner: Assigner
     wanted: list[_Wanted]
+    wanted_payloads: Spool                  # each wanted recipient's entry and values
     kept: dict[str, StateRow]               # unchanged by the state fast path
     by_hub_dn: dict[str, str]               # normalized hub DN -> anchor (exported)
     imported_here: dict[str, str]           # normalized hub DN -> foreign anchor
@@ -159,6 +166,13 @@ class ExportSteps(Run):
                  notes: list[str] | None = None) -> None: ...
     @abstractmethod
     def plan_renames(self) -> None: ...
+    @abstractmethod
+    def compare(self, wanted: _Wanted, entry: Entry, extra: dict[str, Any],
+                conflicts: dict[str, str], owned: frozenset[str]) -> None: ...
+    @abstractmethod
+    def keep_item(self, item: _Item) -> int: ...
+    @abstractmethod
+    def forget_plan(self) -> None: ...
 
     # -- 5. apply (exportapply) -------------------------------------------------------
     @abstractmethod
@@ -166,8 +180,11 @@ class ExportSteps(Run):
     @abstractmethod
     def apply_hub(self) -> None: ...
     @abstractmethod
-    def apply_phase(self, records: list[tuple[int, str | None, Change, str, str]],
+    def apply_phase(self, records: Iterable[tuple[int, str | None, Any, str, str]],
                     file_foreign: bool) -> None: ...
+    @abstractmethod
+    def record_result(self, result: Any, sent: tuple[int, str | None, str, str],
+                      file_foreign: bool) -> None: ...
 
     # -- 5 and 6. state and the report (exportrecord) -----------------------------------
     @abstractmethod
@@ -182,3 +199,5 @@ class ExportSteps(Run):
     def write_change_files(self, planned: bool) -> None: ...
     @abstractmethod
     def report_items(self) -> Iterator[ReportItem]: ...
+    @abstractmethod
+    def full_items(self) -> Iterator[_Item]: ...

@@ -53,7 +53,7 @@ FILES = {"text": "report.txt", "json": "report.json", "ldif": "changes.ldif",
          "html": "report.html"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Problem:
     """Something about one entry that is not a change: conflict, error, skipped, note."""
 
