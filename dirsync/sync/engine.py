@@ -19,14 +19,19 @@ hub's import container) is one loop that every directory kind shares;
 6. write the delta report (:mod:`dirsync.sync.report`).
 
 Large runs keep memory flat: mapped entries and planned changes wait in
-spools (:mod:`dirsync.sync.spool`), not in lists of objects.
+spools (:mod:`dirsync.sync.spool`), not in lists of objects; what a run
+knows entry by entry (the hub's records by anchor, the anchors seen, the
+entries found unchanged, the DNs given out, the addresses claimed) lives
+in tables of a private temporary database (:mod:`dirsync.sync.scratch`);
+the state rows are read from the store as they are needed
+(:class:`dirsync.state.staterows.StateRows`), a few hundred at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping, MutableSet
 from typing import Any
 
 from dirsync.addresses.values import Screen
@@ -41,6 +46,7 @@ from dirsync.mapping.mapfile import (
 )
 from dirsync.mapping.templatebudget import RunBudget
 from dirsync.state.runlife import AppliedSoFar
+from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow, StateStore
 from dirsync.state.unconfirmed import Unconfirmed
 from dirsync.sync import importapply, importplan, importread, importrecord, importscan
@@ -50,6 +56,8 @@ from dirsync.sync.importscan import HubIndex, HubRecord
 from dirsync.sync.ownership import AddressGuard
 from dirsync.sync.pipeline import Run, RunResult, SyncOptions, peak_memory_mb
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import Scratch
+from dirsync.sync.scratchclaims import DiskClaims
 from dirsync.sync.spool import Spool
 
 log = logging.getLogger("dirsync.engine")
@@ -74,9 +82,9 @@ class ImportRun(Run):
     # The source read (begin_read):
     targets: Spool
     wanted: list[tuple[str, str]]           # (anchor, RDN value) to place
-    kept: dict[str, StateRow]               # unchanged, known without mapping
+    kept: MutableMapping[str, StateRow]     # unchanged, known without mapping
     held: set[str]                          # anchors with errors: left as they are
-    seen: set[str]
+    seen: MutableSet[str]
     member_keys: dict[str, str]
     unreadable: int                         # source entries without a known anchor
     source_entries: int
@@ -90,17 +98,17 @@ class ImportRun(Run):
     phase_spools: dict[int, Spool]
     # item, anchor, old DN, new DN, state record, entry action
     renames: list[tuple[int, str, str, str, tuple[Any, ...], str]]
-    refresh: dict[str, StateRow]            # found unchanged after comparing
+    refresh: MutableMapping[str, StateRow]  # found unchanged after comparing
     item_changes: dict[int, int]            # item -> number of its changes
     notes: dict[str, list[str]]             # anchor -> notes for the report
-    final_dns: dict[str, str]               # anchor -> the DN it ends up with
-    placed_dns: dict[str, str]              # normalized DN -> anchor (a first sync)
+    final_dns: MutableMapping[str, str]     # anchor -> the DN it ends up with (not kept)
+    placed_dns: MutableMapping[str, str]    # normalized DN -> anchor (a first sync)
     deletes: list[str]
     remapped: set[str]                      # anchors the plan maps again (address check)
     deleted: set[str]                       # anchors the plan deletes (address check)
     inflight: dict[int, tuple[Any, ...]]    # applied at once, not yet reported
     next_item: int
-    _state_anchors: dict[str, str]
+    _peeked: Any                            # the anchor worked out while reading ahead
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
@@ -116,7 +124,9 @@ class ImportRun(Run):
         # Items with a change sent when the connection was lost, unanswered.
         self.unknown: dict[int, str | None] = {}
         self.done: dict[int, int] = {}
-        self.applied_anchors: set[str] = set()
+        # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
+        self.scratch = Scratch()
+        self.applied_anchors: MutableSet[str] = self.scratch.set()
         self.so_far: AppliedSoFar | None = None   # made when applying starts
         # What the mapping's templates may spend in this run, entry by entry.
         self.budget = RunBudget(config.template_limits)
@@ -133,6 +143,7 @@ class ImportRun(Run):
 
     def release(self) -> None:
         self.close_spools()
+        self.scratch.close()
 
     def report_fields(self) -> dict[str, Any]:
         return {"container": self.container, "source": self.connection.foreign,
@@ -146,6 +157,7 @@ class ImportRun(Run):
         self.unconfirmed = Unconfirmed(self.state, self.name, self.direction)
         self.addresses = AddressGuard(self.hub, self.hub_base(), self.name,
                                       outside=[self.foreign.base] if same_server else [])
+        self.addresses.claims = DiskClaims(self.scratch)
         self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.load_state_rows()
         self.new_plan()
@@ -188,9 +200,12 @@ class ImportRun(Run):
         return result
 
     # Hooks that a run reading only changes (dirsync.sync.incremental) replaces.
-    def load_state_rows(self) -> dict[str, StateRow]:
-        """The state rows this run compares against (none in a full run)."""
-        return self.state.entries(self.name) if self.mode == "incremental" else {}
+    def load_state_rows(self) -> Mapping[str, StateRow]:
+        """The state rows this run compares against (none in a full run), read
+        from the store as the run asks for them."""
+        if self.mode == "incremental":
+            return StateRows(self.state, self.name, self.direction)
+        return {}
 
     def first_sync(self) -> bool:
         """Whether the hub holds nothing of this connection yet."""
@@ -219,6 +234,7 @@ class ImportRun(Run):
     # -- 2. the source (dirsync.sync.importread) ----------------------------
     source_entries_iter = importread.source_entries_iter
     read_source = importread.read_source
+    looked_ahead = importread.looked_ahead
     begin_read = importread.begin_read
     consider = importread.consider
     consider_mapped = importread.consider_mapped

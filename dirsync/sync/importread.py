@@ -8,7 +8,8 @@ the plan. These functions are the run's methods (the run binds them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +24,19 @@ from dirsync.mapping.mapfile import (
     KIND_LIST,
 )
 from dirsync.mapping.templates import SourceView, TemplateError
+from dirsync.state.store import StateRow
 from dirsync.sync.plan import (
     member_key_fold,
     source_hash,
 )
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import prefetch
 from dirsync.sync.spool import Spool
+
+#: Source entries read ahead, whose lookups go to the scratch tables together.
+LOOKAHEAD = 500
+#: Source kinds that are read ahead (:func:`looked_ahead`).
+FILE_KINDS = frozenset({"csv", "ldif"})
 
 
 @dataclass(slots=True)
@@ -80,7 +88,7 @@ def source_entries_iter(run) -> Iterator[Entry]:
 
 def read_source(run) -> None:
     run.begin_read()
-    for entry in run.source_entries_iter():
+    for entry in run.looked_ahead(run.source_entries_iter()):
         if stop_requested.is_set():
             return   # the run ends here (see _run); no plan on a partial read
         target = run.consider(entry)
@@ -89,13 +97,57 @@ def read_source(run) -> None:
     run.end_read()
 
 
+def looked_ahead(run, entries: Iterable[Entry]) -> Iterator[Entry]:
+    """The entries, read :data:`LOOKAHEAD` at a time from a file source.
+
+    The anchors of a batch are worked out first, and the state rows, hub
+    records and anchors seen that the batch will ask about are read in a
+    few queries (the run keeps them on disk, :mod:`dirsync.sync.scratch`),
+    instead of one query per entry. Each anchor is kept for
+    :func:`consider_mapped` (with the template budget it was worked out
+    in). A directory source is read as it comes: its change reads follow
+    the entry being considered.
+    """
+    if run.foreign.kind not in FILE_KINDS:
+        yield from entries
+        return
+    selected = run.selected
+    batch: list[Entry] = []
+    iterator = iter(entries)
+    while True:
+        batch = list(itertools.islice(iterator, LOOKAHEAD))
+        if not batch:
+            return
+        anchors: list[str] = []
+        peeked: dict[int, tuple[SourceView, str | TemplateError]] = {}
+        for entry in batch:
+            if run._exported is not None and run._exported(entry):
+                continue
+            view = selected.view(entry)
+            with run.budget.entry():
+                try:
+                    anchor: str | TemplateError = selected.anchor(view)
+                except TemplateError as exc:
+                    anchor = exc
+            peeked[id(entry)] = (view, anchor)
+            if isinstance(anchor, str) and anchor:
+                anchors.append(anchor)
+        for table in (run.seen, run.state_rows, run.index.ours):
+            prefetch(table, anchors)
+        for entry in batch:
+            run._peeked = peeked.get(id(entry))
+            yield entry
+        run._peeked = None
+
+
 def begin_read(run) -> None:
     selected = run.selected
     run.targets = Spool()
     run.wanted = []      # (anchor, RDN value) to place
-    run.kept = {}          # unchanged, known without mapping
+    run.kept = run.scratch.map(tuple, lambda row: StateRow(*row))   # unchanged, unmapped
     run.held = set()                  # anchors with errors: left as they are
-    run.seen = set()
+    run.seen = run.scratch.set()
+    run._peeked = None
     run.member_keys = {}
     run.unreadable = 0                          # source entries without a known anchor
     run.source_entries = 0
@@ -121,12 +173,18 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
     if run._exported is not None and run._exported(entry):
         run._returned += 1
         return None
-    view = selected.view(entry)
-    try:
-        anchor = selected.anchor(view)
-    except TemplateError as exc:
+    peeked = run._peeked
+    if peeked is not None:
+        view, anchor = peeked
+    else:
+        view = selected.view(entry)
+        try:
+            anchor = selected.anchor(view)
+        except TemplateError as exc:
+            anchor = exc
+    if isinstance(anchor, TemplateError):
         run.unreadable += 1
-        run.entry_problem("error", entry, None, f"no anchor: {run.where(exc)}")
+        run.entry_problem("error", entry, None, f"no anchor: {run.where(anchor)}")
         return None
     if not anchor:
         run.unreadable += 1
@@ -138,10 +196,6 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
                            f"anchor {anchor!r}: this one is skipped")
         return None
     row = run.state_rows.get(anchor)
-    if row is not None:
-        # Keep the state's copy of the anchor: nothing new stays in memory
-        # for an unchanged entry.
-        anchor = run._state_anchors.get(anchor, anchor)
     run.seen.add(anchor)
     view.extra["anchor"] = anchor
     digest = source_hash(entry)

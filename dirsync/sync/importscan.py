@@ -7,7 +7,9 @@ the entries there that are not its own.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import ldap.filter
 
@@ -21,6 +23,7 @@ from dirsync.sync.plan import (
     lower_classes,
     owned_hash,
 )
+from dirsync.sync.scratch import DiskMap
 
 
 @dataclass(slots=True)
@@ -35,7 +38,9 @@ class HubIndex:
     """What the import container holds, as far as one connection is concerned."""
 
     container_exists: bool = False
-    ours: dict[str, HubRecord] = field(default_factory=dict)
+    #: Anchor -> record; in a run's scratch database (:func:`hub_table`),
+    #: or a dictionary for a run that looks at a few entries only.
+    ours: MutableMapping[str, HubRecord] = field(default_factory=dict)
     #: Normalized DN -> DN of entries right below the container that this
     #: connection does not own: a conflict if a source entry wants one.
     unowned: dict[str, str] = field(default_factory=dict)
@@ -43,6 +48,24 @@ class HubIndex:
     #: anchor, or an anchor another entry has): reported and left alone.
     anomalies: list[tuple[str, str]] = field(default_factory=list)
 
+
+def hub_table(run) -> DiskMap[HubRecord]:
+    """A scratch table for the hub's records (object classes shared between records)."""
+    classes: dict[Any, frozenset[str] | None] = {None: None}
+
+    def encode(record: HubRecord) -> tuple[Any, ...]:
+        return (record.dn, record.hash,
+                tuple(sorted(record.classes)) if record.classes is not None else None)
+
+    def decode(data: tuple[Any, ...]) -> HubRecord:
+        dn, digest, names = data
+        shared = classes.get(names)
+        if shared is None and names is not None:
+            shared = classes[names] = frozenset(names)
+        return HubRecord(dn, digest, shared)
+
+    table: DiskMap[HubRecord] = run.scratch.map(encode, decode)
+    return table
 
 
 def hub_base(run) -> str:
@@ -67,7 +90,7 @@ def scan_hub(run) -> HubIndex:
     the wire; the entries right below the container that are not ours
     come from a one-level search. A file hub is read whole.
     """
-    index = HubIndex()
+    index = HubIndex(ours=hub_table(run))
     full = run.mode == "full"
     owned = run.selected.all_owned()
     attrs = [SOURCE_ATTR, ANCHOR_ATTR]
@@ -98,6 +121,11 @@ def scan_hub(run) -> HubIndex:
                 index.container_exists = True
             elif normalize_dn(parent_dn(entry.dn)) == run.container_key:
                 index.unowned[key] = entry.dn
+    if isinstance(index.ours, DiskMap):
+        index.ours.flush()
+        for anchor, record, first in index.ours.taken:
+            index.anomalies.append((record.dn, f"has the anchor {anchor!r} of {first.dn}"))
+        index.ours.taken.clear()
     for dn, _ in index.anomalies:
         # Not ours to change, but their DNs are taken all the same.
         index.unowned[normalize_dn(dn)] = dn
@@ -115,13 +143,16 @@ def index_entry(run, index: HubIndex, entry: Entry, owned: frozenset[str], full:
         index.anomalies.append((entry.dn, "carries this connection's marker but no anchor"))
         return
     anchor = anchor_values[0].decode("utf-8", "replace")
-    if anchor in index.ours:
-        index.anomalies.append((entry.dn, (f"has the anchor {anchor!r} of "
-                                          f"{index.ours[anchor].dn}")))
-        return
     record = HubRecord(entry.dn)
     if full:
         record.hash = owned_hash(entry.attrs, owned)
         classes = lower_classes(entry.get("objectClass"))
         record.classes = run._classes.setdefault(classes, classes)
-    index.ours[anchor] = record
+    table = index.ours
+    if isinstance(table, DiskMap):
+        # A second entry with the anchor is found when the batch is written.
+        table.put_first(anchor, record)
+    elif anchor in table:
+        index.anomalies.append((entry.dn, f"has the anchor {anchor!r} of {table[anchor].dn}"))
+    else:
+        table[anchor] = record

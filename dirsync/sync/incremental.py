@@ -36,7 +36,7 @@ reads the file again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
@@ -260,7 +260,7 @@ class DetectingImportRun(ChangeDetection, ImportRun):
         index.unowned = dict(self.unowned_names)
         return index
 
-    def load_state_rows(self) -> dict[str, StateRow]:
+    def load_state_rows(self) -> Mapping[str, StateRow]:
         if self.incremental_read():
             return dict(self.touched)
         return super().load_state_rows()  # type: ignore[no-any-return]
