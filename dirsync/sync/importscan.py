@@ -19,6 +19,7 @@ from dirsync.mapping.mapfile import (
     ANCHOR_ATTR,
     SOURCE_ATTR,
 )
+from dirsync.sync.anchorscan import dn_and_anchor
 from dirsync.sync.plan import (
     lower_classes,
     owned_hash,
@@ -99,10 +100,17 @@ def scan_hub(run) -> HubIndex:
     run.progress.start("scanning the hub")
     if run.hub.kind == "ldap":
         marker = f"({SOURCE_ATTR}={ldap.filter.escape_filter_chars(run.name)})"
-        ours = run.hub.read(ReadOptions(base=run.container, scope="sub", filter=marker,
-                                         attrs=attrs[1:] if not full else attrs))
-        for entry in ours:
-            run.index_entry(index, entry, owned, full, ours=True)
+        options = ReadOptions(base=run.container, scope="sub", filter=marker,
+                              attrs=attrs[1:] if not full else attrs)
+        # DN and anchor only: read in C when possible (dirsync.sync.anchorscan).
+        found = None if full else dn_and_anchor(run.hub, options, ANCHOR_ATTR)
+        if found is not None:
+            for dn, anchor in found:
+                run.progress.advance()
+                index_anchor(index, dn, anchor, HubRecord(dn))
+        else:
+            for entry in run.hub.read(options):
+                run.index_entry(index, entry, owned, full, ours=True)
         others = run.hub.read(ReadOptions(base=run.container, scope="one",
                                            filter=f"(!{marker})", attrs=[SOURCE_ATTR]))
         for entry in others:
@@ -148,11 +156,19 @@ def index_entry(run, index: HubIndex, entry: Entry, owned: frozenset[str], full:
         record.hash = owned_hash(entry.attrs, owned)
         classes = lower_classes(entry.get("objectClass"))
         record.classes = run._classes.setdefault(classes, classes)
+    index_anchor(index, entry.dn, anchor, record)
+
+
+def index_anchor(index: HubIndex, dn: str, anchor: str | None, record: HubRecord) -> None:
+    """Index one entry with this connection's marker by its anchor."""
+    if not anchor:
+        index.anomalies.append((dn, "carries this connection's marker but no anchor"))
+        return
     table = index.ours
     if isinstance(table, DiskMap):
         # A second entry with the anchor is found when the batch is written.
         table.put_first(anchor, record)
     elif anchor in table:
-        index.anomalies.append((entry.dn, f"has the anchor {anchor!r} of {table[anchor].dn}"))
+        index.anomalies.append((dn, f"has the anchor {anchor!r} of {table[anchor].dn}"))
     else:
         table[anchor] = record
