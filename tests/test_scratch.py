@@ -15,7 +15,7 @@ from dirsync.sync.heldnames import HeldNames
 from dirsync.sync.importrecord import missing_from
 from dirsync.sync.importscan import HubRecord
 from dirsync.sync.ownership import Claims
-from dirsync.sync.scratch import FLUSH, Scratch
+from dirsync.sync.scratch import FLUSH, DiskSubset, Scratch
 from dirsync.sync.scratchclaims import DiskClaims
 
 keys = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6)
@@ -91,6 +91,19 @@ def test_pairs_without_and_sorted_keys_are_set_operations_in_key_order() -> None
         assert list(ours.pairs(without=[kept, applied.table])) == [
             ("a", "A"), ("c", "C"), ("e", "E")]
         assert list(scratch.sorted_keys(kept, applied, ours)) == ["a", "b", "c", "d", "e", "x"]
+        seen = scratch.set()
+        marked = DiskSubset(seen.table, 1)
+        for key in ("a", "c", "e", "z"):
+            seen.add(key)
+        marked.add("c")
+        marked.add("y")
+        assert "c" in marked and "a" not in marked and "a" in seen and "y" in seen
+        assert list(marked) == ["c", "y"] and len(marked) == 2
+        assert list(ours.pairs(without=[marked])) == [
+            ("a", "A"), ("b", "B"), ("d", "D"), ("e", "E")]
+        assert list(scratch.sorted_keys(marked, applied)) == ["c", "d", "y"]
+        marked.discard("c")
+        assert "c" not in marked and "c" in seen
     finally:
         scratch.close()
 

@@ -82,7 +82,7 @@ class ImportRun(Run):
     # The source read (begin_read):
     targets: Spool
     wanted: list[tuple[str, str]]           # (anchor, RDN value) to place
-    kept: MutableMapping[str, StateRow]     # unchanged, known without mapping
+    kept: MutableSet[str]                   # unchanged, known without mapping
     held: set[str]                          # anchors with errors: left as they are
     seen: MutableSet[str]
     member_keys: dict[str, str]

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from dirsync.entry import normalize_dn
-from dirsync.sync.scratch import DiskMap
+from dirsync.sync.scratch import DiskMap, DiskSet, DiskSubset
 
 _MISSING = object()
 
@@ -99,6 +99,6 @@ class HeldNames(MutableMapping[str, str]):
 def not_kept(run: Any) -> Iterable[tuple[str, Any]]:
     """(anchor, hub record) of the hub's entries this run did not find unchanged."""
     ours, kept = run.index.ours, run.kept
-    if isinstance(ours, DiskMap) and isinstance(kept, DiskMap):
+    if isinstance(ours, DiskMap) and isinstance(kept, DiskMap | DiskSet | DiskSubset):
         return ours.pairs(without=[kept])
     return ((a, r) for a, r in ours.items() if a not in kept)

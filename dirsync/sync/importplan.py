@@ -43,7 +43,7 @@ from dirsync.sync.plan import (
     target_entry,
 )
 from dirsync.sync.report import Problem
-from dirsync.sync.scratch import pairs, prefetch
+from dirsync.sync.scratch import DiskMap, prefetch
 from dirsync.sync.spool import Spool, change_from_record, change_record
 
 #: Hub entries read per search when a run compares re-mapped entries.
@@ -85,9 +85,11 @@ def plan(run) -> None:
     assignment = assign_dns(run.wanted, current, held_dns, run.index.unowned,
                             rdn_attribute=selected.rdn_attribute, container=run.container)
     if run._groups:
-        # Members are found by their DNs, those of entries left as they are too.
-        for anchor, row in pairs(run.kept):
-            run.final_dns[anchor] = row.dn
+        # Members are found by their DNs, those of entries left as they are
+        # too (a kept entry is where the state and the hub say it is).
+        for anchor, record in ours.pairs() if isinstance(ours, DiskMap) else ours.items():
+            if anchor in run.kept:
+                run.final_dns[anchor] = record.dn
     prefetch(ours, sorted(run.held))
     run.final_dns.update({a: r.dn for a in run.held if (r := ours.get(a)) is not None})
     run.final_dns.update(assignment.dns)

@@ -24,17 +24,18 @@ from dirsync.mapping.mapfile import (
     KIND_LIST,
 )
 from dirsync.mapping.templates import SourceView, TemplateError
-from dirsync.state.store import StateRow
 from dirsync.sync.plan import (
     member_key_fold,
     source_hash,
 )
 from dirsync.sync.report import Problem
-from dirsync.sync.scratch import prefetch
+from dirsync.sync.scratch import DiskSubset, prefetch
 from dirsync.sync.spool import Spool
 
 #: Source entries read ahead, whose lookups go to the scratch tables together.
 LOOKAHEAD = 500
+#: The mark of a kept anchor in the table of anchors seen.
+KEPT = 1
 #: Source kinds that are read ahead (:func:`looked_ahead`).
 FILE_KINDS = frozenset({"csv", "ldif"})
 
@@ -144,9 +145,10 @@ def begin_read(run) -> None:
     selected = run.selected
     run.targets = Spool()
     run.wanted = []      # (anchor, RDN value) to place
-    run.kept = run.scratch.map(tuple, lambda row: StateRow(*row))   # unchanged, unmapped
     run.held = set()                  # anchors with errors: left as they are
     run.seen = run.scratch.set()
+    # Unchanged, known without mapping: marked in the same rows as seen.
+    run.kept = DiskSubset(run.seen.table, KEPT)
     run._peeked = None
     run.member_keys = {}
     run.unreadable = 0                          # source entries without a known anchor
@@ -211,7 +213,7 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
     if row is not None and row.hash == digest and row.kind != "group":
         record = run.index.ours.get(anchor)
         if record is not None and same_dn(record.dn, row.dn):
-            run.kept[anchor] = row
+            run.kept.add(anchor)
             run.counts.unchanged += 1
             return None
     # Values are checked before mapping. An unchanged entry passed when

@@ -75,15 +75,14 @@ class Scratch:
     def set(self) -> DiskSet:
         return DiskSet(self.map())
 
-    def sorted_keys(self, *tables: DiskMap[Any] | DiskSet) -> Iterator[str]:
+    def sorted_keys(self, *tables: Keyed) -> Iterator[str]:
         """The keys of all these tables, once each, in order."""
-        names = []
+        parts, params = [], []
         for table in tables:
-            found = table.table if isinstance(table, DiskSet) else table
-            found.flush()
-            names.append(found.name)
-        query = " UNION ".join(f"SELECT key FROM {name}" for name in names)
-        for (key,) in self.db.execute(f"{query} ORDER BY 1"):
+            sql, args = key_query(table)
+            parts.append(sql)
+            params.extend(args)
+        for (key,) in self.db.execute(f"{' UNION '.join(parts)} ORDER BY 1", params):
             yield key
 
     def close(self) -> None:
@@ -198,17 +197,21 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
         for (key,) in self.db.execute(f"SELECT key FROM {self.name} ORDER BY key"):
             yield key
 
-    def pairs(self, without: Iterable[DiskMap[Any]] = ()) -> Iterator[tuple[str, V]]:
+    def pairs(self, without: Iterable[Keyed] = ()) -> Iterator[tuple[str, V]]:
         """(key, value) in key order, leaving out keys that any of ``without`` holds."""
         self.flush()
-        where = ""
+        where, params = "", []
         for other in without:
-            other.flush()
+            sql, args = key_query(other)
+            # Correlated, so that each row is one look-up by primary key.
+            name, _, condition = sql.removeprefix("SELECT key FROM ").partition(" WHERE ")
             where += (" AND" if where else " WHERE") + \
-                f" NOT EXISTS (SELECT 1 FROM {other.name} o WHERE o.key = t.key)"
+                f" NOT EXISTS (SELECT 1 FROM {name} o WHERE o.key = t.key" + \
+                (f" AND o.{condition})" if condition else ")")
+            params.extend(args)
         loads, decode = marshal.loads, self.decode
         for key, data in self.db.execute(
-                f"SELECT key, value FROM {self.name} t{where} ORDER BY key"):
+                f"SELECT key, value FROM {self.name} t{where} ORDER BY key", params):
             yield key, decode(loads(data))
 
 
@@ -239,6 +242,49 @@ class DiskSet(MutableSet[str]):
     def update(self, values: Iterable[str]) -> None:
         for value in values:
             self.add(value)
+
+
+class DiskSubset(MutableSet[str]):
+    """The keys of a table whose value is ``mark``: a set that shares the
+    table's rows (marking a key written in the same batch costs no write)."""
+
+    def __init__(self, table: DiskMap[Any], mark: int) -> None:
+        self.table = table
+        self.mark = mark
+
+    def add(self, value: str) -> None:
+        self.table[value] = self.mark
+
+    def discard(self, value: str) -> None:
+        """Unmark ``value``; the table keeps its key."""
+        if value in self:
+            self.table[value] = None
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and self.table.get(value) == self.mark
+
+    def __len__(self) -> int:
+        sql, args = key_query(self)
+        return int(self.table.db.execute(f"SELECT count(*) FROM ({sql})", args).fetchone()[0])
+
+    def __iter__(self) -> Iterator[str]:
+        sql, args = key_query(self)
+        for (key,) in self.table.db.execute(f"{sql} ORDER BY key", args):
+            yield key
+
+
+Keyed = DiskMap[Any] | DiskSet | DiskSubset
+
+
+def key_query(source: Keyed) -> tuple[str, list[Any]]:
+    """SQL that selects the keys of a table, a set or a subset (flushed first)."""
+    if isinstance(source, DiskSubset):
+        source.table.flush()
+        return (f"SELECT key FROM {source.table.name} WHERE value = ?",
+                [marshal.dumps(source.table.encode(source.mark))])
+    table = source.table if isinstance(source, DiskSet) else source
+    table.flush()
+    return f"SELECT key FROM {table.name}", []
 
 
 def pairs(mapping: Any) -> Iterable[tuple[str, Any]]:
