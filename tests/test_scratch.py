@@ -166,10 +166,14 @@ def test_held_names_ask_the_hub_records_for_names_not_placed_here() -> None:
 def test_first_seen_tells_repeats_before_and_after_moving_to_disk() -> None:
     seen = FirstSeen(memory_keys=4)
     try:
-        assert seen.first_times(["a", "b", "a"]) == [True, True, False]
+        assert [seen.first_time(k) for k in ("a", "b", "a")] == [True, True, False]
         assert seen._db is None
-        assert seen.first_times(["c", "b", "d", "e", "e"]) == [True, False, True, True, False]
+        assert [seen.first_time(k) for k in ("c", "b", "d", "e", "e")] == [
+            True, False, True, True, False]
         assert seen._db is not None           # past four keys they are on disk
-        assert seen.first_times(["a", "f", "f", "d"]) == [False, True, False, False]
+        assert [seen.first_time(k) for k in ("a", "f", "f", "d")] == [False, True, False, False]
+        many = [f"k{n}" for n in range(10000)]
+        assert all(seen.first_time(k) for k in many)
+        assert not any(seen.first_time(k) for k in many[::7])
     finally:
         seen.close()

@@ -24,8 +24,6 @@ from dirsync.entry import Entry, make_rdn, normalize_dn, rdn_values
 from dirsync.errors import EntryError, InputError
 
 ANCHOR_ATTR = "dirsyncAnchor"
-#: Rows whose keys are checked for repeats together.
-_BATCH = 512
 
 
 @dataclass
@@ -114,9 +112,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
     def _rows(self, stream: IO[str]) -> Iterator[Entry]:
         """The entries of the rows, one at a time; bad rows go to ``rejected``."""
         reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
-        # Keys seen so far (on disk past a few thousand), asked a batch at a time.
+        # Keys seen so far (on disk past a few thousand).
         seen = FirstSeen()
-        pending: list[tuple[str, str, Entry]] = []
         try:
             if not self.layout.columns:
                 first = next(reader, None)
@@ -165,11 +162,11 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 # Header names are unique case-insensitively (checked above).
                 entry = Entry.from_server(self.dn_for(anchor), attrs)
                 entry.line = line
-                pending.append((normalize_dn(entry.dn), anchor, entry))
-                if len(pending) >= _BATCH:
-                    yield from self._unique(pending, seen)
-                    pending = []
-            yield from self._unique(pending, seen)
+                if not seen.first_time(normalize_dn(entry.dn)):
+                    self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
+                                                    result="duplicateKey", line=line))
+                    continue
+                yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                              line=reader.line_num) from exc
@@ -177,16 +174,6 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             raise self._decode_error(exc) from exc
         finally:
             seen.close()
-
-    def _unique(self, batch: list[tuple[str, str, Entry]], seen: FirstSeen) -> Iterator[Entry]:
-        """The entries of a batch whose key no earlier row had; the others rejected."""
-        for (_, anchor, entry), fresh in zip(batch, seen.first_times([k for k, _, _ in batch]),
-                                             strict=True):
-            if fresh:
-                yield entry
-            else:
-                self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
-                                                result="duplicateKey", line=entry.line))
 
     def _decode_error(self, exc: UnicodeDecodeError) -> InputError:
         """Where the byte that is not in the file's encoding is, found in the file itself.
