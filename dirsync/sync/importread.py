@@ -33,7 +33,7 @@ from dirsync.sync.scratch import DiskSubset, prefetch
 from dirsync.sync.spool import Spool
 
 #: Source entries read ahead, whose lookups go to the scratch tables together.
-LOOKAHEAD = 500
+LOOKAHEAD = 64
 #: The mark of a kept anchor in the table of anchors seen.
 KEPT = 1
 #: Source kinds that are read ahead (:func:`looked_ahead`).
@@ -101,9 +101,8 @@ def read_source(run) -> None:
 def looked_ahead(run, entries: Iterable[Entry]) -> Iterator[Entry]:
     """The entries, read :data:`LOOKAHEAD` at a time from a file source.
 
-    The anchors of a batch are worked out first, and the state rows, hub
-    records and anchors seen that the batch will ask about are read in a
-    few queries (the run keeps them on disk, :mod:`dirsync.sync.scratch`),
+    The anchors of a batch are worked out first, and the state rows and
+    hub records that the batch will ask about are read in a few queries (the run keeps them on disk, :mod:`dirsync.sync.scratch`),
     instead of one query per entry. Each anchor is kept for
     :func:`consider_mapped` (with the template budget it was worked out
     in). A directory source is read as it comes: its change reads follow
@@ -133,7 +132,8 @@ def looked_ahead(run, entries: Iterable[Entry]) -> Iterator[Entry]:
             peeked[id(entry)] = (view, anchor)
             if isinstance(anchor, str) and anchor:
                 anchors.append(anchor)
-        for table in (run.seen, run.state_rows, run.index.ours):
+        # (The anchors seen have a Bloom filter: a new one costs no query.)
+        for table in (run.state_rows, run.index.ours):
             prefetch(table, anchors)
         for entry in batch:
             run._peeked = peeked.get(id(entry))
@@ -198,7 +198,6 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
                            f"anchor {anchor!r}: this one is skipped")
         return None
     row = run.state_rows.get(anchor)
-    run.seen.add(anchor)
     view.extra["anchor"] = anchor
     digest = source_hash(entry)
     if run._groups:
@@ -213,9 +212,10 @@ def consider_mapped(run, entry: Entry) -> _Target | None:
     if row is not None and row.hash == digest and row.kind != "group":
         record = run.index.ours.get(anchor)
         if record is not None and same_dn(record.dn, row.dn):
-            run.kept.add(anchor)
+            run.kept.add(anchor)        # seen, and kept: one row
             run.counts.unchanged += 1
             return None
+    run.seen.add(anchor)
     # Values are checked before mapping. An unchanged entry passed when
     # it was synced (the state holds hashes of accepted entries only).
     bad = run.screen.problems(entry.dn, entry.attrs)

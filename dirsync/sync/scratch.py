@@ -21,6 +21,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSet
 from typing import Any, Generic, TypeVar
 
+from dirsync.directories.bloom import Bloom
+
 V = TypeVar("V")
 
 #: Pages SQLite keeps in memory per scratch database, in KiB.
@@ -31,17 +33,6 @@ FLUSH = 2048
 CHUNK = 500
 
 _MISSING = object()
-
-
-def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for value in values:
-        chunk.append(value)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class Scratch:
@@ -73,7 +64,10 @@ class Scratch:
         return found
 
     def set(self) -> DiskSet:
-        return DiskSet(self.map())
+        """A new set; a Bloom filter in front of it answers most misses without a query."""
+        table = self.map()
+        table.bloom = Bloom()
+        return DiskSet(table)
 
     def sorted_keys(self, *tables: Keyed) -> Iterator[str]:
         """The keys of all these tables, once each, in order."""
@@ -105,10 +99,14 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
         self._cache: dict[str, Any] = {}
         #: (key, value, value already there) of :meth:`put_first` calls that lost.
         self.taken: list[tuple[str, V, V]] = []
+        #: Every key written, if set: a key it surely lacks is not looked up.
+        self.bloom: Bloom | None = None
 
     # -- writing -------------------------------------------------------------
     def __setitem__(self, key: str, value: V) -> None:
         self._cache.pop(key, None)
+        if self.bloom is not None:
+            self.bloom.add(key)
         self._pending[key] = value
         if len(self._pending) >= FLUSH:
             self.flush()
@@ -117,6 +115,8 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
         """Store ``value`` unless ``key`` has one already; a key taken
         before is noted in :attr:`taken` (when the buffer is flushed)."""
         self._cache.pop(key, None)
+        if self.bloom is not None:
+            self.bloom.add(key)
         self._firsts.append((key, value))
         if len(self._firsts) >= FLUSH:
             self.flush()
@@ -152,10 +152,12 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
     def prefetch(self, keys: Iterable[str]) -> None:
         """Look these keys up in a few queries; :meth:`get` then answers from memory."""
         self.flush()
-        wanted = list(dict.fromkeys(keys))
-        cache: dict[str, Any] = dict.fromkeys(wanted, _MISSING)
+        bloom = self.bloom
+        wanted = list(dict.fromkeys(keys if bloom is None else filter(bloom.maybe, keys)))
+        cache: dict[str, Any] = dict.fromkeys(keys, _MISSING)
         loads, decode = marshal.loads, self.decode
-        for chunk in chunks(wanted):
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start:start + CHUNK]
             marks = ",".join("?" * len(chunk))
             for key, data in self.db.execute(
                     f"SELECT key, value FROM {self.name} WHERE key IN ({marks})", chunk):
@@ -168,6 +170,8 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
         if key in self._cache:
             found = self._cache[key]
             return default if found is _MISSING else found
+        if self.bloom is not None and not self.bloom.maybe(key):
+            return default
         if self._firsts:
             self.flush()
         row = self.db.execute(f"SELECT value FROM {self.name} WHERE key=?", (key,)).fetchone()
@@ -253,6 +257,7 @@ class DiskSubset(MutableSet[str]):
         self.mark = mark
 
     def add(self, value: str) -> None:
+        """Mark ``value`` (adding it to the table if it is not there)."""
         self.table[value] = self.mark
 
     def discard(self, value: str) -> None:
