@@ -3,7 +3,11 @@
 One entry at a time: an entry whose source hash, DN and mapping are as the
 state recorded is unchanged without mapping it; every other one is checked
 against its syntax, mapped, and waits in a spool (a :class:`_Target`) for
-the plan. These functions are the run's methods (the run binds them).
+the plan. A file source is read a few dozen entries ahead, so that their
+state rows and hub records are asked for together (:func:`looked_ahead`).
+The anchors seen and kept are in the run's scratch database
+(:mod:`dirsync.sync.scratch`). These functions are the run's methods (the
+run binds them).
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 
 What the import container holds for one connection, by marker and anchor
 (the hub is the truth; the state store only saves work), and the DNs of
-the entries there that are not its own.
+the entries there that are not its own. The records by anchor go to a
+table of the run's scratch database (:mod:`dirsync.sync.scratch`), not a
+dictionary; a run that compares by state needs only each entry's DN and
+anchor, which an LDAP hub gives through the compiled reader
+(:mod:`dirsync.sync.anchorscan`).
 """
 
 from __future__ import annotations
@@ -89,7 +93,9 @@ def scan_hub(run) -> HubIndex:
     On an LDAP hub the server filters by marker, so only the anchor (and
     in a full run the owned attributes) of each of our entries crosses
     the wire; the entries right below the container that are not ours
-    come from a one-level search. A file hub is read whole.
+    come from a one-level search. A file hub is read whole. A second
+    entry with an anchor already indexed is an anomaly (found when the
+    table's buffer is written).
     """
     index = HubIndex(ours=hub_table(run))
     full = run.mode == "full"

@@ -28,7 +28,7 @@ V = TypeVar("V")
 #: Pages SQLite keeps in memory per scratch database, in KiB.
 CACHE_KIB = 8192
 #: Buffered writes per table before they go to the database.
-FLUSH = 2048
+FLUSH = 8192
 #: Keys per ``IN (...)`` query (below SQLite's oldest parameter limit of 999).
 CHUNK = 500
 
@@ -124,8 +124,9 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
     def flush(self) -> None:
         if self._pending:
             dumps, encode = marshal.dumps, self.encode
+            # In key order: the B-tree's pages are visited once each, in turn.
             self.db.executemany(f"INSERT OR REPLACE INTO {self.name} VALUES (?, ?)",
-                                [(k, dumps(encode(v))) for k, v in self._pending.items()])
+                                [(k, dumps(encode(v))) for k, v in sorted(self._pending.items())])
             self._pending.clear()
         if self._firsts:
             firsts, self._firsts = self._firsts, []
