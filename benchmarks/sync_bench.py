@@ -390,7 +390,10 @@ def record(text: str) -> None:
     path = ROOT / "benchmarks" / "RESULTS.md"
     content = path.read_text()
     start = content.index("## Import sync")
-    end = content.find("\n## ", start + 1)
+    # Up to the next section, or the section's first subsection (kept).
+    ends = [i for i in (content.find("\n## ", start + 1), content.find("\n### ", start + 1))
+            if i != -1]
+    end = min(ends) if ends else -1
     section = "## Import sync\n\n" + text + "\n"
     content = content[:start] + section + (content[end + 1:] if end != -1 else "")
     path.write_text(content)
