@@ -1,8 +1,9 @@
 """Import sync at 100,000 entries: dirsync against ldapadd and ldapmodify.
 
 One command: ``.venv/bin/python benchmarks/sync_bench.py`` (``--rows N``,
-``--record`` to write the ``## Import sync`` section of RESULTS.md,
-``--nosync`` to give both servers mdb's ``dbnosync``).
+``--record`` to write the ``## Import sync`` section of RESULTS.md up to its
+first subsection, ``--nosync`` to give both servers mdb's ``dbnosync``,
+``--no-mapping-speed`` to leave out step 2, minutes at a million rows).
 
 1. A foreign CSV export of N rows (csv-gal columns) is generated.
 2. The mapping alone: N rows through the csv-gal mapping in this process,
