@@ -9,8 +9,8 @@ process dies; only a few megabytes of its pages are cached), behind the
 mapping and set interfaces the run used before.
 
 Writes wait in a small buffer and go in a batch; reads that a run makes
-entry by entry are made cheap by :meth:`DiskMap.prefetch`, which asks for a
-few hundred keys in one query. Iteration is in key order (the table's
+entry by entry are made cheap by :meth:`DiskMap.prefetch`, which asks for the
+XX
 primary key), so two tables can be merged without sorting.
 """
 
