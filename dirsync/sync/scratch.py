@@ -10,8 +10,10 @@ mapping and set interfaces the run used before.
 
 Writes wait in a small buffer and go in a batch; reads that a run makes
 entry by entry are made cheap by :meth:`DiskMap.prefetch`, which asks for the
-XX
-primary key), so two tables can be merged without sorting.
+keys of a few dozen entries read ahead in one query; a set has a Bloom
+filter in front of it, so that a key never added costs no query. Iteration
+is in key order (the table's primary key), so two tables can be merged
+without sorting.
 """
 
 from __future__ import annotations
