@@ -36,8 +36,8 @@ def test_a_disk_map_answers_as_a_dict_does(writes: list[tuple[str, int]]) -> Non
         assert len(table) == len(expected)
         assert list(table) == sorted(expected)
         assert dict(table.pairs()) == expected
-        for key in expected:
-            assert key in table and table[key] == expected[key]
+        for key, value in expected.items():
+            assert key in table and table[key] == value
         assert "never" not in table and table.get("never", 5) == 5
     finally:
         scratch.close()
