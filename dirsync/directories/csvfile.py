@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from dirsync.directories.base import DirectoryBase, ReadOptions
+from dirsync.directories.firstseen import FirstSeen
 from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
 from dirsync.entry import Entry, make_rdn, normalize_dn, rdn_values
 from dirsync.errors import EntryError, InputError
@@ -111,7 +112,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
     def _rows(self, stream: IO[str]) -> Iterator[Entry]:
         """The entries of the rows, one at a time; bad rows go to ``rejected``."""
         reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
-        seen: set[str] = set()
+        # Keys seen so far (on disk past a few thousand).
+        seen = FirstSeen()
         try:
             if not self.layout.columns:
                 first = next(reader, None)
@@ -160,18 +162,18 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 # Header names are unique case-insensitively (checked above).
                 entry = Entry.from_server(self.dn_for(anchor), attrs)
                 entry.line = line
-                norm = normalize_dn(entry.dn)
-                if norm in seen:
+                if not seen.first_time(normalize_dn(entry.dn)):
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
                     continue
-                seen.add(norm)
                 yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                              line=reader.line_num) from exc
         except UnicodeDecodeError as exc:
             raise self._decode_error(exc) from exc
+        finally:
+            seen.close()
 
     def _decode_error(self, exc: UnicodeDecodeError) -> InputError:
         """Where the byte that is not in the file's encoding is, found in the file itself.

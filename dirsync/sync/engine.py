@@ -21,12 +21,18 @@ reads only changes, :mod:`dirsync.sync.importchanges`):
 6. write the delta report (:mod:`dirsync.sync.report`).
 
 Large runs keep memory flat: mapped entries and planned changes wait in
-spools (:mod:`dirsync.sync.spool`), not in lists of objects.
+spools (:mod:`dirsync.sync.spool`), not in lists of objects; what a run
+knows entry by entry (the hub's records by anchor, the anchors seen, the
+entries found unchanged, the DNs given out, the addresses claimed) lives
+in tables of a private temporary database (:mod:`dirsync.sync.scratch`);
+the state rows are read from the store as they are needed
+(:class:`dirsync.state.staterows.StateRows`), a few hundred at a time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableSet
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
@@ -56,6 +62,8 @@ from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.ownership import AddressGuard
 from dirsync.sync.pipeline import RunResult, SyncOptions
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import Scratch
+from dirsync.sync.scratchclaims import DiskClaims
 
 log = logging.getLogger("dirsync.engine")
 
@@ -95,7 +103,9 @@ class ImportRun(ImportSteps):
         # Items with a change sent when the connection was lost, unanswered.
         self.unknown: dict[int, str | None] = {}
         self.done: dict[int, int] = {}
-        self.applied_anchors: set[str] = set()
+        # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
+        self.scratch = Scratch()
+        self.applied_anchors: MutableSet[str] = self.scratch.set()
         self.so_far: AppliedSoFar | None = None   # made when applying starts
         # What the mapping's templates may spend in this run, entry by entry.
         self.budget = RunBudget(config.template_limits)
@@ -128,6 +138,7 @@ class ImportRun(ImportSteps):
 
     def release(self) -> None:
         self.close_spools()
+        self.scratch.close()
 
     def report_fields(self) -> dict[str, Any]:
         return {"container": self.container, "source": self.connection.foreign,
@@ -141,6 +152,7 @@ class ImportRun(ImportSteps):
         self.unconfirmed = Unconfirmed(self.state, self.name, self.direction)
         self.addresses = AddressGuard(self.hub, self.hub_base(), self.name,
                                       outside=[self.foreign.base] if same_server else [])
+        self.addresses.claims = DiskClaims(self.scratch)
         self.index = self.timed("hub scan", self.scan_hub)
         self.state_rows = self.load_state_rows()
         self.new_plan()
@@ -200,6 +212,7 @@ class ImportRun(ImportSteps):
     # -- 2. the source (dirsync.sync.importread) ----------------------------
     source_entries_iter = importchanges.source_entries_iter
     read_source = importread.read_source
+    looked_ahead = importread.looked_ahead
     begin_read = importread.begin_read
     consider = importread.consider
     consider_mapped = importread.consider_mapped

@@ -73,8 +73,8 @@ def stream_first_sync(run: ImportSteps) -> str | None:
                         "", "", spool=False)[0]) for c in containers), deferred)
                 run.index.container_exists = True
             if first is not None:
-                run.apply_records(run.streamed_adds(itertools.chain([first], entries)),
-                                   deferred)
+                run.apply_records(run.streamed_adds(
+                    run.looked_ahead(itertools.chain([first], entries))), deferred)
     except DirectoryError as exc:
         log.error("%s: %s", run.name, exc)
         run.count_unfinished()
@@ -106,7 +106,9 @@ def streamed_adds(run: ImportSteps, entries: Iterable[Entry]) -> Iterator[tuple[
             run.problems.append(Problem("conflict", target.anchor, None,
                                          conflict or "", target.line))
             continue
-        run.final_dns[target.anchor] = dn
+        if run._groups:
+            # Groups find their members by DN (nothing else asks).
+            run.final_dns[target.anchor] = dn
         # Its RDN value is the mapped one unless it took another name.
         pending.append((target, run.build(target, dn, None,
                                           target.rdn_value if dn == candidates[0] else None)))
@@ -236,6 +238,8 @@ def apply_records(run: ImportSteps, records: Iterable[tuple[Any, ...]],
                 run.so_far.applied(action)
             if item in run.inflight and run.done[item] >= run.item_changes[item]:
                 run.report.item(run.report_item(run.inflight.pop(item)))
+                # Reported and done with: nothing asks about this item again.
+                del run.done[item], run.item_changes[item]
             if anchor is None or state[0] == "none":
                 continue
             run.applied_anchors.add(anchor)

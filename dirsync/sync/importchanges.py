@@ -23,13 +23,14 @@ next incremental run starts from.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, normalize_dn
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, Selected
 from dirsync.mapping.templates import TemplateError
+from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import importplan, importread, importrecord, importscan
 from dirsync.sync.adchanges import ADFeed
@@ -138,11 +139,14 @@ def scan_hub(run: ImportSteps) -> HubIndex:
     return index
 
 
-def load_state_rows(run: ImportSteps) -> dict[str, StateRow]:
-    """The state rows this run compares against (none in a full run)."""
+def load_state_rows(run: ImportSteps) -> Mapping[str, StateRow]:
+    """The state rows this run compares against (none in a full run), read
+    from the store as the run asks for them."""
     if run.cursor.incremental:
         return dict(run.touched)
-    return run.state.entries(run.name) if run.mode == "incremental" else {}
+    if run.mode == "incremental":
+        return StateRows(run.state, run.name, run.direction)
+    return {}
 
 
 def first_sync(run: ImportSteps) -> bool:

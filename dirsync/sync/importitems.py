@@ -6,6 +6,7 @@ waiting in the spool for its DN (:class:`_Target`).
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,9 @@ class HubIndex:
     """What the import container holds, as far as one connection is concerned."""
 
     container_exists: bool = False
-    ours: dict[str, HubRecord] = field(default_factory=dict)
+    #: Anchor -> record; in a run's scratch database (importscan.hub_table),
+    #: or a dictionary for a run that looks at a few entries only.
+    ours: MutableMapping[str, HubRecord] = field(default_factory=dict)
     #: Normalized DN -> DN of entries right below the container that this
     #: connection does not own: a conflict if a source entry wants one.
     unowned: dict[str, str] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from dirsync.mapping.mapfile import (
 )
 from dirsync.state.store import StateRow
 from dirsync.sync.containers import container_adds, first_rdn
+from dirsync.sync.heldnames import HeldNames, not_kept
 from dirsync.sync.importitems import _Target
 from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.ownership import Lost
@@ -43,6 +44,7 @@ from dirsync.sync.plan import (
     target_entry,
 )
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import DiskMap, prefetch
 from dirsync.sync.spool import Spool, change_from_record, change_record
 
 #: Hub entries read per search when a run compares re-mapped entries.
@@ -58,8 +60,8 @@ def plan(run: ImportSteps) -> None:
     # Anchors the source no longer has (or now skips) go; entries with
     # errors stay as they are. With unreadable source entries, an
     # anchor that is simply missing may be one of them: hold it back.
-    for anchor, record in ours.items():
-        if anchor in wanted_anchors or anchor in run.kept or anchor in run.held:
+    for anchor, record in not_kept(run):
+        if anchor in wanted_anchors or anchor in run.held:
             continue
         if run.unreadable and anchor not in run.seen:
             run.counts.skipped += 1
@@ -78,15 +80,19 @@ def plan(run: ImportSteps) -> None:
     run.deleted.update(deleted)
     # DNs the other entries of this connection keep (only needed to place some),
     # including those a first sync has just added.
-    held_dns = dict(run.placed_dns)
-    if run.wanted:
-        held_dns.update({normalize_dn(r.dn): a for a, r in ours.items()
-                         if a not in wanted_anchors and a not in deleted})
-    current = {a: ours[a].dn for a in wanted_anchors if a in ours}
+    held_dns = HeldNames(run.placed_dns, ours, wanted_anchors | deleted)
+    prefetch(ours, sorted(wanted_anchors))
+    current = {a: r.dn for a in wanted_anchors if (r := ours.get(a)) is not None}
     assignment = assign_dns(run.wanted, current, held_dns, run.index.unowned,
                             rdn_attribute=selected.rdn_attribute, container=run.container)
-    run.final_dns.update({a: r.dn for a, r in run.kept.items()})
-    run.final_dns.update({a: ours[a].dn for a in run.held if a in ours})
+    if run._groups:
+        # Members are found by their DNs, those of entries left as they are
+        # too (a kept entry is where the state and the hub say it is).
+        for anchor, record in ours.pairs() if isinstance(ours, DiskMap) else ours.items():
+            if anchor in run.kept:
+                run.final_dns[anchor] = record.dn
+    prefetch(ours, sorted(run.held))
+    run.final_dns.update({a: r.dn for a in run.held if (r := ours.get(a)) is not None})
     run.final_dns.update(assignment.dns)
 
     for change in run.container_changes():
@@ -126,18 +132,18 @@ def new_plan(run: ImportSteps) -> None:
     run.phase_spools = {p: Spool() for p in PHASES}
     # item, anchor, old DN, new DN, state record, entry action
     run.renames = []
-    run.refresh = {}      # found unchanged after comparing
+    run.refresh = run.scratch.map(tuple, lambda row: StateRow(*row))  # unchanged by compare
     run.item_changes = {}      # item -> number of its changes
     run.notes = {}       # anchor -> notes for the report
-    run.final_dns = {}         # anchor -> the DN it ends up with
-    run.placed_dns = {}        # normalized DN -> anchor (a first sync)
+    # anchor -> the DN it ends up with (those kept unchanged only for groups)
+    run.final_dns = run.scratch.map()
+    run.placed_dns = run.scratch.map()        # normalized DN -> anchor (a first sync)
     run.deletes = []
     # Anchors the plan maps again and deletes (for the address check).
     run.remapped = set()
     run.deleted = set()
     run.inflight = {}  # applied at once, not yet reported
     run.next_item = 0
-    run._state_anchors = {anchor: anchor for anchor in run.state_rows}
 
 
 def new_item(run: ImportSteps, kind: str, anchor: str | None, dn: str, plan: EntryPlan, digest: str,
@@ -195,6 +201,7 @@ def plan_batch(run: ImportSteps, batch: list[_Target]) -> None:
     full = run.mode == "full"
     built: list[tuple[_Target, Entry, frozenset[str]]] = []
     fetch: list[str] = []
+    prefetch(ours, [target.anchor for target in batch])
     for target in batch:
         run.progress.advance()
         dn = run.final_dns[target.anchor]
@@ -271,6 +278,7 @@ def fetch(run: ImportSteps, anchors: list[str]) -> dict[str, Entry]:
 
 def plan_deletes(run: ImportSteps) -> None:
     ours = run.index.ours
+    prefetch(ours, run.deletes)
     before = run.fetch(run.deletes)
     anchors = {normalize_dn(ours[a].dn): a for a in run.deletes}
     for dn in order_deletes(ours[a].dn for a in run.deletes):

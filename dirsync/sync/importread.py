@@ -3,12 +3,17 @@
 One entry at a time: an entry whose source hash, DN and mapping are as the
 state recorded is unchanged without mapping it; every other one is checked
 against its syntax, mapped, and waits in a spool (a :class:`_Target`) for
-the plan. These functions are the run's methods (the run binds them).
+the plan. A file source is read a few dozen entries ahead, so that their
+state rows and hub records are asked for together (:func:`looked_ahead`).
+The anchors seen and kept are in the run's scratch database
+(:mod:`dirsync.sync.scratch`). These functions are the run's methods (the
+run binds them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 
 from dirsync.addresses.values import Problem as ValueProblem
 from dirsync.addresses.values import mapped_problems, screen_for
@@ -27,7 +32,15 @@ from dirsync.sync.plan import (
     source_hash,
 )
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import DiskSubset, prefetch
 from dirsync.sync.spool import Spool
+
+#: Source entries read ahead, whose lookups go to the scratch tables together.
+LOOKAHEAD = 64
+#: The mark of a kept anchor in the table of anchors seen.
+KEPT = 1
+#: Source kinds that are read ahead (:func:`looked_ahead`).
+FILE_KINDS = frozenset({"csv", "ldif"})
 
 
 def check_attribute_types(run: ImportSteps) -> None:
@@ -61,7 +74,7 @@ def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
 
 def read_source(run: ImportSteps) -> None:
     run.begin_read()
-    for entry in run.source_entries_iter():
+    for entry in run.looked_ahead(run.source_entries_iter()):
         if stop_requested.is_set():
             return   # the run ends here (see _run); no plan on a partial read
         target = run.consider(entry)
@@ -70,13 +83,58 @@ def read_source(run: ImportSteps) -> None:
     run.end_read()
 
 
+def looked_ahead(run: ImportSteps, entries: Iterable[Entry]) -> Iterator[Entry]:
+    """The entries, read :data:`LOOKAHEAD` at a time from a file source.
+
+    The anchors of a batch are worked out first, and the state rows and
+    hub records that the batch will ask about are read in a few queries (the run keeps them on disk, :mod:`dirsync.sync.scratch`),
+    instead of one query per entry. Each anchor is kept for
+    :func:`consider_mapped` (with the template budget it was worked out
+    in). A directory source is read as it comes: its change reads follow
+    the entry being considered.
+    """
+    if run.foreign.kind not in FILE_KINDS:
+        yield from entries
+        return
+    selected = run.selected
+    batch: list[Entry] = []
+    iterator = iter(entries)
+    while True:
+        batch = list(itertools.islice(iterator, LOOKAHEAD))
+        if not batch:
+            return
+        anchors: list[str] = []
+        peeked: dict[int, tuple[SourceView, str | TemplateError]] = {}
+        for entry in batch:
+            if run._exported is not None and run._exported(entry):
+                continue
+            view = selected.view(entry)
+            with run.budget.entry():
+                try:
+                    anchor: str | TemplateError = selected.anchor(view)
+                except TemplateError as exc:
+                    anchor = exc
+            peeked[id(entry)] = (view, anchor)
+            if isinstance(anchor, str) and anchor:
+                anchors.append(anchor)
+        # (The anchors seen have a Bloom filter: a new one costs no query.)
+        for table in (run.state_rows, run.index.ours):
+            prefetch(table, anchors)
+        for entry in batch:
+            run._peeked = peeked.get(id(entry))
+            yield entry
+        run._peeked = None
+
+
 def begin_read(run: ImportSteps) -> None:
     selected = run.selected
     run.targets = Spool()
     run.wanted = []      # (anchor, RDN value) to place
-    run.kept = {}          # unchanged, known without mapping
     run.held = set()                  # anchors with errors: left as they are
-    run.seen = set()
+    run.seen = run.scratch.set()
+    # Unchanged, known without mapping: marked in the same rows as seen.
+    run.kept = DiskSubset(run.seen.table, KEPT)
+    run._peeked = None
     run.member_keys = {}
     run.unreadable = 0                          # source entries without a known anchor
     run.source_entries = 0
@@ -102,12 +160,18 @@ def consider_mapped(run: ImportSteps, entry: Entry) -> _Target | None:
     if run._exported is not None and run._exported(entry):
         run._returned += 1
         return None
-    view = selected.view(entry)
-    try:
-        anchor = selected.anchor(view)
-    except TemplateError as exc:
+    peeked = run._peeked
+    if peeked is not None:
+        view, anchor = peeked
+    else:
+        view = selected.view(entry)
+        try:
+            anchor = selected.anchor(view)
+        except TemplateError as exc:
+            anchor = exc
+    if isinstance(anchor, TemplateError):
         run.unreadable += 1
-        run.entry_problem("error", entry, None, f"no anchor: {run.where(exc)}")
+        run.entry_problem("error", entry, None, f"no anchor: {run.where(anchor)}")
         return None
     if not anchor:
         run.unreadable += 1
@@ -119,11 +183,6 @@ def consider_mapped(run: ImportSteps, entry: Entry) -> _Target | None:
                            f"anchor {anchor!r}: this one is skipped")
         return None
     row = run.state_rows.get(anchor)
-    if row is not None:
-        # Keep the state's copy of the anchor: nothing new stays in memory
-        # for an unchanged entry.
-        anchor = run._state_anchors.get(anchor, anchor)
-    run.seen.add(anchor)
     view.extra["anchor"] = anchor
     digest = source_hash(entry)
     if run._groups:
@@ -138,9 +197,10 @@ def consider_mapped(run: ImportSteps, entry: Entry) -> _Target | None:
     if row is not None and row.hash == digest and row.kind != "group":
         record = run.index.ours.get(anchor)
         if record is not None and same_dn(record.dn, row.dn):
-            run.kept[anchor] = row
+            run.kept.add(anchor)        # seen, and kept: one row
             run.counts.unchanged += 1
             return None
+    run.seen.add(anchor)
     # Values are checked before mapping. An unchanged entry passed when
     # it was synced (the state holds hashes of accepted entries only).
     bad = run.screen.problems(entry.dn, entry.attrs)

@@ -7,12 +7,15 @@ are the run's methods (the run binds them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
+from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow
 from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.report import ReportItem
+from dirsync.sync.scratch import DiskMap, Keyed, pairs
+from dirsync.sync.spool import Spool
 
 
 def record_state(run: ImportSteps, anchor: str, state: tuple[Any, ...]) -> None:
@@ -33,22 +36,48 @@ def finish_state(run: ImportSteps, interrupted: bool) -> None:
     from the hub, go). The fingerprint moves only when the run got to
     its end.
     """
+    stale: Iterable[str]
     with run.state.transaction():
         if run.mode == "full" and not interrupted:
-            for anchor in run.state.entries(run.name, run.direction):
-                if anchor not in run.applied_anchors and anchor not in run.kept \
-                        and anchor not in run.refresh:
-                    run.state.drop(run.name, run.direction, anchor)
-            for anchor, row in run.refresh.items():
-                run.state.put(run.name, run.direction, anchor, row)
+            # Rows of anchors neither applied nor found unchanged go.
+            # A full run keeps these three in its scratch database (begin_read,
+            # new_plan); an incremental one never comes here.
+            found = run.scratch.sorted_keys(*cast(list[Keyed], [run.applied_anchors, run.kept,
+                                                                  run.refresh]))
+            stale = missing_from(StateRows(run.state, run.name, run.direction), found)
         else:
-            for anchor, row in run.refresh.items():
-                run.state.put(run.name, run.direction, anchor, row)
-            for anchor in run.state_rows:
-                if anchor not in run.index.ours and anchor not in run.applied_anchors:
-                    run.state.drop(run.name, run.direction, anchor)
+            # Rows of anchors the hub does not hold and no change of this run made go.
+            stale = rows_gone(run)
+        for anchor in stale:
+            run.state.drop(run.name, run.direction, anchor)
+        for anchor, row in pairs(run.refresh):
+            run.state.put(run.name, run.direction, anchor, row)
         if not interrupted:
             run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
+
+
+def rows_gone(run: ImportSteps) -> Iterable[str]:
+    """The anchors of state rows the run compared against that the hub does not
+    hold and that no change of this run wrote."""
+    rows, ours = run.state_rows, run.index.ours
+    if isinstance(rows, StateRows) and isinstance(ours, DiskMap):
+        return missing_from(rows, run.scratch.sorted_keys(
+            ours, cast(Keyed, run.applied_anchors)))
+    return [a for a in rows if a not in ours and a not in run.applied_anchors]
+
+
+def missing_from(anchors: Iterable[str], present: Iterable[str]) -> Spool:
+    """The anchors (in order) that ``present`` (in the same order) lacks,
+    spooled: the caller changes the rows that ``anchors`` is read from."""
+    gone = Spool()
+    others = iter(present)
+    other = next(others, None)
+    for anchor in anchors:
+        while other is not None and other < anchor:
+            other = next(others, None)
+        if other != anchor:
+            gone.append(anchor)
+    return gone
 
 
 def report_items(run: ImportSteps) -> Iterator[ReportItem]:

@@ -2,10 +2,16 @@
 
 What the import container holds for one connection, by marker and anchor
 (the hub is the truth; the state store only saves work), and the DNs of
-the entries there that are not its own.
+the entries there that are not its own. The records by anchor go to a
+table of the run's scratch database (:mod:`dirsync.sync.scratch`), not a
+dictionary; a run that compares by state needs only each entry's DN and
+anchor, which an LDAP hub gives through the compiled reader
+(:mod:`dirsync.sync.anchorscan`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import ldap.filter
 
@@ -15,12 +21,33 @@ from dirsync.mapping.mapfile import (
     ANCHOR_ATTR,
     SOURCE_ATTR,
 )
+from dirsync.sync.anchorscan import dn_and_anchor
 from dirsync.sync.importitems import HubIndex, HubRecord
 from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import (
     lower_classes,
     owned_hash,
 )
+from dirsync.sync.scratch import DiskMap
+
+
+def hub_table(run: ImportSteps) -> DiskMap[HubRecord]:
+    """A scratch table for the hub's records (object classes shared between records)."""
+    classes: dict[Any, frozenset[str] | None] = {None: None}
+
+    def encode(record: HubRecord) -> tuple[Any, ...]:
+        return (record.dn, record.hash,
+                tuple(sorted(record.classes)) if record.classes is not None else None)
+
+    def decode(data: tuple[Any, ...]) -> HubRecord:
+        dn, digest, names = data
+        shared = classes.get(names)
+        if shared is None and names is not None:
+            shared = classes[names] = frozenset(names)
+        return HubRecord(dn, digest, shared)
+
+    table: DiskMap[HubRecord] = run.scratch.map(encode, decode)
+    return table
 
 
 def hub_base(run: ImportSteps) -> str:
@@ -43,9 +70,11 @@ def scan_hub(run: ImportSteps) -> HubIndex:
     On an LDAP hub the server filters by marker, so only the anchor (and
     in a full run the owned attributes) of each of our entries crosses
     the wire; the entries right below the container that are not ours
-    come from a one-level search. A file hub is read whole.
+    come from a one-level search. A file hub is read whole. A second
+    entry with an anchor already indexed is an anomaly (found when the
+    table's buffer is written).
     """
-    index = HubIndex()
+    index = HubIndex(ours=hub_table(run))
     full = run.mode == "full"
     owned = run.selected.all_owned()
     attrs = [SOURCE_ATTR, ANCHOR_ATTR]
@@ -54,10 +83,17 @@ def scan_hub(run: ImportSteps) -> HubIndex:
     run.progress.start("scanning the hub")
     if run.hub.kind == "ldap":
         marker = f"({SOURCE_ATTR}={ldap.filter.escape_filter_chars(run.name)})"
-        ours = run.hub.read(ReadOptions(base=run.container, scope="sub", filter=marker,
-                                         attrs=attrs[1:] if not full else attrs))
-        for entry in ours:
-            run.index_entry(index, entry, owned, full, ours=True)
+        options = ReadOptions(base=run.container, scope="sub", filter=marker,
+                              attrs=attrs[1:] if not full else attrs)
+        # DN and anchor only: read in C when possible (dirsync.sync.anchorscan).
+        found = None if full else dn_and_anchor(run.hub, options, ANCHOR_ATTR)
+        if found is not None:
+            for dn, anchor in found:
+                run.progress.advance()
+                index_anchor(index, dn, anchor, HubRecord(dn))
+        else:
+            for entry in run.hub.read(options):
+                run.index_entry(index, entry, owned, full, ours=True)
         others = run.hub.read(ReadOptions(base=run.container, scope="one",
                                            filter=f"(!{marker})", attrs=[SOURCE_ATTR]))
         for entry in others:
@@ -76,6 +112,11 @@ def scan_hub(run: ImportSteps) -> HubIndex:
                 index.container_exists = True
             elif normalize_dn(parent_dn(entry.dn)) == run.container_key:
                 index.unowned[key] = entry.dn
+    if isinstance(index.ours, DiskMap):
+        index.ours.flush()
+        for anchor, record, first in index.ours.taken:
+            index.anomalies.append((record.dn, f"has the anchor {anchor!r} of {first.dn}"))
+        index.ours.taken.clear()
     for dn, _ in index.anomalies:
         # Not ours to change, but their DNs are taken all the same.
         index.unowned[normalize_dn(dn)] = dn
@@ -93,13 +134,24 @@ def index_entry(run: ImportSteps, index: HubIndex, entry: Entry, owned: frozense
         index.anomalies.append((entry.dn, "carries this connection's marker but no anchor"))
         return
     anchor = anchor_values[0].decode("utf-8", "replace")
-    if anchor in index.ours:
-        index.anomalies.append((entry.dn, (f"has the anchor {anchor!r} of "
-                                          f"{index.ours[anchor].dn}")))
-        return
     record = HubRecord(entry.dn)
     if full:
         record.hash = owned_hash(entry.attrs, owned)
         classes = lower_classes(entry.get("objectClass"))
         record.classes = run._classes.setdefault(classes, classes)
-    index.ours[anchor] = record
+    index_anchor(index, entry.dn, anchor, record)
+
+
+def index_anchor(index: HubIndex, dn: str, anchor: str | None, record: HubRecord) -> None:
+    """Index one entry with this connection's marker by its anchor."""
+    if not anchor:
+        index.anomalies.append((dn, "carries this connection's marker but no anchor"))
+        return
+    table = index.ours
+    if isinstance(table, DiskMap):
+        # A second entry with the anchor is found when the batch is written.
+        table.put_first(anchor, record)
+    elif anchor in table:
+        index.anomalies.append((dn, f"has the anchor {anchor!r} of {table[anchor].dn}"))
+    else:
+        table[anchor] = record

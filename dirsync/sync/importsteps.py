@@ -11,7 +11,7 @@ as its methods).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSet
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -32,6 +32,7 @@ from dirsync.sync.ownership import AddressGuard
 from dirsync.sync.pipeline import Run
 from dirsync.sync.plan import EntryPlan
 from dirsync.sync.report import ReportItem
+from dirsync.sync.scratch import Scratch
 from dirsync.sync.spool import Spool
 
 
@@ -48,7 +49,7 @@ class ImportSteps(Run):
     unconfirmed: Unconfirmed
     addresses: AddressGuard
     index: HubIndex
-    state_rows: dict[str, StateRow]
+    state_rows: Mapping[str, StateRow]
     # What an incremental run touches (importchanges.accept_changes).
     touched: dict[str, StateRow]
     new_anchors: set[str]
@@ -57,8 +58,8 @@ class ImportSteps(Run):
     # The source read (begin_read):
     targets: Spool
     wanted: list[tuple[str, str]]           # (anchor, RDN value) to place
-    kept: dict[str, StateRow]               # unchanged, known without mapping
-    seen: set[str]
+    kept: MutableSet[str]                   # unchanged, known without mapping
+    seen: MutableSet[str]
     member_keys: dict[str, str]
     unreadable: int                         # source entries without a known anchor
     source_entries: int
@@ -72,24 +73,25 @@ class ImportSteps(Run):
     phase_spools: dict[int, Spool]
     # item, anchor, old DN, new DN, state record, entry action
     renames: list[tuple[int, str, str, str, tuple[Any, ...], str]]
-    refresh: dict[str, StateRow]            # found unchanged after comparing
+    refresh: MutableMapping[str, StateRow]  # found unchanged after comparing
     item_changes: dict[int, int]            # item -> number of its changes
     notes: dict[str, list[str]]             # anchor -> notes for the report
-    final_dns: dict[str, str]               # anchor -> the DN it ends up with
-    placed_dns: dict[str, str]              # normalized DN -> anchor (a first sync)
+    final_dns: MutableMapping[str, str]     # anchor -> the DN it ends up with (not kept)
+    placed_dns: MutableMapping[str, str]    # normalized DN -> anchor (a first sync)
     deletes: list[str]
     remapped: set[str]                      # anchors the plan maps again (address check)
     deleted: set[str]                       # anchors the plan deletes (address check)
     inflight: dict[int, tuple[Any, ...]]    # applied at once, not yet reported
     next_item: int
-    _state_anchors: dict[str, str]
+    _peeked: Any                            # the anchor worked out while reading ahead
     # The apply (apply, stream_first_sync): what happened to each planned item.
     applied: bool
     streaming: bool                         # a first sync, adding as it reads
     failed: dict[int, EntryError]
     unknown: dict[int, str | None]          # sent when the connection was lost, unanswered
     done: dict[int, int]
-    applied_anchors: set[str]
+    applied_anchors: MutableSet[str]
+    scratch: Scratch                        # per-entry bookkeeping on disk
     so_far: AppliedSoFar | None             # made when applying starts
 
     # -- 1. the hub (importscan; importchanges when reading only changes) ------
@@ -105,7 +107,7 @@ class ImportSteps(Run):
     @abstractmethod
     def accept_changes(self) -> None: ...
     @abstractmethod
-    def load_state_rows(self) -> dict[str, StateRow]: ...
+    def load_state_rows(self) -> Mapping[str, StateRow]: ...
     @abstractmethod
     def first_sync(self) -> bool: ...
     @abstractmethod
@@ -116,6 +118,8 @@ class ImportSteps(Run):
     def source_entries_iter(self) -> Iterator[Entry]: ...
     @abstractmethod
     def read_source(self) -> None: ...
+    @abstractmethod
+    def looked_ahead(self, entries: Iterable[Entry]) -> Iterator[Entry]: ...
     @abstractmethod
     def begin_read(self) -> None: ...
     @abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -180,7 +180,7 @@ class Assignment:
 
 
 def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
-               held: dict[str, str], unowned: Mapping[str, str], *, rdn_attribute: str,
+               held: MutableMapping[str, str], unowned: Mapping[str, str], *, rdn_attribute: str,
                container: str, naming: Naming | None = None) -> Assignment:
     """Give each (anchor, RDN value) a DN in the container.
 
@@ -215,7 +215,7 @@ def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
     return result
 
 
-def place_dn(anchor: str, candidates: Iterable[str], held: dict[str, str],
+def place_dn(anchor: str, candidates: Iterable[str], held: MutableMapping[str, str],
              unowned: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The first free candidate (taking it in ``held``), or None and why not."""
     tried = 0

@@ -1,0 +1,179 @@
+"""A run's bookkeeping on disk (dirsync.sync.scratch and its users): the same
+answers as the dictionaries and sets they replace, in flat memory."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dirsync.directories.firstseen import FirstSeen
+from dirsync.state.staterows import StateRows
+from dirsync.state.store import StateRow, StateStore
+from dirsync.sync.heldnames import HeldNames
+from dirsync.sync.importrecord import missing_from
+from dirsync.sync.importscan import HubRecord
+from dirsync.sync.ownership import Claims
+from dirsync.sync.scratch import FLUSH, DiskSubset, Scratch
+from dirsync.sync.scratchclaims import DiskClaims
+
+keys = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6)
+
+
+@given(st.lists(st.tuples(keys, st.integers()), max_size=60))
+def test_a_disk_map_answers_as_a_dict_does(writes: list[tuple[str, int]]) -> None:
+    scratch = Scratch()
+    try:
+        table = scratch.map()
+        expected: dict[str, int] = {}
+        for number, (key, value) in enumerate(writes):
+            table[key] = value
+            expected[key] = value
+            if number % 7 == 0:
+                table.prefetch([k for k, _ in writes[number:number + 5]] + ["never"])
+            assert table.get(key) == value
+        assert len(table) == len(expected)
+        assert list(table) == sorted(expected)
+        assert dict(table.pairs()) == expected
+        for key, value in expected.items():
+            assert key in table and table[key] == value
+        assert "never" not in table and table.get("never", 5) == 5
+    finally:
+        scratch.close()
+
+
+def test_prefetched_answers_follow_later_writes() -> None:
+    scratch = Scratch()
+    try:
+        table = scratch.map()
+        seen = scratch.set()
+        table.prefetch(["a", "b"])
+        seen.prefetch(["a"])
+        assert table.get("a") is None and "a" not in seen
+        table["a"] = 1
+        seen.add("a")
+        for number in range(FLUSH + 1):      # flushed to the table meanwhile
+            table[f"k{number}"] = number
+            seen.add(f"k{number}")
+        assert table["a"] == 1 and "a" in seen and "b" not in table
+        assert len(seen) == FLUSH + 2
+    finally:
+        scratch.close()
+
+
+def test_put_first_keeps_the_first_value_and_names_the_others() -> None:
+    scratch = Scratch()
+    try:
+        table = scratch.map(lambda r: (r.dn,), lambda t: HubRecord(t[0]))
+        table.put_first("a", HubRecord("cn=one"))
+        table.put_first("b", HubRecord("cn=two"))
+        table.put_first("a", HubRecord("cn=three"))
+        table.flush()
+        table.put_first("b", HubRecord("cn=four"))
+        table.flush()
+        assert table["a"].dn == "cn=one" and table["b"].dn == "cn=two"
+        assert [(k, v.dn, first.dn) for k, v, first in table.taken] == [
+            ("a", "cn=three", "cn=one"), ("b", "cn=four", "cn=two")]
+    finally:
+        scratch.close()
+
+
+def test_pairs_without_and_sorted_keys_are_set_operations_in_key_order() -> None:
+    scratch = Scratch()
+    try:
+        ours, kept, applied = scratch.map(), scratch.map(), scratch.set()
+        for key in ("d", "a", "c", "b", "e"):
+            ours[key] = key.upper()
+        kept["b"] = 1
+        kept["x"] = 2
+        applied.add("d")
+        assert list(ours.pairs(without=[kept, applied.table])) == [
+            ("a", "A"), ("c", "C"), ("e", "E")]
+        assert list(scratch.sorted_keys(kept, applied, ours)) == ["a", "b", "c", "d", "e", "x"]
+        seen = scratch.set()
+        marked = DiskSubset(seen.table, 1)
+        for key in ("a", "c", "e", "z"):
+            seen.add(key)
+        marked.add("c")
+        marked.add("y")
+        assert "c" in marked and "a" not in marked and "a" in seen and "y" in seen
+        assert list(marked) == ["c", "y"] and len(marked) == 2
+        assert list(ours.pairs(without=[marked])) == [
+            ("a", "A"), ("b", "B"), ("d", "D"), ("e", "E")]
+        assert list(scratch.sorted_keys(marked, applied)) == ["c", "d", "y"]
+        marked.discard("c")
+        assert "c" not in marked and "c" in seen
+    finally:
+        scratch.close()
+
+
+@given(st.sets(keys, max_size=30), st.sets(keys, max_size=30))
+def test_missing_from_is_a_merge_of_two_sorted_streams(left: set[str], right: set[str]
+                                                       ) -> None:
+    assert list(missing_from(sorted(left), sorted(right))) == sorted(left - right)
+
+
+def test_state_rows_are_read_as_they_are_asked_for(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with StateStore(tmp_path / "state.sqlite") as state:
+        for anchor in ("b", "a", "c"):
+            state.put("gal", "import", anchor, StateRow(f"cn={anchor}", "h", "person"))
+        state.put("other", "import", "a", StateRow("cn=other", "h", "person"))
+        rows = StateRows(state, "gal", "import")
+        assert list(rows) == ["a", "b", "c"] and len(rows) == 3
+        rows.prefetch(["a", "z"])
+        assert rows["a"] == StateRow("cn=a", "h", "person")
+        assert rows.get("z") is None and "z" not in rows
+        assert rows.get("c") == StateRow("cn=c", "h", "person")   # not prefetched
+
+
+def test_disk_claims_answer_as_claims_do() -> None:
+    scratch = Scratch()
+    try:
+        memory, disk = Claims(), DiskClaims(scratch)
+        generator = random.Random(16)
+        for number in range(3 * FLUSH):
+            anchor = f"a{number % 50}"
+            addresses = [f"smtp:x{generator.randrange(300)}@y" for _ in range(2)]
+            memory.claim(anchor, addresses)
+            disk.claim(anchor, addresses)
+        for key in (f"smtp:x{n}@y" for n in range(310)):
+            assert disk.first_claimant(key) == memory.first_claimant(key)
+            for anchor in ("a0", "a7", "a49", "nobody"):
+                assert disk.claims(anchor, key) == memory.claims(anchor, key)
+    finally:
+        scratch.close()
+
+
+def test_held_names_ask_the_hub_records_for_names_not_placed_here() -> None:
+    scratch = Scratch()
+    try:
+        ours = scratch.map(lambda r: (r.dn,), lambda t: HubRecord(t[0]))
+        ours["a"] = HubRecord("cn=Ann,ou=Import,dc=x")
+        ours["b"] = HubRecord("cn=Bob,ou=Import,dc=x")
+        placed = scratch.map()
+        placed["cn=new,ou=import,dc=x"] = "n"
+        held = HeldNames(placed, ours, excluded={"b"})
+        assert held["cn=ann,ou=import,dc=x"] == "a"
+        assert "cn=bob,ou=import,dc=x" not in held          # placed again in this run
+        assert held["cn=new,ou=import,dc=x"] == "n"
+        held["cn=bob,ou=import,dc=x"] = "c"
+        assert held["cn=bob,ou=import,dc=x"] == "c" and list(held) == ["cn=bob,ou=import,dc=x"]
+    finally:
+        scratch.close()
+
+
+def test_first_seen_tells_repeats_before_and_after_moving_to_disk() -> None:
+    seen = FirstSeen(memory_keys=4)
+    try:
+        assert [seen.first_time(k) for k in ("a", "b", "a")] == [True, True, False]
+        assert seen._db is None
+        assert [seen.first_time(k) for k in ("c", "b", "d", "e", "e")] == [
+            True, False, True, True, False]
+        assert seen._db is not None           # past four keys they are on disk
+        assert [seen.first_time(k) for k in ("a", "f", "f", "d")] == [False, True, False, False]
+        many = [f"k{n}" for n in range(10000)]
+        assert all(seen.first_time(k) for k in many)
+        assert not any(seen.first_time(k) for k in many[::7])
+    finally:
+        seen.close()
