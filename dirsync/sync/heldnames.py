@@ -11,16 +11,14 @@ indexed there instead, once and only in a run that places something, and
 from __future__ import annotations
 
 import marshal
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from dirsync.entry import normalize_dn
-from dirsync.sync.scratch import DiskMap, DiskSet, DiskSubset
-
-_MISSING = object()
+from dirsync.sync.scratch import DiskMap, DiskSet, DiskSubset, LookedUp
 
 
-class HeldNames(MutableMapping[str, str]):
+class HeldNames(LookedUp[str]):
     """Normalized DN -> anchor of the names this connection's entries keep.
 
     ``placed``: names given out in this run (a first sync's adds);
@@ -72,15 +70,6 @@ class HeldNames(MutableMapping[str, str]):
                 return found
         holder = self._hub_holder(key)
         return default if holder is None else holder
-
-    def __getitem__(self, key: str) -> str:
-        found = self.get(key, _MISSING)
-        if found is _MISSING:
-            raise KeyError(key)
-        return found  # type: ignore[no-any-return]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
 
     def __setitem__(self, key: str, anchor: str) -> None:
         self.own[key] = anchor

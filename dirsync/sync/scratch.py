@@ -21,7 +21,7 @@ from __future__ import annotations
 import marshal
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSet
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from dirsync.directories.bloom import Bloom
 
@@ -86,7 +86,21 @@ class Scratch:
         self.db.close()
 
 
-class DiskMap(MutableMapping[str, V], Generic[V]):
+class LookedUp(MutableMapping[str, V], Generic[V]):
+    """A mapping whose every lookup is its ``get`` (one query, or none), which
+    the subclass defines: indexing and ``in`` ask it too."""
+
+    def __getitem__(self, key: str) -> V:
+        found = self.get(key, _MISSING)
+        if found is _MISSING:
+            raise KeyError(key)
+        return cast(V, found)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+
+class DiskMap(LookedUp[V]):
     """A str -> value mapping in a scratch table."""
 
     def __init__(self, scratch: Scratch, encode: Callable[[V], Any],
@@ -179,15 +193,6 @@ class DiskMap(MutableMapping[str, V], Generic[V]):
             self.flush()
         row = self.db.execute(f"SELECT value FROM {self.name} WHERE key=?", (key,)).fetchone()
         return default if row is None else self.decode(marshal.loads(row[0]))
-
-    def __getitem__(self, key: str) -> V:
-        found = self.get(key, _MISSING)
-        if found is _MISSING:
-            raise KeyError(key)
-        return found  # type: ignore[no-any-return]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
 
     def __len__(self) -> int:
         self.flush()
