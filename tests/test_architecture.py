@@ -129,7 +129,7 @@ def test_the_reader_sees_imports_at_every_depth() -> None:
     # A module-level import, a from-import of a submodule, and imports inside functions.
     assert "dirsync.cli.main" in edges["dirsync.__main__"]
     assert "dirsync.sync.containers" in edges["dirsync.checks.containers"]
-    assert "dirsync.schedule.scheduler" in edges["dirsync.config"]
+    assert "dirsync.schedule.scheduler" in edges["dirsync.config.model"]
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -591,9 +591,9 @@ TRICKY = [
 @pytest.mark.parametrize("text", TRICKY)
 def test_fast_path_reads_exactly_as_the_lexer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               text: str, chunk: int) -> None:
-    import dirsync.ldif.io
+    import dirsync.ldif.fastread
 
-    monkeypatch.setattr(dirsync.ldif.io, "_FAST_CHUNK", chunk)
+    monkeypatch.setattr(dirsync.ldif.fastread, "_FAST_CHUNK", chunk)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"\xff\xd8")
     path = tmp_path / "in.ldif"
@@ -604,7 +604,7 @@ def test_fast_path_reads_exactly_as_the_lexer(tmp_path: Path, monkeypatch: pytes
 
 def test_fast_path_reads_random_ldif_exactly_as_the_lexer(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import dirsync.ldif.io
+    import dirsync.ldif.fastread
 
     dns = ["dn: cn=a,dc=x", "dn: cn=b\\,c,dc=x", "dn:: Y249w6ksZGM9eA==", "dn:cn=d,dc=x",
            "dn: cn=ü+uid=1,dc=x"]
@@ -624,7 +624,7 @@ def test_fast_path_reads_random_ldif_exactly_as_the_lexer(tmp_path: Path,
         text = rnd.choice(["\n\n", "\n\n\n", "\r\n\r\n"]).join(blocks)
         text += rnd.choice(["", "\n", "\n\n"])
         path.write_bytes(text.encode("utf-8"))
-        monkeypatch.setattr(dirsync.ldif.io, "_FAST_CHUNK", rnd.choice([3, 17, 1 << 20]))
+        monkeypatch.setattr(dirsync.ldif.fastread, "_FAST_CHUNK", rnd.choice([3, 17, 1 << 20]))
         fast, lexer = read_both(path)
         assert fast == lexer, text
 

@@ -3,6 +3,7 @@
 - :mod:`.changes`: change records and the attribute-level diff of two entries;
 - :mod:`.controls`: the ``control:`` lines of change records;
 - :mod:`.io`: the reader and the writer (python-ldap's ``ldif`` underneath);
+- :mod:`.fastread`: the reader's fast path for plain content records;
 - :mod:`._ldifstream` (``_ldifstream.c``): search results written as LDIF in C;
 - :mod:`.extsort`: external sort of entry streams by a hierarchical DN key;
 - :mod:`.diff`, :mod:`.diffhtml`: ``dirsync diff`` and its HTML page;

@@ -27,6 +27,7 @@ from dirsync.entry import Entry
 from dirsync.errors import InputError
 from dirsync.ldif.changes import Change, Control, Mod
 from dirsync.ldif.controls import parse_control
+from dirsync.ldif.fastread import blocks, plain_record, strict_b64decode
 from dirsync.ldif.urlvalues import URLValueRefused, URLValues, refused
 from dirsync.schema import ATTR_NAME, is_binary
 
@@ -55,12 +56,6 @@ _NO_URL_KEYS = frozenset({"dn", "changetype", "control", "newrdn", "deleteoldrdn
                           "newsuperior", "version", *_MOD_OPS})
 
 
-def _strict_b64decode(data: bytes) -> bytes:
-    # The standard decoder drops characters outside the alphabet; LDIF with
-    # such characters is broken and must be refused, not silently mangled.
-    return base64.b64decode(data.strip(), validate=True)
-
-
 class _Lexer(ldif.LDIFParser):
     """python-ldap's LDIF lexer, remembering where each logical line starts."""
 
@@ -72,7 +67,7 @@ class _Lexer(ldif.LDIFParser):
         self._url_values = url_values
         # python-ldap would fetch any file: URL; ours are read by url_values.
         super().__init__(stream, process_url_schemes=[])
-        self._b64decode = _strict_b64decode
+        self._b64decode = strict_b64decode
         self.line_counter += first_line - 1  # a block from the middle of a file
 
     def _unfold_lines(self) -> str:
@@ -316,8 +311,8 @@ class LDIFReader:
 
     def _fast_records(self, path: Path) -> Iterator[Record]:
         first = True  # nothing but comments so far: 'version:' may still come
-        for start, lines, terminated in _blocks(path, self.name):
-            record = None if first else _plain_record(lines, start)
+        for start, lines, terminated in blocks(path, self.name):
+            record = None if first else plain_record(lines, start)
             if record is None:
                 text = "\n".join(lines) + ("\n" if terminated else "")
                 lexer = _Lexer(io.StringIO(text, newline=""), first_line=start,
@@ -330,135 +325,6 @@ class LDIFReader:
             else:
                 yield record
                 first = False
-
-
-# -- fast path helpers (see LDIFReader._fast_records) --------------------------
-
-_FAST_CHUNK = 1 << 20
-_NAMES_OK: dict[str, str] = {}  # descriptions ATTR_NAME accepted -> lower case
-
-
-def _blocks(path: Path, name: str) -> Iterator[tuple[int, list[str], bool]]:
-    """(first line number, physical lines, ended by a newline) of each run of
-    non-empty lines. Lines lose their ``\\n``, and the ``\\r`` of ``\\r\\n``."""
-    lineno = 1  # number of the next line to come
-    block: list[str] = []
-    start = 1
-    with open(path, "rb") as stream:
-        carry = b""
-        while True:
-            chunk = stream.read(_FAST_CHUNK)
-            data = carry + chunk
-            if chunk:
-                cut = data.rfind(b"\n") + 1
-                if not cut:
-                    carry = data
-                    continue
-                data, carry = data[:cut], data[cut:]
-            else:
-                carry = b""
-            if not data:
-                break
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _not_utf8(data, exc, lineno, name) from exc
-            lines = text.split("\n")
-            last = lines.pop()  # "" after a final newline, else an unended line
-            for line in lines:
-                if line and line[-1] == "\r":
-                    line = line[:-1]
-                if line:
-                    if not block:
-                        start = lineno
-                    block.append(line)
-                elif block:
-                    yield start, block, True
-                    block = []
-                lineno += 1
-            if last:
-                if not block:
-                    start = lineno
-                block.append(last)
-                yield start, block, False
-                block = []
-            if not chunk:
-                break
-    if block:
-        yield start, block, True
-
-
-def _not_utf8(data: bytes, exc: UnicodeDecodeError, lineno: int, name: str) -> InputError:
-    # The exact line of the first bad byte (a text stream decodes ahead, in
-    # blocks, and can only tell roughly where).
-    before = data[:exc.start]
-    line_start = before.rfind(b"\n") + 1
-    field = None
-    head = data[line_start:exc.start]
-    if b":" in head and not head.startswith((b" ", b"#")):
-        field = head.split(b":", 1)[0].decode("ascii", "replace")
-    return InputError(f"not UTF-8 ({exc.reason})", path=name,
-                      line=lineno + before.count(b"\n"), field=field)
-
-
-def _plain_record(lines: list[str], start: int) -> Entry | None:
-    """The content record in ``lines``, parsed as the lexer would, or None
-    when the block is anything but a plain content record."""
-    if not lines[0].startswith("dn:"):
-        return None
-    text = "\n".join(lines)
-    if "\r" in text or "\n#" in text:
-        return None  # a lone CR (a line break to a text stream) or a comment
-    if "\n " in text:
-        text = text.replace("\n ", "")  # RFC 2849 unfolding, as the lexer does it
-    logical = text.split("\n")
-    dn_rest = logical[0][3:]
-    if dn_rest[:1] == " ":
-        dn = dn_rest.lstrip()
-    elif dn_rest[:1] == ":":
-        try:
-            dn = _strict_b64decode(dn_rest[1:].encode("ascii")).decode("utf-8")
-        except (ValueError, binascii.Error):
-            return None
-    elif dn_rest[:1] == "<":
-        return None
-    else:
-        dn = dn_rest
-    if dn and dn_problem(dn) is not None:
-        return None  # the lexer says what is wrong with it
-    if len(logical) > 1 and logical[1].startswith(("control:", "changetype:")):
-        return None
-    attrs: dict[str, list[bytes]] = {}
-    index: dict[str, str] = {}  # lower-case name -> spelling first seen (as Entry keeps)
-    names_ok = _NAMES_OK
-    for line in logical[1:]:
-        key, colon, rest = line.partition(":")
-        if not colon:
-            return None
-        lower = names_ok.get(key)
-        if lower is None:
-            if not ATTR_NAME.match(key):
-                return None
-            lower = names_ok[key] = key.lower()
-        head = rest[:1]
-        if head == " ":
-            value = rest.lstrip().encode("utf-8")
-        elif head == ":":
-            try:
-                value = _strict_b64decode(rest[1:].encode("ascii"))
-            except (ValueError, binascii.Error):
-                return None
-        elif head == "<":
-            return None
-        else:
-            value = rest.encode("utf-8")
-        stored = index.get(lower)
-        if stored is None:
-            index[lower] = key
-            attrs[key] = [value]
-        else:
-            attrs[stored].append(value)
-    return Entry.parsed(dn, attrs, index, start)
 
 
 def read_ldif(path: str | os.PathLike[str]) -> Iterator[Record]:
