@@ -27,34 +27,20 @@ from dirsync.config.checker import Checker
 from dirsync.config.model import (
     BUNDLED_MAPPINGS,
     DEFAULT_DELETE_THRESHOLD,
-    DEFAULT_FULL_EVERY,
-    DEFAULT_REPORTS,
-    DEFAULT_STATE,
-    DIRECTIONS,
-    HUB_KINDS,
-    KINDS,
-    LIST_MODES,
-    OTHER_SECTIONS,
-    RECIPIENT_TYPES,
-    WRITEBACK_MODES,
     Config,
     ConnectionConfig,
     DirectoryConfig,
     Threshold,
     bundled_mappings,
-    check_schedule,
-    parse_duration,
     parse_threshold,
-    resolve_mapping,
 )
 from dirsync.errors import ConfigError
 
+# What the rest of dirsync takes from here; the other names are model's.
 __all__ = [
-    "BUNDLED_MAPPINGS", "DEFAULT_DELETE_THRESHOLD", "DEFAULT_FULL_EVERY", "DEFAULT_REPORTS",
-    "DEFAULT_STATE", "DIRECTIONS", "HUB_KINDS", "KINDS", "LIST_MODES", "OTHER_SECTIONS",
-    "RECIPIENT_TYPES", "WRITEBACK_MODES", "Config", "ConnectionConfig", "DirectoryConfig",
-    "Threshold", "bundled_mappings", "check_config", "check_schedule", "load_config",
-    "open_named_directory", "parse_duration", "parse_threshold", "resolve_mapping",
+    "BUNDLED_MAPPINGS", "DEFAULT_DELETE_THRESHOLD", "Config", "ConnectionConfig",
+    "DirectoryConfig", "Threshold", "bundled_mappings", "check_config", "load_config",
+    "open_named_directory", "parse_threshold",
 ]
 
 
