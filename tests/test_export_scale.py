@@ -147,25 +147,6 @@ def test_a_large_first_export_keeps_its_peak_memory_under_a_bound(tmp_path: Path
     assert peaks and max(peaks) < GUARD_MB, max(peaks)
 
 
-def test_batched_state_writes_stay_written_when_an_exception_ends_them(
-        tmp_path: Path) -> None:
-    from dirsync.state.store import StateRow, StateStore
-
-    state = StateStore(tmp_path / "state.sqlite")
-    with pytest.raises(RuntimeError), state.batched(size=3) as tick:
-        for i in range(5):
-            state.put("c", "export", f"a{i}", StateRow(f"cn={i}", "h", "person"))
-            tick()
-        raise RuntimeError("the server went away")
-    # Another connection to the file sees every row written before the exception.
-    other = StateStore(tmp_path / "state.sqlite")
-    assert sorted(other.entries("c", "export")) == [f"a{i}" for i in range(5)]
-    with state.transaction(), state.batched() as tick:
-        state.put("c", "export", "a9", StateRow("cn=9", "h", "person"))
-        tick()      # inside a transaction: that one commits, not the batch
-    assert "a9" in other.entries("c", "export")
-
-
 def test_nested_export_containers_export_each_entry_once(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,39 +211,6 @@ class StateStore:
             self.db.execute("COMMIT")
         finally:
             self._depth = 0
-
-    @contextmanager
-    def batched(self, size: int = 1000, seconds: float = 1.0) -> Iterator[Callable[[], None]]:
-        """Writes grouped into transactions of ``size`` writes or ``seconds``, whichever
-        comes first: ``tick()`` after each write.
-
-        For a long run of single writes (the state row of each change a server
-        confirms), which commit at a sixth of the cost of one transaction each;
-        the time bound keeps other processes from waiting long for the file.
-        Every batch is committed, also when an exception ends the block: what
-        was written stays written. Inside :meth:`transaction`, that one holds all.
-        """
-        if self._depth:
-            yield lambda: None
-            return
-        pending = 0
-        began = time.monotonic()
-
-        def tick() -> None:
-            nonlocal pending, began
-            pending += 1
-            if pending >= size or time.monotonic() - began >= seconds:
-                self.db.execute("COMMIT")
-                self.db.execute("BEGIN IMMEDIATE")
-                pending, began = 0, time.monotonic()
-
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield tick
-        finally:
-            self._depth = 0
-            self.db.execute("COMMIT")
 
     # -- entries ---------------------------------------------------------
     def entries(self, connection: str, direction: str = "import") -> dict[str, StateRow]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from typing import Any
 
 from dirsync.errors import DirectoryError
@@ -19,6 +18,7 @@ from dirsync.interrupt import stop_requested
 from dirsync.ldif.changes import Change
 from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
+from dirsync.state.writebehind import write_behind
 from dirsync.sync.changelog import logged
 from dirsync.sync.exportrecord import HUB_LDIF
 from dirsync.sync.exportsteps import ExportSteps
@@ -114,17 +114,21 @@ def apply_phase(run: ExportSteps, records: Iterable[tuple[int, str | None, Any, 
 
     send = logged(run.foreign.apply, run.name, run.run_id, run.direction)
     # A file's rows wait for the file (run.deferred); a server's are written as
-    # it confirms each change, committed a batch at a time.
-    batch = nullcontext(lambda: None) if file_foreign else run.state.batched()
-    with batch as recorded:
+    # it confirms each change, a batch at a time (dirsync.state.writebehind).
+    def write(confirmed: tuple[str, StateRow | None]) -> None:
+        run.record(*confirmed)
+
+    with write_behind(run.state, write) as recorded:
         for result in send(changes(), stop_on_error=False):
-            run.record_result(result, sent.popleft(), file_foreign)
-            recorded()
+            confirmed = run.record_result(result, sent.popleft(), file_foreign)
+            if confirmed is not None:
+                recorded.add(confirmed)
 
 
 def record_result(run: ExportSteps, result: Any, sent: tuple[int, str | None, str, str],
-                  file_foreign: bool) -> None:
-    """What became of one change: its item's status, its state row."""
+                  file_foreign: bool) -> tuple[str, StateRow | None] | None:
+    """What became of one change: its item's status; the state row a server's
+    confirmation makes (anchor, row; None: a delete's row goes), else None."""
     index, anchor, state_kind, digest = sent
     run.progress.advance()
     item = run.items[index]
@@ -133,20 +137,20 @@ def record_result(run: ExportSteps, result: Any, sent: tuple[int, str | None, st
             run.counts.bump(item.action, -1)
             run.counts.unknown += 1
         item.unknown = True
-        return
+        return None
     if result.error is not None:
         if item.error is None and item.counted:
             run.counts.bump(item.action, -1)
             run.counts.error += 1
         item.error = result.error
-        return
+        return None
     item.done += 1
     run.report.ldif(result.change)
     if anchor is None:
-        return
+        return None
     row = None if result.change.kind == "delete" else \
         StateRow(result.change.target_dn, digest, state_kind)
     if file_foreign:
         run.deferred.append((anchor, row))
-    else:
-        run.record(anchor, row)
+        return None
+    return anchor, row
