@@ -18,12 +18,6 @@ direction. The assertions are the same for both.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +27,7 @@ import pytest
 
 from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import kill_when
 from dirsync.testing.twoway import entries, ldap_directory, write_config
 
 NAME = "conf"
@@ -285,26 +280,6 @@ def case_safety_stop(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0
     assert sorted(side.owned()) == sorted([ids["Dee Fox"], side.uuid("Eve Stone")])
 
-
-def kill_when(config: Path, ready: Callable[[], bool]) -> None:
-    """Start ``dirsync sync``; SIGKILL it as soon as ``ready()``; fail if it ends first."""
-    process = subprocess.Popen([sys.executable, "-m", "dirsync", "-c", str(config), "sync"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not ready():
-            if process.poll() is not None:
-                pytest.fail(f"the sync ended before the kill point: "
-                            f"{process.stderr.read().decode() if process.stderr else ''}")
-            if time.monotonic() > deadline:
-                pytest.fail("the kill point was never reached")
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-        if process.stderr:
-            process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
 
 
 def case_kill_and_resume(side: Setup, capsys: pytest.CaptureFixture[str]) -> None:

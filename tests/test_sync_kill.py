@@ -11,42 +11,25 @@ after it must find nothing to do.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dirsync.cli.main import main
 from dirsync.testing.slapd import SlapdServer
-from dirsync.testing.sync import anchors, first, gal_row, gal_rows, hub_config, search, write_csv
+from dirsync.testing.sync import (
+    anchors,
+    first,
+    gal_row,
+    gal_rows,
+    hub_config,
+    kill_when,
+    search,
+    write_csv,
+)
 
 ROWS = 1500
 
-
-def kill_when(config: Path, ready: Callable[[], bool], *args: str) -> None:
-    """Start ``dirsync sync``; SIGKILL it as soon as ``ready()``; fail if it ends first."""
-    process = subprocess.Popen([sys.executable, "-m", "dirsync", "-c", str(config), "sync",
-                                *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not ready():
-            if process.poll() is not None:
-                pytest.fail(f"the sync ended before the kill point: "
-                            f"{process.stderr.read().decode() if process.stderr else ''}")
-            if time.monotonic() > deadline:
-                pytest.fail("the kill point was never reached")
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
-        if process.stderr:
-            process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
 
 
 def count(slapd: SlapdServer, container: str, filt: str = "(dirsyncSource=gal)") -> int:

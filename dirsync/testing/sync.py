@@ -4,7 +4,12 @@ configs pointing at a real slapd hub, and the hub's own view of itself."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +153,25 @@ def values(attrs: dict[str, Any], name: str) -> list[str]:
         if key.lower() == name.lower():
             return [v.decode() for v in found]
     return []
+
+
+def kill_when(config: Path, ready: Callable[[], bool], *args: str) -> None:
+    """Start ``dirsync sync``; SIGKILL it as soon as ``ready()``; fail if it ends first."""
+    process = subprocess.Popen([sys.executable, "-m", "dirsync", "-c", str(config), "sync",
+                                *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not ready():
+            if process.poll() is not None:
+                raise AssertionError(
+                    "the sync ended before the kill point: "
+                    f"{process.stderr.read().decode() if process.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the kill point was never reached")
+            time.sleep(0.005)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
