@@ -20,7 +20,7 @@ Attrs = dict[str, list[bytes]]
 class Entry:
     """One directory entry: a DN and case-insensitively named attributes."""
 
-    __slots__ = ("_index", "attrs", "dn", "line")
+    __slots__ = ("_index", "attrs", "digest", "dn", "line")
 
     def __init__(self, dn: str, attrs: Mapping[str, Iterable[bytes]] | None = None,
                  line: int | None = None) -> None:
@@ -28,6 +28,9 @@ class Entry:
         self.attrs: Attrs = {}
         self._index: dict[str, str] = {}
         self.line = line
+        #: The reader's digest of the record the entry was read from (a CSV
+        #: row), when it made one; any change to the entry clears it.
+        self.digest: str | None = None
         if attrs:
             for name, values in attrs.items():
                 self.add(name, values)
@@ -40,6 +43,7 @@ class Entry:
         entry.attrs = attrs
         entry._index = {name.lower(): name for name in attrs}
         entry.line = None
+        entry.digest = None
         return entry
 
     @classmethod
@@ -50,6 +54,7 @@ class Entry:
         entry.attrs = attrs
         entry._index = index
         entry.line = line
+        entry.digest = None
         return entry
 
     # -- access ----------------------------------------------------------
@@ -76,6 +81,7 @@ class Entry:
 
     # -- change ----------------------------------------------------------
     def add(self, name: str, values: Iterable[bytes]) -> None:
+        self.digest = None
         stored = self._index.get(name.lower())
         if stored is None:
             self._index[name.lower()] = name
@@ -90,6 +96,7 @@ class Entry:
             self.add(name, vals)
 
     def remove(self, name: str) -> None:
+        self.digest = None
         stored = self._index.pop(name.lower(), None)
         if stored is not None:
             del self.attrs[stored]

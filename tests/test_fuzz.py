@@ -121,6 +121,25 @@ def test_the_csv_reader(scratch: Path, data: bytes, key: str | None) -> None:
 
 
 @QUICK
+@given(data=mutated(seed("gal.csv")), key=st.sampled_from(["Alias", None]))
+def test_the_csv_row_digests(scratch: Path, data: bytes, key: str | None) -> None:
+    # What a changed file is compared by (dirsync.sync.filediff): every entry
+    # the reader accepts has its row's digest, at its line.
+    READER_CASES[0] += 1
+    path = scratch / "in.csv"
+    path.write_bytes(data)
+    try:
+        with time_limit():
+            layout = CSVLayout(key=key)
+            rows = {line: digest for digest, _, line in
+                    CSVDirectory(path, layout=layout, create=False).digests()}
+            entries = list(CSVDirectory(path, layout=layout, create=False).read())
+    except DirsyncError:
+        return
+    assert all(rows[e.line] == e.digest for e in entries if e.line is not None)
+
+
+@QUICK
 @given(data=mutated(QUICKSTART_CONFIG.encode()))
 def test_the_config_loader(scratch: Path, data: bytes) -> None:
     READER_CASES[0] += 1

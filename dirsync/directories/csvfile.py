@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
+import hashlib
+import marshal
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dirsync.directories.base import DirectoryBase, ReadOptions
 from dirsync.directories.firstseen import FirstSeen
@@ -24,6 +26,9 @@ from dirsync.entry import Entry, make_rdn, normalize_dn, rdn_values
 from dirsync.errors import EntryError, InputError
 
 ANCHOR_ATTR = "dirsyncAnchor"
+#: marshal's format 2: from 3 on, an object referenced elsewhere too is
+#: written with a flag, so the same row would not always give the same bytes.
+_MARSHAL = 2
 
 
 @dataclass
@@ -109,48 +114,80 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         for entry in self._rows(stream):
             store.put(entry)
 
-    def _rows(self, stream: IO[str]) -> Iterator[Entry]:
-        """The entries of the rows, one at a time; bad rows go to ``rejected``."""
+    def _begin(self, reader: Any) -> tuple[int, list[bool]] | None:
+        """Read the header (unless ``columns`` are given): the key column's
+        index, and which columns are cut into several values (None: an
+        empty file)."""
+        if not self.layout.columns:
+            first = next(reader, None)
+            if first is None:
+                return None
+            self.header = [c.strip() for c in first]
+            if len({c.lower() for c in self.header}) != len(self.header) or "" in self.header:
+                raise InputError("header row has an empty or repeated column name",
+                                 path=str(self.path), line=1)
+        key = self.key_column
+        if key not in self.header:
+            raise InputError(f"key column {key!r} is not in the header", path=str(self.path),
+                             line=1, field=key)
+        sep = self.layout.multi_value_separator
+        split = [bool(sep) and (not self.layout.multi_valued or c in self.layout.multi_valued)
+                 for c in self.header]
+        return self.header.index(key), split
+
+    def _salt(self, key_index: int, split: list[bool]) -> bytes:
+        """What a row's digest is made with besides the row: the columns and
+        how cells become values, so that a row means the same entry."""
+        layout = (self.header, key_index, split, self.layout.multi_value_separator)
+        return hashlib.blake2b(marshal.dumps(layout, _MARSHAL), digest_size=16).digest()
+
+    def _checked(self, reader: Any, key_index: int) -> Iterator[tuple[int, list[str], str]]:
+        """(line, row, key) of each row with the header's width and a key;
+        the others go to ``rejected`` (blank rows are left out)."""
+        width = len(self.header)
+        key = self.header[key_index]
+        start = reader.line_num + 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != width:
+                self.rejected.append(EntryError(
+                    f"row at line {line}", f"{len(row)} fields where the header has "
+                    f"{width}", result="badRow", line=line))
+                continue
+            anchor = row[key_index].strip()
+            if not anchor:
+                self.rejected.append(EntryError(f"row at line {line}",
+                                                f"empty key column {key!r}",
+                                                result="badRow", line=line))
+                continue
+            yield line, row, anchor
+
+    def _rows(self, stream: IO[str], *, digests: bool = False,
+              lines: Container[int] | None = None) -> Iterator[Entry]:
+        """The entries of the rows, one at a time; bad rows go to ``rejected``.
+
+        With ``digests`` each entry carries its row's digest (as
+        :meth:`digests` makes it); with ``lines``, only the rows that start
+        on those lines are made entries (and checked for repeated keys).
+        """
         reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
         # Keys seen so far (on disk past a few thousand).
         seen = FirstSeen()
         try:
-            if not self.layout.columns:
-                first = next(reader, None)
-                if first is None:
-                    return
-                self.header = [c.strip() for c in first]
-                if len({c.lower() for c in self.header}) != len(self.header) or "" in self.header:
-                    raise InputError("header row has an empty or repeated column name",
-                                     path=str(self.path), line=1)
-            key = self.key_column
-            if key not in self.header:
-                raise InputError(f"key column {key!r} is not in the header", path=str(self.path),
-                                 line=1, field=key)
-            key_index = self.header.index(key)
-            width = len(self.header)
-            # Columns whose cells are cut into several values; the rest are one value.
-            sep = self.layout.multi_value_separator
-            split = [bool(sep) and (not self.layout.multi_valued or c in self.layout.multi_valued)
-                     for c in self.header]
-            start = reader.line_num + 1
-            for row in reader:
-                line, start = start, reader.line_num + 1
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != width:
-                    self.rejected.append(EntryError(
-                        f"row at line {line}", f"{len(row)} fields where the header has "
-                        f"{width}", result="badRow", line=line))
-                    continue
-                anchor = row[key_index].strip()
-                if not anchor:
-                    self.rejected.append(EntryError(f"row at line {line}",
-                                                    f"empty key column {key!r}",
-                                                    result="badRow", line=line))
+            begun = self._begin(reader)
+            if begun is None:
+                return
+            key_index, split = begun
+            salt = self._salt(key_index, split) if digests else b""
+            blake2b, dumps = hashlib.blake2b, marshal.dumps
+            header = self.header
+            for line, row, anchor in self._checked(reader, key_index):
+                if lines is not None and line not in lines:
                     continue
                 attrs: dict[str, list[bytes]] = {}
-                for column, cell, cut in zip(self.header, row, split):
+                for column, cell, cut in zip(header, row, split):
                     if cut:
                         values = self._split(column, cell)
                         if values:
@@ -166,6 +203,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
                     continue
+                if digests:
+                    entry.digest = blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt).hexdigest()
                 yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
@@ -174,6 +213,45 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             raise self._decode_error(exc) from exc
         finally:
             seen.close()
+
+    def digests(self) -> Iterator[tuple[str, str, int]]:
+        """(digest, key, line) of each row, without making entries: the digest
+        is the one the entry read from the row carries (:attr:`Entry.digest`),
+        the key case-folded (two rows whose keys fold alike are one key).
+        Rows that cannot be read go to ``rejected``; repeated keys are not
+        looked for here."""
+        self.rejected = []
+        if not self.path.exists():
+            if self.create:
+                return
+            raise InputError("no such file", path=str(self.path))
+        with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+            reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
+            try:
+                begun = self._begin(reader)
+                if begun is None:
+                    return
+                key_index, split = begun
+                salt = self._salt(key_index, split)
+                blake2b, dumps = hashlib.blake2b, marshal.dumps
+                for line, row, anchor in self._checked(reader, key_index):
+                    yield (blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt).hexdigest(),
+                           anchor.casefold(), line)
+            except csv.Error as exc:
+                raise InputError(f"not valid CSV: {exc}", path=str(self.path),
+                                 line=reader.line_num) from exc
+            except UnicodeDecodeError as exc:
+                raise self._decode_error(exc) from exc
+
+    def read_lines(self, lines: Container[int]) -> Iterator[Entry]:
+        """The entries of the rows that start on these lines (as :meth:`read`
+        makes them, digests included); ``rejected`` is kept as it is."""
+        kept, self.rejected = self.rejected, []
+        try:
+            with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+                yield from self._rows(stream, digests=True, lines=lines)
+        finally:
+            self.rejected = kept
 
     def _decode_error(self, exc: UnicodeDecodeError) -> InputError:
         """Where the byte that is not in the file's encoding is, found in the file itself.
@@ -228,7 +306,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 return
             raise InputError("no such file", path=str(self.path))
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
-            yield from self._rows(stream)
+            yield from self._rows(stream, digests=True)
 
     # -- writing ---------------------------------------------------------
 

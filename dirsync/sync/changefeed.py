@@ -26,7 +26,7 @@ cursors (``syncrepl-cookie ou=people,dc=...``) and its own UUID map.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -51,7 +51,7 @@ AnchorOf = Callable[[str, Entry], str]
 class Changes:
     """What a source says changed since its cursors."""
 
-    changed: list[tuple[str, Entry]]        # (UUID, entry) read again
+    changed: Collection[tuple[str, Entry]]  # (UUID, entry) read again
     deleted: set[str]                       # UUIDs gone
     known: dict[str, str]                   # UUID -> anchor the maps know, of those read
 
@@ -116,7 +116,9 @@ def file_feed(directory: object) -> FileFeed | None:
 
 
 class FileFeed(Feed):
-    """A file: not read at all while its fingerprint is as recorded."""
+    """A file: not read at all while its fingerprint is as recorded. One whose
+    fingerprint moved is read whole, or, when the run gives it a ``differ``
+    (:mod:`dirsync.sync.filediff`), compared with the state to say what changed."""
 
     method = "file"
 
@@ -124,6 +126,8 @@ class FileFeed(Feed):
         super().__init__()
         self.path = path
         self.fingerprint: FileFingerprint | None = None
+        #: What changed in the file since the state's rows, else why it must be read whole.
+        self.differ: Callable[[], Changes | str] | None = None
 
     def changed(self, tracking: ChangeState) -> bool:
         changed, self.fingerprint = check(self.path,

@@ -93,7 +93,16 @@ class Cursor:
                 self.go_full(run, due)
         feed = self.feed
         if isinstance(feed, FileFeed):
-            return not feed.changed(self.tracking) and run.mode == "incremental"
+            if not feed.changed(self.tracking):
+                return run.mode == "incremental"
+            if run.mode == "incremental" and feed.differ is not None:
+                compared = feed.differ()
+                if isinstance(compared, str):
+                    self.log.info("%s: %s is compared entry by entry: %s", run.name,
+                                  feed.path, compared)
+                else:
+                    self.changes = compared
+            return False
         if not isinstance(feed, ChangeFeed) or run.mode != "incremental":
             return False
         found = feed.read_changes(self.tracking)
@@ -104,7 +113,7 @@ class Cursor:
         retry = self.tracking.retry() - {uuid for uuid, _ in found.changed} - found.deleted
         if retry:
             again = feed.read_uuids(sorted(retry))
-            found.changed += list(again.items())
+            found.changed = [*found.changed, *again.items()]
             missing = retry - set(again)
             found.deleted |= missing if self.by_uuid else set(self.tracking.anchors_of(missing))
         self.changes = found

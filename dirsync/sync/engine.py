@@ -231,7 +231,7 @@ class ImportRun(ImportSteps):
     plan_batch = importplan.plan_batch
     unchanged = importplan.unchanged
     fetch = importplan.fetch
-    plan_deletes = importplan.plan_deletes
+    plan_deletes = importchanges.plan_deletes
     plan_renames = importplan.plan_renames
     write_planned_ldif = importplan.write_planned_ldif
     build = importplan.build

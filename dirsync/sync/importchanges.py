@@ -32,13 +32,22 @@ from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR, Selected
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow, StateStore
-from dirsync.sync import importplan, importread, importrecord, importscan
+from dirsync.sync import filediff, importplan, importread, importrecord, importscan
 from dirsync.sync.adchanges import ADFeed
-from dirsync.sync.changefeed import AnchorOf, Feed, LDAPFeed, Stream, file_feed, ldap_method
+from dirsync.sync.changefeed import (
+    AnchorOf,
+    Changes,
+    Feed,
+    LDAPFeed,
+    Stream,
+    file_feed,
+    ldap_method,
+)
 from dirsync.sync.cursor import Cursor
 from dirsync.sync.importitems import HubIndex, HubRecord
 from dirsync.sync.importsteps import ImportSteps
 from dirsync.sync.plan import candidate_dns
+from dirsync.sync.report import Problem
 
 log = logging.getLogger("dirsync.incremental")
 
@@ -71,7 +80,15 @@ def source_feed(run: ImportSteps) -> Feed | None:
     if source.kind == "ldap":
         return LDAPFeed(source, ldap_method(source), [stream], server="the server",
                         anchor_of=anchor)
-    return file_feed(source)
+    feed = file_feed(source)
+    if feed is not None and source.kind == "csv" and run.selected.list_mode != "group":
+        # Lists as groups need every member: a changed file is read whole.
+        def differ() -> Changes | str:
+            return filediff.diff_file(source, run.cursor.tracking,
+                                      lambda entry: anchor("", entry),
+                                      lambda header: importread.check_columns(run, header))
+        feed.differ = differ
+    return feed
 
 
 # -- reading only changes ------------------------------------------------------
@@ -102,8 +119,9 @@ def accept_changes(run: ImportSteps) -> None:
     deleted_anchors = {known[u] for u in changes.deleted if u in known}
     run.touched = run.cursor.tracking.rows({*anchors.values(), *deleted_anchors})
     run.new_anchors = set(anchors.values()) - set(run.touched)
-    feed.streams[0].read = anchors
-    feed.streams[0].gone = changes.deleted
+    if feed.streams:
+        feed.streams[0].read = anchors
+        feed.streams[0].gone = changes.deleted
     # Names the changed entries may want that other entries hold. The
     # hub is asked about those names only, instead of being scanned.
     run.unowned_names = {}
@@ -163,6 +181,21 @@ def new_plan(run: ImportSteps) -> None:
     importplan.new_plan(run)
     if run.cursor.incremental:
         run.placed_dns.update(run.taken_by_ours)
+
+
+def plan_deletes(run: ImportSteps) -> None:
+    """Deletes of entries the hub still holds. A run that trusts the state
+    asks the hub first: an entry it no longer holds (deleted by hand, or by a
+    run killed before it could record it) needs no delete, and its row goes."""
+    if run.cursor.incremental and run.deletes:
+        found = run.fetch(run.deletes)
+        ours = run.index.ours
+        for anchor in [a for a in run.deletes if a not in found]:
+            run.problems.append(Problem("note", anchor, ours[anchor].dn,
+                                        "already gone from the hub; its state row goes", None))
+            del ours[anchor]
+        run.deletes = [a for a in run.deletes if a in found]
+    importplan.plan_deletes(run)
 
 
 def end_read(run: ImportSteps) -> None:

@@ -57,19 +57,23 @@ def source_entries_iter(run: ImportSteps) -> Iterator[Entry]:
     """A file's (or a memory directory's, or AD's) entries, after checking that
     the templates' columns exist. An LDAP source is read by its feed
     (:func:`dirsync.sync.importchanges.source_entries_iter`)."""
-    mapping = run.selected.mapping
     foreign = run.foreign
     entries = iter(foreign.read())
     first = next(entries, None)
     header = getattr(foreign, "header", None) if foreign.kind == "csv" else None
     if header:
-        problems = mapping.check_source_names(
-            header, f"the columns of {foreign.path} are: {', '.join(header)}")
-        if problems:
-            raise ConfigError(problems)
+        check_columns(run, header)
     if first is not None:
         yield first
     yield from entries
+
+
+def check_columns(run: ImportSteps, header: list[str]) -> None:
+    """The templates name columns a CSV source has."""
+    problems = run.selected.mapping.check_source_names(
+        header, f"the columns of {run.foreign.path} are: {', '.join(header)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def read_source(run: ImportSteps) -> None:

@@ -66,7 +66,15 @@ class Counts:
 # -- hashes -------------------------------------------------------------------
 
 def source_hash(entry: Entry) -> str:
-    """A digest of a source entry as read (DN, attribute names and values)."""
+    """A digest of a source entry as read (DN, attribute names and values).
+
+    A reader that digests its records itself gives the entry that digest
+    (a CSV row's, :meth:`dirsync.directories.csvfile.CSVDirectory.digests`):
+    the state then holds what a changed file can be compared with row by
+    row, without building entries (:mod:`dirsync.sync.filediff`).
+    """
+    if entry.digest is not None:
+        return entry.digest
     attrs = entry.attrs
     # marshal gives one unambiguous byte string (any value may hold any byte)
     # in C, and one digest of it is cheap: hashing is a visible part of a no-op run.

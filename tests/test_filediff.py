@@ -1,0 +1,239 @@
+"""A changed CSV source compared with the state by row digest (dirsync.sync.filediff).
+
+The row digests are checked without a server against the entries the
+reader makes; the comparison itself runs against a real slapd: what a run
+that compares by digest writes must be what a full read would have
+written, and where it cannot say the same, it gives way to the full read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dirsync.cli.main import main
+from dirsync.directories.csvfile import CSVDirectory, CSVLayout
+from dirsync.entry import rdn_values
+from dirsync.sync import filediff
+from dirsync.sync.plan import source_hash
+from dirsync.testing.slapd import SlapdServer
+from dirsync.testing.sync import gal_row, gal_rows, hub_config, search, write_csv
+
+CELL = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=8),
+       separator=st.sampled_from([None, ";"]))
+def test_a_rows_digest_is_the_one_its_entry_carries(tmp_path: Path, rows: list[list[str]],
+                                                    separator: str | None) -> None:
+    path = write_rows(tmp_path / "rows.csv", ["Alias", "Mail", "Notes"], rows)
+    layout = CSVLayout(multi_value_separator=separator)
+    entries = list(CSVDirectory(path, layout=layout, create=False).read())
+    digests = {line: (digest, key) for digest, key, line in
+               CSVDirectory(path, layout=layout, create=False).digests()}
+    for entry in entries:
+        assert entry.line is not None and entry.digest is not None
+        digest, key = digests[entry.line]
+        assert entry.digest == digest == source_hash(entry)
+        assert key == rdn_values(entry.dn)[0][1].casefold()
+    # Every row the reader accepts is digested; the digests leave out only
+    # the rows it rejects for their shape, and look for no repeated keys.
+    assert len(digests) >= len(entries)
+
+
+def test_a_digest_covers_the_columns_and_a_changed_entry_forgets_it(tmp_path: Path) -> None:
+    row = [["ann", "ann@example.org"]]
+    one = next(CSVDirectory(write_rows(tmp_path / "a.csv", ["Alias", "Mail"], row)).digests())
+    two = next(CSVDirectory(write_rows(tmp_path / "b.csv", ["Alias", "Email"], row)).digests())
+    assert one[0] != two[0]
+    entry = next(CSVDirectory(tmp_path / "a.csv").read())
+    assert entry.digest == one[0]
+    entry.set("Mail", [b"other@example.org"])
+    assert entry.digest is None and source_hash(entry) != one[0]
+
+
+def test_read_lines_makes_entries_of_those_rows_only(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "rows.csv", ["Alias", "Notes"],
+                      [["ann", "two\nlines"], ["bob", "x"], ["", "no key"], ["cy", "y"]])
+    directory = CSVDirectory(path)
+    lines = {key: line for _, key, line in directory.digests()}
+    assert lines == {"ann": 2, "bob": 4, "cy": 6}
+    assert len(directory.rejected) == 1            # the row without a key
+    found = list(directory.read_lines({4, 6}))
+    assert [e.first("Alias") for e in found] == ["bob", "cy"]
+    assert len(directory.rejected) == 1            # kept from the digests' read
+
+
+# -- against a real slapd ------------------------------------------------------------
+
+def sync(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    capsys.readouterr()
+    status = main(["-v", "-c", str(config), "--json", "sync", *args])
+    captured = capsys.readouterr()
+    line: dict[str, object] = json.loads(captured.out.strip().splitlines()[-1])
+    line["exit"] = status
+    line["log"] = captured.err
+    return line
+
+
+def counts(line: dict[str, object]) -> dict[str, int]:
+    found = line["counts"]
+    assert isinstance(found, dict)
+    return found
+
+
+def csns(server: SlapdServer, container: str) -> dict[str, bytes]:
+    found = search(server, container, "(dirsyncSource=*)", attrs=["entryCSN"])
+    return {dn: attrs["entryCSN"][0] for dn, attrs in found.items()}
+
+
+def test_a_rewritten_file_is_compared_by_digest_and_writes_what_changed(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{base}"
+    rows = gal_rows(40)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    assert counts(sync(config, capsys))["add"] == 40
+    before = csns(slapd, container)
+
+    write_csv(source, rows[::-1])                # the same rows in another order
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental" and line["exit"] == 0
+    assert counts(line)["unchanged"] == 40 and counts(line)["add"] == 0
+    assert "compared entry by entry" not in str(line["log"])
+    assert csns(slapd, container) == before       # nothing written
+
+    changed = [gal_row(r["Alias"], Title="Manager") if i in (3, 9) else r
+               for i, r in enumerate(rows) if i != 5] + [gal_row("newcomer")]
+    write_csv(source, changed[::-1])
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental"
+    assert {k: counts(line)[k] for k in ("add", "modify", "delete", "unchanged")} == \
+        {"add": 1, "modify": 2, "delete": 1, "unchanged": 37}
+    titles = search(slapd, container, "(title=Manager)", attrs=["cn"])
+    assert len(titles) == 2
+    # A full read of the same file finds nothing left to do.
+    full = sync(config, capsys, "--full")
+    assert full["mode"] == "full"
+    assert counts(full)["add"] + counts(full)["modify"] + counts(full)["delete"] == 0
+
+
+def test_the_state_is_trusted_until_a_full_run(slapd: SlapdServer, base: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{base}"
+    rows = gal_rows(6)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    sync(config, capsys)
+    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000002)", attrs=["cn"])))
+    conn = slapd.connect()
+    conn.delete_s(gone)                          # by hand, behind the state's back
+    write_csv(source, rows[::-1])
+    line = sync(config, capsys)
+    assert counts(line)["add"] == 0 and counts(line)["unchanged"] == 6
+    line = sync(config, capsys, "--full")
+    assert counts(line)["add"] == 1
+    assert search(slapd, container, "(dirsyncAnchor=u000002)", attrs=["cn"])
+
+
+def test_rows_that_share_a_key_are_read_entry_by_entry(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    container = f"ou=Import,{base}"
+    rows = gal_rows(5)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    sync(config, capsys)
+    write_csv(source, [*rows, gal_row("u000001", Title="Impostor")])
+    line = sync(config, capsys)
+    assert "compared entry by entry: rows share a key" in str(line["log"])
+    assert line["exit"] == 1 and counts(line)["error"] == 1
+    assert "duplicate key" in json.dumps(line)
+    assert not search(slapd, container, "(title=Impostor)", attrs=["cn"])
+
+
+def test_an_anchor_a_changed_and_an_unchanged_row_share_is_read_entry_by_entry(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The file's key is the e-mail column; the anchor is the alias (csv-gal).
+    container = f"ou=Import,{base}"
+    rows = gal_rows(5)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    config.write_text(config.read_text().replace('key = "Alias"', 'key = "Email"'))
+    assert counts(sync(config, capsys))["add"] == 5
+    twin = gal_row("u000001", Email="twin@po1.example", Title="Twin")
+    write_csv(source, [*rows, twin])
+    line = sync(config, capsys)
+    assert "has the anchor 'u000001' of an unchanged one" in str(line["log"])
+    assert counts(line)["error"] == 1 and "same anchor" in json.dumps(line)
+    assert not search(slapd, container, "(title=Twin)", attrs=["cn"])
+
+
+def test_more_changes_than_the_limit_are_read_whole(
+        slapd: SlapdServer, base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    container = f"ou=Import,{base}"
+    rows = gal_rows(8)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    sync(config, capsys)
+    monkeypatch.setattr(filediff, "limit", lambda held: 3)
+    write_csv(source, [gal_row(r["Alias"], Title="Lead") for r in rows[:5]] + rows[5:])
+    line = sync(config, capsys)
+    assert "compared entry by entry: more than 3 rows changed" in str(line["log"])
+    assert line["mode"] == "incremental" and counts(line)["modify"] == 5
+
+
+def test_lists_as_groups_read_a_changed_file_whole(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A group's members are resolved against every entry: each row is read
+    # and checked against the hub, so an entry deleted by hand comes back.
+    container = f"ou=Import,{base}"
+    rows = gal_rows(4)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source, lists="group")
+    sync(config, capsys)
+    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000002)", attrs=["cn"])))
+    slapd.connect().delete_s(gone)
+    write_csv(source, rows[::-1])
+    line = sync(config, capsys)
+    assert line["mode"] == "incremental"
+    assert counts(line)["add"] == 1 and counts(line)["unchanged"] == 3
+
+
+def test_a_row_gone_whose_entry_the_hub_lost_already_needs_no_delete(
+        slapd: SlapdServer, base: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # As after a run killed between its deletes and their state rows.
+    container = f"ou=Import,{base}"
+    rows = gal_rows(6)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source)
+    sync(config, capsys)
+    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000004)", attrs=["cn"])))
+    slapd.connect().delete_s(gone)
+    write_csv(source, rows[:4] + rows[5:])
+    line = sync(config, capsys)
+    assert line["exit"] == 0 and counts(line)["delete"] == 0
+    report = json.loads((Path(str(line["report"])) / "report.json").read_text())
+    assert [p["message"] for p in report["problems"] if p["anchor"] == "u000004"] == \
+        ["already gone from the hub; its state row goes"]
+    again = sync(config, capsys, "--full")
+    assert counts(again)["delete"] + counts(again)["add"] == 0 and again["exit"] == 0
