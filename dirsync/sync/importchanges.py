@@ -183,19 +183,21 @@ def new_plan(run: ImportSteps) -> None:
         run.placed_dns.update(run.taken_by_ours)
 
 
-def plan_deletes(run: ImportSteps) -> None:
+def plan_deletes(run: ImportSteps, before: dict[str, Entry] | None = None) -> None:
     """Deletes of entries the hub still holds. A run that trusts the state
     asks the hub first: an entry it no longer holds (deleted by hand, or by a
     run killed before it could record it) needs no delete, and its row goes."""
-    if run.cursor.incremental and run.deletes:
-        found = run.fetch(run.deletes)
-        ours = run.index.ours
-        for anchor in [a for a in run.deletes if a not in found]:
-            run.problems.append(Problem("note", anchor, ours[anchor].dn,
-                                        "already gone from the hub; its state row goes", None))
-            del ours[anchor]
-        run.deletes = [a for a in run.deletes if a in found]
-    importplan.plan_deletes(run)
+    if before is not None or not (run.cursor.incremental and run.deletes):
+        importplan.plan_deletes(run, before)
+        return
+    found = run.fetch(run.deletes)
+    ours = run.index.ours
+    for anchor in [a for a in run.deletes if a not in found]:
+        run.problems.append(Problem("note", anchor, ours[anchor].dn,
+                                    "already gone from the hub; its state row goes", None))
+        del ours[anchor]
+    run.deletes = [a for a in run.deletes if a in found]
+    importplan.plan_deletes(run, found)
 
 
 def end_read(run: ImportSteps) -> None:

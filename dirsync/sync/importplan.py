@@ -276,10 +276,13 @@ def fetch(run: ImportSteps, anchors: list[str]) -> dict[str, Entry]:
     return found
 
 
-def plan_deletes(run: ImportSteps) -> None:
+def plan_deletes(run: ImportSteps, before: dict[str, Entry] | None = None) -> None:
+    """The deletes, in order; ``before``: what the hub holds for them, when
+    the caller has read it already."""
     ours = run.index.ours
     prefetch(ours, run.deletes)
-    before = run.fetch(run.deletes)
+    if before is None:
+        before = run.fetch(run.deletes)
     anchors = {normalize_dn(ours[a].dn): a for a in run.deletes}
     for dn in order_deletes(ours[a].dn for a in run.deletes):
         anchor = anchors[normalize_dn(dn)]
