@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -237,3 +239,33 @@ def test_a_row_gone_whose_entry_the_hub_lost_already_needs_no_delete(
         ["already gone from the hub; its state row goes"]
     again = sync(config, capsys, "--full")
     assert counts(again)["delete"] + counts(again)["add"] == 0 and again["exit"] == 0
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.sets(st.integers(0, 60), max_size=40), held=st.sets(st.integers(0, 60),
+                                                                   max_size=40),
+       block=st.integers(1, 7))
+def test_the_merge_finds_what_either_side_lacks_across_blocks(
+        rows: set[int], held: set[int], block: int) -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("CREATE TABLE entries (connection TEXT, direction TEXT, anchor TEXT, dn TEXT, "
+               "hash TEXT, kind TEXT)")
+    db.executemany("INSERT INTO entries VALUES ('c', 'import', ?, '', ?, 'person')",
+                   [(f"a{n}", f"{n:04x}") for n in held] + [("blank", "")])
+    db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER)")
+    db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)",
+                   [(f"{n:04x}", f"k{n}", 1000 + n) for n in rows])
+    tracking = SimpleNamespace(connection="c", direction="import")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(filediff, "_BLOCK", block)
+        found = filediff._merge(db, tracking, 10_000)  # type: ignore[arg-type]
+        assert not isinstance(found, str)
+        lines, gone = found
+        assert sorted(lines) == sorted(1000 + n for n in rows - held)
+        assert gone == {f"a{n}" for n in held - rows} | {"blank"}
+        over = filediff._merge(db, tracking, 0)   # "blank" alone is one change
+        assert over == "more than 0 rows changed"
+        if held:
+            db.execute("INSERT INTO entries VALUES ('c', 'import', 'twin', '', ?, 'person')",
+                       (f"{min(held):04x}",))
+            assert filediff._merge(db, tracking, 10_000) == "state rows share a digest"

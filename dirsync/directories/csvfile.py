@@ -149,20 +149,22 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
-            if not row or all(not c.strip() for c in row):
+            if len(row) == width:
+                anchor = row[key_index].strip()
+                if anchor:
+                    yield line, row, anchor
+                    continue
+            # The rare row: blank (left out), of another width, or without a key.
+            if not "".join(row).strip():
                 continue
             if len(row) != width:
                 self.rejected.append(EntryError(
                     f"row at line {line}", f"{len(row)} fields where the header has "
                     f"{width}", result="badRow", line=line))
                 continue
-            anchor = row[key_index].strip()
-            if not anchor:
-                self.rejected.append(EntryError(f"row at line {line}",
-                                                f"empty key column {key!r}",
-                                                result="badRow", line=line))
-                continue
-            yield line, row, anchor
+            self.rejected.append(EntryError(f"row at line {line}",
+                                            f"empty key column {key!r}",
+                                            result="badRow", line=line))
 
     def _rows(self, stream: IO[str], *, digests: bool = False,
               lines: Container[int] | None = None) -> Iterator[Entry]:
@@ -234,9 +236,9 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 key_index, split = begun
                 salt = self._salt(key_index, split)
                 blake2b, dumps = hashlib.blake2b, marshal.dumps
-                for line, row, anchor in self._checked(reader, key_index):
-                    yield (blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt).hexdigest(),
-                           anchor.casefold(), line)
+                yield from ((blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt)
+                             .hexdigest(), anchor.casefold(), line)
+                            for line, row, anchor in self._checked(reader, key_index))
             except csv.Error as exc:
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                                  line=reader.line_num) from exc

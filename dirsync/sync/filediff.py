@@ -29,7 +29,9 @@ whole).
 from __future__ import annotations
 
 import sqlite3
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any
 
 from dirsync.entry import Entry
@@ -39,8 +41,9 @@ from dirsync.sync.spool import Spool
 
 #: Changes (rows and state rows) read as changes at most, whatever the size.
 MAX_CHANGES = 50_000
-#: Rows written to the temporary table per statement.
-_BATCH = 4096
+#: Rows of each side read at a time by the merge.
+_BLOCK = 8192
+_digest = itemgetter(0)
 
 #: A source entry's anchor, or "" when the mapping makes none.
 AnchorOf = Callable[[Entry], str]
@@ -132,20 +135,19 @@ def diff_file(source: Any, tracking: ChangeState, anchor_of: AnchorOf,
 
 
 def _load(db: sqlite3.Connection, digests: Iterator[tuple[str, str, int]]) -> None:
-    batch: list[tuple[str, str, int]] = []
-    for row in digests:
-        batch.append(row)
-        if len(batch) >= _BATCH:
-            db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", batch)
-            batch = []
-    if batch:
-        db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", batch)
+    # sqlite3 takes the rows from the iterator itself, in C.
+    db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", digests)
 
 
 def _merge(db: sqlite3.Connection, tracking: ChangeState,
            most: int) -> tuple[list[int], set[str]] | str:
     """(lines of the rows no state row has, anchors of the state rows no row
-    has); else why not (past ``most`` of them, or state rows that share a digest)."""
+    has); else why not (past ``most`` of them, or state rows that share a digest).
+
+    Both sides are read in digest order, a block at a time; the digests of
+    both up to the smaller of their last ones are compared as sets (in C),
+    the rest wait for the next block.
+    """
     where = (tracking.connection, tracking.direction)
     gone: set[str] = {anchor for (anchor,) in db.execute(
         "SELECT anchor FROM entries WHERE connection=? AND direction=? AND hash = ''", where)}
@@ -154,27 +156,38 @@ def _merge(db: sqlite3.Connection, tracking: ChangeState,
     held = db.execute("SELECT hash, anchor FROM entries WHERE connection=? AND direction=? "
                       "AND hash != '' ORDER BY hash", where)
     try:
-        row = next(rows, None)
-        mine = next(held, None)
-        last = None
-        while row is not None or mine is not None:
-            if mine is not None and mine[0] == last:
+        mine: list[tuple[str, Any]] = []      # rows read, not compared yet
+        theirs: list[tuple[str, Any]] = []    # state rows read, not compared yet
+        last = ""
+        while True:
+            more_mine = rows.fetchmany(_BLOCK)
+            more_theirs = held.fetchmany(_BLOCK)
+            mine += more_mine
+            theirs += more_theirs
+            if not mine and not theirs:
+                break
+            # Everything up to the smaller last digest of a side not yet at its end.
+            ends = [side[-1][0] for side, more in ((mine, more_mine), (theirs, more_theirs))
+                    if more and side]
+            bound = min(ends) if ends else None
+            cut_mine = len(mine) if bound is None else bisect_right(mine, bound, key=_digest)
+            cut_theirs = len(theirs) if bound is None else \
+                bisect_right(theirs, bound, key=_digest)
+            part_mine, mine = mine[:cut_mine], mine[cut_mine:]
+            part_theirs, theirs = theirs[:cut_theirs], theirs[cut_theirs:]
+            digests = {digest for digest, _ in part_mine}
+            hashes = {digest for digest, _ in part_theirs}
+            if len(hashes) < len(part_theirs) or (part_theirs and part_theirs[0][0] == last):
                 return "state rows share a digest"
-            if row is not None and (mine is None or row[0] < mine[0]):
-                lines.append(row[1])
-                row = next(rows, None)
-            elif mine is not None and (row is None or mine[0] < row[0]):
-                last = mine[0]
-                gone.add(mine[1])
-                mine = next(held, None)
-            else:   # the same digest: the row is as the state has it
-                assert mine is not None
-                last = mine[0]
-                row = next(rows, None)
-                mine = next(held, None)
+            if part_theirs:
+                last = part_theirs[-1][0]
+            lines += [line for digest, line in part_mine if digest not in hashes]
+            gone.update(anchor for digest, anchor in part_theirs if digest not in digests)
             if len(lines) + len(gone) > most:
                 return f"more than {most:,} rows changed"
     finally:
         rows.close()
         held.close()
+    if len(lines) + len(gone) > most:
+        return f"more than {most:,} rows changed"
     return lines, gone
