@@ -148,14 +148,27 @@ def _json_values(attr: str, values: list[bytes]) -> list[str | dict[str, str]] |
 
 
 _string = json.encoder.encode_basestring  # as JSONEncoder(ensure_ascii=False) writes one
+#: Per attribute name: are its values shown as base64 (a binary type)?
+_BINARY: dict[str, bool] = {}
+
+
+def _binary(attr: str) -> bool:
+    found = _BINARY.get(attr)
+    if found is None:
+        if len(_BINARY) > 4096:
+            _BINARY.clear()   # names come from foreign entries: keep it bounded
+        found = _BINARY[attr] = is_binary(attr)
+    return found
 
 
 def _values_json(attr: str, values: list[bytes]) -> str:
     """``_json_values`` as JSON text."""
     if not values:
         return "null"
-    if not is_binary(attr):
+    if not _binary(attr):
         try:
+            if len(values) == 1:
+                return "[" + _string(values[0].decode("utf-8")) + "]"
             return "[" + ", ".join([_string(v.decode("utf-8")) for v in values]) + "]"
         except UnicodeDecodeError:
             pass
@@ -174,6 +187,24 @@ def _attributes_json(item: ReportItem) -> str:
         f'{_string(name)}: {{"before": {_values_json(name, old)}, '
         f'"after": {_values_json(name, new)}}}'
         for name, old, new in item.attributes()]) + "}"
+
+
+def _head_json(item: ReportItem) -> str:
+    """The record of one entry without its attributes and closing brace, as
+    ``json.dumps`` of its dict writes it (all its fields are text)."""
+    text = (f'{{"action": {_string(item.action)}, "dn": {_string(item.dn)}, '
+            f'"status": {_string(item.status)}')
+    if item.kind == "container":
+        text += ', "container": true'
+    if item.anchor is not None:
+        text += f', "anchor": {_string(item.anchor)}'
+    if item.old_dn is not None:
+        text += f', "old_dn": {_string(item.old_dn)}'
+    if item.error is not None:
+        text += f', "error": {_string(item.error)}'
+    if item.notes:
+        text += ', "notes": [' + ", ".join([_string(note) for note in item.notes]) + "]"
+    return text
 
 
 def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
@@ -277,20 +308,10 @@ class _JSONWriter:
         out.write(text[:-2] + ',\n "entries": [')
 
     def item(self, item: ReportItem) -> None:
-        record: dict[str, Any] = {"action": item.action, "dn": item.dn, "status": item.status}
-        if item.kind == "container":
-            record["container"] = True
-        if item.anchor is not None:
-            record["anchor"] = item.anchor
-        if item.old_dn is not None:
-            record["old_dn"] = item.old_dn
-        if item.error is not None:
-            record["error"] = item.error
-        if item.notes:
-            record["notes"] = item.notes
-        # The same text as json.dumps of the whole record, the attributes
-        # written piece by piece: a first sync writes one record per entry.
-        self.body.write(("\n  " if self.first else ",\n  ") + _ENCODE(record)[:-1]
+        # The same text as json.dumps of the whole record, written piece by
+        # piece (the C encoder's set-up costs more than the record): a first
+        # sync writes one per entry.
+        self.body.write(("\n  " if self.first else ",\n  ") + _head_json(item)
                         + ', "attributes": ' + _attributes_json(item) + "}")
         self.first = False
 
