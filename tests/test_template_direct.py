@@ -1,0 +1,175 @@
+"""Templates without logic are evaluated without Jinja, to the same result.
+
+:mod:`dirsync.mapping.templatedirect` evaluates the common templates and
+expressions of a mapping by plain Python. Each one must give exactly what
+Jinja's render gives (values, or the same per-entry error), on any entry,
+and stay within the same budgets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dirsync.entry import Entry
+from dirsync.mapping.mapfile import load_mapping
+from dirsync.mapping.templatebudget import RunBudget, TemplateLimits
+from dirsync.mapping.templates import Expression, SourceView, Template, TemplateError
+
+MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
+
+#: Templates and expressions of the kinds mappings are made of (besides the
+#: bundled mappings' own), each evaluated directly.
+TEMPLATES = [
+    "{{ 'SMTP:' ~ mail if mail }}",
+    "{{ 'SMTP:' ~ mail if mail else 'none' }}",
+    "{% for m in values('mail')[1:] %}smtp:{{ m }}\n{% endfor %}",
+    "{% for t in values('telephoneNumber') %}{{ t }}\n{% endfor %}",
+    "{% for t in values('telephoneNumber')[::-1] %}{{ t | upper }},{% endfor %}",
+    "{% if Type == 'list' %}L{% elif cn %}{{ cn | upper }}{% else %}{{ sn }}{% endif %}",
+    "{% if cn in ['a', 'b'] %}ab{% endif %}{{ cn | lower }}",
+    "{{ values('mail')[0] }}",
+    "{{ values('mail')[3] }}",
+    "{{ cn[0] }}-{{ cn[1:3] }}",
+    "{{ (cn ~ ' ' ~ sn) | trim | title }}",
+    "{{ cn | default('x') }}",
+    "{{ dn }} {{ anchor }} {{ domain }}",
+    "{{ has_class('person') }} {{ attr('Display Name') or 'none' }}",
+    "{{ (cn and sn) or (mail and not cn) }}",
+    ("{% for m in values('mail') %}{% for t in values('telephoneNumber') %}{{ m }}={{ t }}\n"
+     "{% endfor %}{% endfor %}"),
+    "{{ 1 }} {{ none }} {{ true }} {{ 2.5 }} {{ [cn, sn] }}",
+    "{{ cn < sn }} {{ cn >= 'm' }} {{ cn != sn }} {{ 'x' not in cn }}",
+]
+EXPRESSIONS = [
+    "Type | lower in ['list', 'dl', 'group', 'distribution list']",
+    "has_class('groupOfNames') or has_class('groupOfUniqueNames')",
+    "not (has_class('inetOrgPerson') or has_class('groupOfNames'))",
+    "values('mail')",
+    "values('mail')[1:]",
+    "[cn, sn]",
+    "('a', cn)",
+    "cn if cn else sn",
+    "cn == 'x' and sn",
+    "cn | length",
+    "cn > 5",
+    "has_class(cn if sn)",
+    "(cn if sn) | lower",
+]
+
+
+def _bundled() -> list[Template | Expression]:
+    found: list[Template | Expression] = []
+    for path in sorted(MAPPINGS.glob("*.toml")):
+        for item in load_mapping(path).templates():
+            if getattr(item, "_direct", None) is not None:
+                found.append(item)
+    return found
+
+
+def _all() -> list[Template | Expression]:
+    own: list[Template | Expression] = [Template("t", s, variables={"domain": "example.org"})
+                                        for s in TEMPLATES]
+    own += [Expression("e", s) for s in EXPRESSIONS]
+    return own + _bundled()
+
+
+ALL = _all()
+NAMES = ["cn", "sn", "mail", "Type", "telephoneNumber", "objectClass", "Display Name",
+         "entryUUID", "uid", "proxyAddresses", "otherMailbox", "member", "Email", "Alias"]
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+VALUE = st.one_of(TEXT.map(lambda t: t.encode("utf-8")),
+                  st.sampled_from([b"list", b"DL", b"person", b"inetOrgPerson",
+                                   b"groupOfNames", b"SMTP:a@b.org", b"x400:c=fr;a= ;p=x;s=y",
+                                   b"\xff\xfe", b"a\nb", b"Smith, John"]))
+ENTRY = st.dictionaries(st.sampled_from(NAMES), st.lists(VALUE, min_size=1, max_size=4),
+                        max_size=8)
+
+
+def _outcome(item: Template | Expression, view: SourceView, direct: bool) -> object:
+    saved = item._direct
+    if not direct:
+        item._direct = None
+    try:
+        with RunBudget().entry():
+            return ("ok", item.values(view) if isinstance(item, Template) else item.value(view))
+    except TemplateError as exc:
+        return ("error", str(exc))
+    finally:
+        item._direct = saved
+
+
+def test_the_common_templates_are_evaluated_directly() -> None:
+    assert all(item._direct is not None for item in ALL[:len(TEMPLATES) + len(EXPRESSIONS)])
+    generic = load_mapping(MAPPINGS / "generic-ldap.toml")
+    for person in generic.persons.values():
+        assert person.target_address is not None and person.target_address._direct is not None
+        assert all(t._direct is not None for t in person.proxy_addresses)
+    assert generic.is_list is not None and generic.is_list._direct is not None
+    gal = load_mapping(MAPPINGS / "csv-gal.toml")
+    assert gal.is_list is not None and gal.is_list._direct is not None
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'x' * 3 }}",                       # an operator the sandbox intercepts
+    "{{ cn.upper() }}",                    # an attribute, a call of a method
+    "{% for m in values('mail') %}{{ loop.index }}{% endfor %}",
+    "{% macro m() %}x{% endmacro %}{{ m() }}",
+    "{{ range(3) | list }}",               # a call of a global
+    "{{ cn | replace('a', 'b') }}",       # a filter passed the evaluation context
+    "{% set x = cn %}{{ x }}",
+    "{{ cn is defined }}",
+    "{{ self }}",
+])
+def test_other_templates_are_left_to_jinja(source: str) -> None:
+    assert Template("t", source)._direct is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(attrs=ENTRY, index=st.integers(0, len(ALL) - 1))
+def test_a_direct_evaluation_gives_what_jinja_renders(attrs: dict[str, list[bytes]],
+                                                      index: int) -> None:
+    item = ALL[index]
+    entry = Entry("cn=x,o=example", attrs)
+    view = SourceView(entry, {"domain": "example.org", "proxy_types": "SMTP X400"},
+                      anchor="a-1")
+    assert _outcome(item, view, direct=True) == _outcome(item, view, direct=False)
+
+
+def _limited(limits: TemplateLimits, item: Template, entry: Entry) -> str:
+    with RunBudget(limits).entry(), pytest.raises(TemplateError) as caught:
+        item.values(SourceView(entry))
+    return str(caught.value)
+
+
+def test_a_direct_template_is_held_to_the_entrys_characters() -> None:
+    # A loop over a crafted entry's many values, each line padded.
+    item = Template("t", "{% for m in values('mail') %}{{ m }} and some more text\n{% endfor %}")
+    assert item._direct is not None
+    entry = Entry("cn=x", {"mail": [b"v%d" % i for i in range(50_000)]})
+    message = _limited(TemplateLimits(entry_chars=100_000), item, entry)
+    assert "template_limits.entry_chars" in message
+    item._direct = None
+    assert _limited(TemplateLimits(entry_chars=100_000), item, entry) == message
+
+
+def test_a_direct_concatenation_is_held_to_the_value_size() -> None:
+    item = Template("t", "{{ cn ~ cn ~ cn }}")
+    assert item._direct is not None
+    entry = Entry("cn=x", {"cn": [b"x" * 1000]})
+    message = _limited(TemplateLimits(value_chars=2000), item, entry)
+    assert "template_limits.value_chars" in message
+    item._direct = None
+    assert _limited(TemplateLimits(value_chars=2000), item, entry) == message
+
+
+def test_a_direct_loop_is_held_to_the_entrys_time() -> None:
+    item = Template("t", "{% for m in values('mail') %}{% for t in values('mail') %}"
+                         "{% endfor %}{% endfor %}")
+    assert item._direct is not None
+    entry = Entry("cn=x", {"mail": [b"v%d" % i for i in range(20_000)]})
+    message = _limited(TemplateLimits(entry_seconds=0.2), item, entry)
+    assert "template_limits.entry_seconds" in message
