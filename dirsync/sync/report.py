@@ -180,13 +180,30 @@ def _attributes_json(item: ReportItem) -> str:
     if not item.before or not item.after:
         # An add or a delete (as attributes() gives them, without its copies).
         side = item.after or item.before or {}
-        where = '{"before": null, "after": %s}' if item.after else '{"before": %s, "after": null}'
-        return "{" + ", ".join([f"{_string(name)}: " + where % _values_json(name, side[name])
+        if item.after:
+            return "{" + ", ".join([_added_head(name) + _values_json(name, side[name]) + "}"
+                                    for name in sorted(side, key=str.lower)
+                                    if side[name]]) + "}"
+        return "{" + ", ".join([f'{_string(name)}: {{"before": '
+                                + _values_json(name, side[name]) + ', "after": null}'
                                 for name in sorted(side, key=str.lower) if side[name]]) + "}"
     return "{" + ", ".join([
         f'{_string(name)}: {{"before": {_values_json(name, old)}, '
         f'"after": {_values_json(name, new)}}}'
         for name, old, new in item.attributes()]) + "}"
+
+
+#: Per attribute name: its key in an added entry's attributes, up to its values.
+_ADDED_HEADS: dict[str, str] = {}
+
+
+def _added_head(name: str) -> str:
+    found = _ADDED_HEADS.get(name)
+    if found is None:
+        if len(_ADDED_HEADS) > 4096:
+            _ADDED_HEADS.clear()   # names come from foreign entries: keep it bounded
+        found = _ADDED_HEADS[name] = f'{_string(name)}: {{"before": null, "after": '
+    return found
 
 
 def _head_json(item: ReportItem) -> str:
