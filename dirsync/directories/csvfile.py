@@ -133,11 +133,13 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             sep = self.layout.multi_value_separator
             split = [bool(sep) and (not self.layout.multi_valued or c in self.layout.multi_valued)
                      for c in self.header]
+            # Each column with its lower-case name (the entry's index) and whether it is cut.
+            columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
             start = reader.line_num + 1
             for row in reader:
                 line, start = start, reader.line_num + 1
-                if not row or all(not c.strip() for c in row):
-                    continue
+                if not row or not "".join(row).strip():
+                    continue   # every cell blank
                 if len(row) != width:
                     self.rejected.append(EntryError(
                         f"row at line {line}", f"{len(row)} fields where the header has "
@@ -150,18 +152,20 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                                                     result="badRow", line=line))
                     continue
                 attrs: dict[str, list[bytes]] = {}
-                for column, cell, cut in zip(self.header, row, split):
+                index: dict[str, str] = {}
+                for (column, lower, cut), cell in zip(columns, row):
                     if cut:
                         values = self._split(column, cell)
                         if values:
                             attrs[column] = values
+                            index[lower] = column
                     else:
                         value = cell.strip()
                         if value:
                             attrs[column] = [value.encode("utf-8")]
+                            index[lower] = column
                 # Header names are unique case-insensitively (checked above).
-                entry = Entry.from_server(self.dn_for(anchor), attrs)
-                entry.line = line
+                entry = Entry.parsed(self.dn_for(anchor), attrs, index, line)
                 if not seen.first_time(normalize_dn(entry.dn)):
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
