@@ -209,6 +209,16 @@ def _looked_up(item: Template | Expression) -> bool:
     return item._name is not None
 
 
+def test_a_template_nested_deep_is_left_to_jinja() -> None:
+    from dirsync.mapping.templatedirect import MAX_DEPTH
+
+    shallow = Template("t", "{{ " + "(" * 10 + "cn" + " or sn)" * 10 + " }}")
+    deep = Template("t", "{{ " + "(" * MAX_DEPTH + "cn" + " or sn)" * MAX_DEPTH + " }}")
+    assert shallow._direct is not None and deep._direct is None
+    view = SourceView(Entry("cn=x", {"sn": [b"Smith"]}))
+    assert _outcome(deep, view, direct=False) == ("ok", ("list", ["Smith"]))
+
+
 def test_a_source_method_called_inside_a_loop_renders_in_jinja_too() -> None:
     # Jinja passes a loop's variables to calls made in its body; the call
     # hook's way to the source's methods drops them, as Jinja's own call does.

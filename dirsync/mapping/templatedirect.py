@@ -56,6 +56,12 @@ _METHODS = frozenset({"attr", "values", "has_class"})
 _SPECIAL = frozenset({"loop", "self", "caller", "varargs", "kwargs", "super"})
 
 
+#: Deepest template evaluated here: each level is a Python call when it runs
+#: (Jinja's compiled code nests them in one expression), so a crafted
+#: template nested deeper is left to Jinja rather than to the stack's limit.
+MAX_DEPTH = 48
+
+
 class NotDirect(Exception):
     """This evaluation needs Jinja after all (a call of something else)."""
 
@@ -63,6 +69,8 @@ class NotDirect(Exception):
 def direct_template(ast: n.Template, env: Any) -> Callable[[Any, Any], str] | None:
     """(view, budget) -> the text ``ast`` renders, or None when it is not
     made of the pieces above. Call before the AST is changed for Jinja."""
+    if _too_deep(ast):
+        return None
     writers = _statements(ast.body, frozenset(), env)
     if writers is None:
         return None
@@ -79,6 +87,8 @@ def direct_template(ast: n.Template, env: Any) -> Callable[[Any, Any], str] | No
 def direct_expression(ast: n.Template, env: Any) -> Callable[[Any, Any], Any] | None:
     """(view, budget) -> the value of ``{% set result = (expr) %}``, or None."""
     body = ast.body
+    if _too_deep(ast):
+        return None
     if len(body) != 1 or not isinstance(body[0], n.Assign) \
             or not isinstance(body[0].target, n.Name):
         return None
@@ -87,6 +97,17 @@ def direct_expression(ast: n.Template, env: Any) -> Callable[[Any, Any], Any] | 
         return None
     empty: dict[str, Any] = {}
     return lambda view, budget: evaluate(view, empty, budget)
+
+
+def _too_deep(ast: n.Node) -> bool:
+    """Is ``ast`` nested more than :data:`MAX_DEPTH` deep? (Level by level,
+    not by recursion: the tree may be as deep as Jinja's parser allows.)"""
+    level: list[n.Node] = [ast]
+    for _ in range(MAX_DEPTH):
+        level = [child for node in level for child in node.iter_child_nodes()]
+        if not level:
+            return False
+    return True
 
 
 # -- statements --------------------------------------------------------------
