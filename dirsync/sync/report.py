@@ -182,8 +182,7 @@ def _attributes_json(item: ReportItem) -> str:
         side = item.after or item.before or {}
         if item.after:
             return "{" + ", ".join([_added_head(name) + _values_json(name, side[name]) + "}"
-                                    for name in sorted(side, key=str.lower)
-                                    if side[name]]) + "}"
+                                    for name in _in_order(side) if side[name]]) + "}"
         return "{" + ", ".join([f'{_string(name)}: {{"before": '
                                 + _values_json(name, side[name]) + ', "after": null}'
                                 for name in sorted(side, key=str.lower) if side[name]]) + "}"
@@ -191,6 +190,21 @@ def _attributes_json(item: ReportItem) -> str:
         f'{_string(name)}: {{"before": {_values_json(name, old)}, '
         f'"after": {_values_json(name, new)}}}'
         for name, old, new in item.attributes()]) + "}"
+
+
+#: The attribute names of an entry as they come -> sorted as the report
+#: lists them (the entries of one mapping have a few such sets).
+_ORDERS: dict[tuple[str, ...], list[str]] = {}
+
+
+def _in_order(attrs: dict[str, list[bytes]]) -> list[str]:
+    names = tuple(attrs)
+    found = _ORDERS.get(names)
+    if found is None:
+        if len(_ORDERS) > 256:
+            _ORDERS.clear()   # names come from foreign entries: keep it bounded
+        found = _ORDERS[names] = sorted(names, key=str.lower)
+    return found
 
 
 #: Per attribute name: its key in an added entry's attributes, up to its values.
