@@ -185,6 +185,19 @@ def test_csv_bad_rows_are_rejected_with_their_lines(tmp_path: Path) -> None:
                                                         (6, "duplicateKey")]
 
 
+def test_csv_blank_rows_are_skipped_and_names_found_in_any_case(tmp_path: Path) -> None:
+    # Rows of blank cells (any number of them) are no entries and no errors;
+    # a row with one cell that is not blank is a row.
+    path = tmp_path / "gal.csv"
+    path.write_text("Key,Mail,Name\n,,\n  , \t,\n\n ,x@x.org,\na,a@x.org, Ann \n , \n")
+    d = CSVDirectory(path, layout=CSVLayout(key="Key"))
+    entries = list(d.read())
+    assert [(e.first("name"), e.first("MAIL"), e.line) for e in entries] == \
+        [("Ann", "a@x.org", 6)]
+    assert "mail" in entries[0] and entries[0].key("NAME") == "Name"
+    assert [(r.line, r.result) for r in d.rejected] == [(5, "badRow")]
+
+
 def test_csv_that_is_not_csv_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.csv"
     path.write_text('key,mail\na,"unterminated\n')

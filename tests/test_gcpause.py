@@ -43,3 +43,21 @@ def test_frozen_heap_freezes_what_exists_and_hands_it_back_after() -> None:
         assert gc.get_freeze_count() == frozen
         raise RuntimeError("boom")
     assert gc.get_freeze_count() == 0
+
+
+def test_frozen_heap_collects_young_objects_less_often_and_restores_after() -> None:
+    from dirsync.directories.gcpause import YOUNG_THRESHOLD, frozen_heap
+
+    before = gc.get_threshold()
+    with frozen_heap():
+        during = gc.get_threshold()
+        assert during[0] == max(before[0], YOUNG_THRESHOLD) and during[1:] == before[1:]
+        with frozen_heap():
+            pass
+        assert gc.get_threshold() == during
+        # Cyclic garbage is still collected meanwhile, only later.
+        for _ in range(3 * YOUNG_THRESHOLD):
+            loop: list[object] = []
+            loop.append(loop)
+        assert gc.get_count()[0] < YOUNG_THRESHOLD + 100
+    assert gc.get_threshold() == before

@@ -58,8 +58,23 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-
 _SMTP = grammar(ANY_UTF8)
 
 
+#: Mailboxes checked lately and their answers: a mapped entry has the same
+#: one in ``mail``, its target address and a proxy address.
+_CHECKED: dict[str, str | None] = {}
+_UNCHECKED = object()
+
+
 def smtp_problem(address: str) -> str | None:
     """Why ``address`` is not an RFC 5321 ``Mailbox``, or None."""
+    found = _CHECKED.get(address, _UNCHECKED)
+    if found is _UNCHECKED:
+        if len(_CHECKED) >= 64:
+            _CHECKED.clear()
+        found = _CHECKED[address] = _smtp_problem(address)
+    return found  # type: ignore[return-value]
+
+
+def _smtp_problem(address: str) -> str | None:
     match = _SMTP.compiled.fullmatch(address)
     domain = match.group("domain") if match is not None else ""
     if match is None or (domain.startswith("[") and not is_literal_form(domain)):

@@ -78,7 +78,7 @@ class DirectoryConfig:
     tls_verify: bool = True
     starttls: bool = False
     page_size: int = 1000
-    window: int = 64
+    window: int = 256
     timeout: float = 30.0
     # csv layout
     key: str | None = None

@@ -199,7 +199,7 @@ class ADDirectory(LDAPDirectory):
 
     def __init__(self, url: str, *, name: str | None = None, base: str | None = None,
                  bind_dn: str | None = None, password: str | None = None,
-                 tls: TLSOptions | None = None, page_size: int = 1000, window: int = 64,
+                 tls: TLSOptions | None = None, page_size: int = 1000, window: int = 256,
                  timeout: float = 30.0, hidden_filter: str | None = None,
                  change_reads: str = "dirsync") -> None:
         tls = tls or TLSOptions()

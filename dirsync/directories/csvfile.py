@@ -184,29 +184,33 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             key_index, split = begun
             salt = self._salt(key_index, split) if digests else b""
             blake2b, dumps = hashlib.blake2b, marshal.dumps
-            header = self.header
+            # Each column with its lower-case name (the entry's index) and whether it is cut.
+            columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
             for line, row, anchor in self._checked(reader, key_index):
                 if lines is not None and line not in lines:
                     continue
                 attrs: dict[str, list[bytes]] = {}
-                for column, cell, cut in zip(header, row, split):
+                index: dict[str, str] = {}
+                for (column, lower, cut), cell in zip(columns, row):
                     if cut:
                         values = self._split(column, cell)
                         if values:
                             attrs[column] = values
+                            index[lower] = column
                     else:
                         value = cell.strip()
                         if value:
                             attrs[column] = [value.encode("utf-8")]
+                            index[lower] = column
                 # Header names are unique case-insensitively (checked above).
-                entry = Entry.from_server(self.dn_for(anchor), attrs)
-                entry.line = line
+                entry = Entry.parsed(self.dn_for(anchor), attrs, index, line)
                 if not seen.first_time(normalize_dn(entry.dn)):
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
                     continue
                 if digests:
-                    entry.digest = blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt).hexdigest()
+                    entry.digest = blake2b(dumps(row, _MARSHAL), digest_size=16,
+                                           salt=salt).hexdigest()
                 yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),

@@ -68,7 +68,7 @@ class LDAPDirectory(DirectoryBase):
 
     def __init__(self, url: str, *, name: str | None = None, base: str | None = None,
                  bind_dn: str | None = None, password: str | None = None,
-                 tls: TLSOptions | None = None, page_size: int = 1000, window: int = 64,
+                 tls: TLSOptions | None = None, page_size: int = 1000, window: int = 256,
                  timeout: float = 30.0) -> None:
         super().__init__(name or url)
         try:
@@ -372,7 +372,8 @@ class Pipeline:
     def __init__(self, directory: LDAPDirectory, stop_on_error: bool) -> None:
         self.directory = directory
         self.stop_on_error = stop_on_error
-        self.outstanding: dict[int, tuple[int, Change]] = {}  # msgid -> (seq, change)
+        # msgid -> (seq, change, the entries it occupies: see _keys)
+        self.outstanding: dict[int, tuple[int, Change, list[str]]] = {}
         self.busy: dict[str, int] = {}  # normalized DN -> msgid touching it
         self.done: dict[int, ApplyResult] = {}
         self.failed_seq: int | None = None
@@ -387,15 +388,16 @@ class Pipeline:
             keys.append(normalize_dn(change.target_dn))
         return keys
 
-    def _conflicts(self, change: Change) -> bool:
+    def _conflicts(self, change: Change, keys: list[str]) -> bool:
+        """Must ``change`` (occupying ``keys``) wait for what is outstanding?"""
         if change.kind in ("modrdn", "delete"):
             # Renames and deletes act on whole subtrees: let the pipe drain.
             return bool(self.outstanding)
-        depends = [normalize_dn(change.dn)]
-        if change.kind == "add":
-            # A child waits for its parent's add; siblings do not wait for each other.
-            depends.append(normalize_dn(parent_dn(change.dn)))
-        return any(k in self.busy for k in depends)
+        busy = self.busy
+        if keys[0] in busy:
+            return True
+        # A child waits for its parent's add; siblings do not wait for each other.
+        return change.kind == "add" and normalize_dn(parent_dn(change.dn)) in busy
 
     def _collect(self) -> None:
         """Wait for one result and file it."""
@@ -416,8 +418,8 @@ class Pipeline:
                 raise TransientDirectoryError(
                     f"{self.directory.server_url}: {_message(exc)}") from exc
             error = entry_error(exc, self.outstanding[msgid][1], self.directory.server_url)
-        seq, change = self.outstanding.pop(msgid)
-        for key in self._keys(change):
+        seq, change, keys = self.outstanding.pop(msgid)
+        for key in keys:
             if self.busy.get(key) == msgid:
                 del self.busy[key]
         self.done[seq] = ApplyResult(change, error)
@@ -444,7 +446,7 @@ class Pipeline:
         """After the connection is lost: in order, what the server answered and
         not handed out yet, then each change sent without an answer. A change
         never sent is not among them."""
-        unanswered = dict(self.outstanding.values())
+        unanswered = {seq: change for seq, change, _ in self.outstanding.values()}
         index = self._next_out
         while index in self.done or index in unanswered:
             result = self.done.pop(index, None)
@@ -478,7 +480,8 @@ class Pipeline:
                 # and no empty polls in between (each one is a system call).
                 while len(self.outstanding) > window // 2:
                     self._collect()
-            while self.outstanding and self._conflicts(change):
+            keys = self._keys(change)
+            while self.outstanding and self._conflicts(change, keys):
                 self._collect()
             yield from self._release(next_out)
             next_out = self._next_out
@@ -490,8 +493,8 @@ class Pipeline:
                 self.done[seq] = ApplyResult(
                     change, entry_error(exc, change, self.directory.server_url))
             else:
-                self.outstanding[msgid] = (seq, change)
-                for key in self._keys(change):
+                self.outstanding[msgid] = (seq, change, keys)
+                for key in keys:
                     self.busy[key] = msgid
             seq += 1
         while self.outstanding:

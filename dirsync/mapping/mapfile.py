@@ -323,6 +323,8 @@ class Selected:
 
 
 def _unique(values: list[str], fold: bool = False) -> list[bytes]:
+    if len(values) == 1:
+        return [values[0].encode("utf-8")]   # most attributes: nothing to compare
     seen: set[str] = set()
     out = []
     for value in values:

@@ -323,7 +323,11 @@ class LimitedEnvironment(ImmutableSandboxedEnvironment):
             # time check applies. Most calls of a mapping are these, so they
             # are called as they are: Jinja's own checks (a format method, a
             # callable marked unsafe, a context passed) have nothing to find
-            # on them.
+            # on them. Inside a loop Jinja passes the loop's variables along,
+            # for functions that take the context; Jinja's own call drops them.
+            if kwargs:
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
             return obj(*args, **kwargs)
         target = getattr(obj, "__wrapped__", obj)
         owner = getattr(target, "__self__", None)

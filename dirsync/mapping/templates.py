@@ -16,7 +16,9 @@ yields several lines gives a multi-valued attribute.
 The most common templates, a plain ``{{ name }}`` or a chain such as
 ``{{ entryUUID or dn }}``, skip Jinja altogether: they are looked up
 directly, with the same result, because a sync maps every entry of a
-large directory.
+large directory. Others without logic (a condition, ``~``, a filter, a
+loop over a source's values) are evaluated by
+:mod:`dirsync.mapping.templatedirect`, with the render's budget checks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import jinja2.nodes
 
 from dirsync.entry import Entry
 from dirsync.mapping.templatebudget import LimitExceeded, LoneRender, active
+from dirsync.mapping.templatedirect import NotDirect, direct_expression, direct_template
 from dirsync.mapping.templatelimits import LimitedEnvironment, guard_ast, sized_lines
 
 #: Names a template sees that are not source attributes.
@@ -225,6 +228,7 @@ class Template(Compiled):
         self._constant: list[str] | None = None
         self._terms: tuple[str, list[tuple[str, str]], str] | None = None
         self._jinja: jinja2.Template | None = None
+        self._direct: Any = None
         if not any(mark in source for mark in _JINJA_MARKS):
             self._constant = _lines(source)
             return
@@ -239,6 +243,8 @@ class Template(Compiled):
                            and n not in ENV.globals}
         self._terms = _fast_terms(source)
         if self._terms is None:
+            # Before guard_ast changes the tree for Jinja.
+            self._direct = direct_template(ast, ENV)
             self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
 
     def _syntax(self, exc: jinja2.TemplateSyntaxError) -> TemplateError:
@@ -261,6 +267,11 @@ class Template(Compiled):
             return _lines(f"{before}{found}{after}" if before or after else found)
         assert self._jinja is not None
         try:
+            if self._direct is not None:
+                try:
+                    return sized_lines(_lines(_evaluate(self._direct, view)))
+                except NotDirect:
+                    pass
             return sized_lines(_lines(_render(self._jinja, view)[0]))
         except _FAILURES as exc:
             raise self.failed(exc) from None
@@ -285,6 +296,8 @@ class Expression(Compiled):
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
         self._name = _plain_name(ast)
+        # Before guard_ast changes the tree for Jinja.
+        self._direct = direct_expression(ast, ENV) if self._name is None else None
         self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
 
     def value(self, view: SourceView) -> Any:
@@ -295,6 +308,11 @@ class Expression(Compiled):
             found = view[name]
             return not found if negated else found
         try:
+            if self._direct is not None:
+                try:
+                    return _evaluate(self._direct, view)
+                except NotDirect:
+                    pass
             # What get_exported() would give, without its dict of every export.
             return _render(self._jinja, view)[1].vars["result"]
         except _FAILURES as exc:
@@ -355,6 +373,22 @@ def _render(template: jinja2.Template, view: SourceView) -> tuple[str, Any]:
         with LoneRender() as budget:
             return _chunks(template, view, budget)
     return _chunks(template, view, budget)
+
+
+def _evaluate(direct: Any, view: SourceView) -> Any:
+    """A template or expression of :mod:`dirsync.mapping.templatedirect`, within
+    the budget of the entry (as :func:`_render`). When it needs Jinja after
+    all, the characters it counted are given back: the render counts them."""
+    budget = active()
+    if budget is None:
+        with LoneRender() as budget:
+            return direct(view, budget)
+    left = budget.chars_left
+    try:
+        return direct(view, budget)
+    except NotDirect:
+        budget.chars_left = left
+        raise
 
 
 def _chunks(template: jinja2.Template, view: SourceView, budget: Any) -> tuple[str, Any]:

@@ -21,14 +21,18 @@ def log_result(connection: str, run: int, direction: str, result: Any) -> None:
     level = logging.WARNING if failed else logging.INFO
     if not changes_log.isEnabledFor(level):
         return  # (without building the event: a first sync has one per entry)
-    changes_log.log(
-        level, "%s: %s %s: %s", connection, result.change.kind, result.change.dn,
-        f"failed: {result.error}" if failed else "applied",
+    # The record is made here rather than by changes_log.log(), which looks
+    # up the calling frame for a file and line no format of dirsync shows:
+    # that look-up cost as much as the rest of the event.
+    changes_log.handle(changes_log.makeRecord(
+        changes_log.name, level, "(unknown file)", 0, "%s: %s %s: %s",
+        (connection, result.change.kind, result.change.dn,
+         f"failed: {result.error}" if failed else "applied"), None,
         extra={"fields": {
             "connection": connection, "run": run, "direction": direction,
             "action": result.change.kind, "dn": result.change.dn,
             "result": "failed" if failed else "applied",
-            **({"error": str(result.error)} if failed else {})}})
+            **({"error": str(result.error)} if failed else {})}}))
 
 
 def logged(send: Callable[..., Iterable[Any]], connection: str, run: int,

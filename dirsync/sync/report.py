@@ -148,14 +148,27 @@ def _json_values(attr: str, values: list[bytes]) -> list[str | dict[str, str]] |
 
 
 _string = json.encoder.encode_basestring  # as JSONEncoder(ensure_ascii=False) writes one
+#: Per attribute name: are its values shown as base64 (a binary type)?
+_BINARY: dict[str, bool] = {}
+
+
+def _binary(attr: str) -> bool:
+    found = _BINARY.get(attr)
+    if found is None:
+        if len(_BINARY) > 4096:
+            _BINARY.clear()   # names come from foreign entries: keep it bounded
+        found = _BINARY[attr] = is_binary(attr)
+    return found
 
 
 def _values_json(attr: str, values: list[bytes]) -> str:
     """``_json_values`` as JSON text."""
     if not values:
         return "null"
-    if not is_binary(attr):
+    if not _binary(attr):
         try:
+            if len(values) == 1:
+                return "[" + _string(values[0].decode("utf-8")) + "]"
             return "[" + ", ".join([_string(v.decode("utf-8")) for v in values]) + "]"
         except UnicodeDecodeError:
             pass
@@ -167,13 +180,62 @@ def _attributes_json(item: ReportItem) -> str:
     if not item.before or not item.after:
         # An add or a delete (as attributes() gives them, without its copies).
         side = item.after or item.before or {}
-        where = '{"before": null, "after": %s}' if item.after else '{"before": %s, "after": null}'
-        return "{" + ", ".join([f"{_string(name)}: " + where % _values_json(name, side[name])
+        if item.after:
+            return "{" + ", ".join([_added_head(name) + _values_json(name, side[name]) + "}"
+                                    for name in _in_order(side) if side[name]]) + "}"
+        return "{" + ", ".join([f'{_string(name)}: {{"before": '
+                                + _values_json(name, side[name]) + ', "after": null}'
                                 for name in sorted(side, key=str.lower) if side[name]]) + "}"
     return "{" + ", ".join([
         f'{_string(name)}: {{"before": {_values_json(name, old)}, '
         f'"after": {_values_json(name, new)}}}'
         for name, old, new in item.attributes()]) + "}"
+
+
+#: The attribute names of an entry as they come -> sorted as the report
+#: lists them (the entries of one mapping have a few such sets).
+_ORDERS: dict[tuple[str, ...], list[str]] = {}
+
+
+def _in_order(attrs: dict[str, list[bytes]]) -> list[str]:
+    names = tuple(attrs)
+    found = _ORDERS.get(names)
+    if found is None:
+        if len(_ORDERS) > 256:
+            _ORDERS.clear()   # names come from foreign entries: keep it bounded
+        found = _ORDERS[names] = sorted(names, key=str.lower)
+    return found
+
+
+#: Per attribute name: its key in an added entry's attributes, up to its values.
+_ADDED_HEADS: dict[str, str] = {}
+
+
+def _added_head(name: str) -> str:
+    found = _ADDED_HEADS.get(name)
+    if found is None:
+        if len(_ADDED_HEADS) > 4096:
+            _ADDED_HEADS.clear()   # names come from foreign entries: keep it bounded
+        found = _ADDED_HEADS[name] = f'{_string(name)}: {{"before": null, "after": '
+    return found
+
+
+def _head_json(item: ReportItem) -> str:
+    """The record of one entry without its attributes and closing brace, as
+    ``json.dumps`` of its dict writes it (all its fields are text)."""
+    text = (f'{{"action": {_string(item.action)}, "dn": {_string(item.dn)}, '
+            f'"status": {_string(item.status)}')
+    if item.kind == "container":
+        text += ', "container": true'
+    if item.anchor is not None:
+        text += f', "anchor": {_string(item.anchor)}'
+    if item.old_dn is not None:
+        text += f', "old_dn": {_string(item.old_dn)}'
+    if item.error is not None:
+        text += f', "error": {_string(item.error)}'
+    if item.notes:
+        text += ', "notes": [' + ", ".join([_string(note) for note in item.notes]) + "]"
+    return text
 
 
 def _folder_name(connection: str, direction: str, dry_run: bool) -> str:
@@ -277,20 +339,10 @@ class _JSONWriter:
         out.write(text[:-2] + ',\n "entries": [')
 
     def item(self, item: ReportItem) -> None:
-        record: dict[str, Any] = {"action": item.action, "dn": item.dn, "status": item.status}
-        if item.kind == "container":
-            record["container"] = True
-        if item.anchor is not None:
-            record["anchor"] = item.anchor
-        if item.old_dn is not None:
-            record["old_dn"] = item.old_dn
-        if item.error is not None:
-            record["error"] = item.error
-        if item.notes:
-            record["notes"] = item.notes
-        # The same text as json.dumps of the whole record, the attributes
-        # written piece by piece: a first sync writes one record per entry.
-        self.body.write(("\n  " if self.first else ",\n  ") + _ENCODE(record)[:-1]
+        # The same text as json.dumps of the whole record, written piece by
+        # piece (the C encoder's set-up costs more than the record): a first
+        # sync writes one per entry.
+        self.body.write(("\n  " if self.first else ",\n  ") + _head_json(item)
                         + ', "attributes": ' + _attributes_json(item) + "}")
         self.first = False
 
