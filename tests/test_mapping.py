@@ -222,6 +222,9 @@ def test_unknown_source_attributes(tmp_path: Path) -> None:
     (('cn = "{{ cn }}"', 'objectClass = "x"'), (":16: person.attributes.objectClass: "
                                               "objectClass is written by dirsync itself")),
     (('[mapping]', '[mappin]'), ":2: mappin: unknown section"),
+    # A constant part that Jinja works out, and fails, while it compiles.
+    (('cn = "{{ cn }}"', "cn = \"{{ 'a' ~ ('' | first) }}\""),
+     ":16: person.attributes.cn: cannot be compiled"),
     (('name = "t"', 'name = "t"\ncolour = "red"'), ":4: mapping.colour: unknown key"),
 ])
 def test_mapping_problems_name_file_line_and_key(tmp_path: Path, edit: tuple[str, str],

@@ -202,12 +202,10 @@ def _for(node: n.For, bound: frozenset[str], env: Any) -> Writer | None:
 def _expression(node: n.Node, bound: frozenset[str], env: Any) -> Evaluator | None:
     if isinstance(node, n.Const):
         value = node.value
-        if isinstance(value, (list, tuple)) and all(_plain(v) for v in value):
-            # A literal list Jinja folded into one constant: a new one each
-            # time, as the compiled template writes it out.
-            if isinstance(value, list):
-                return lambda view, names, budget: list(value)
-            return lambda view, names, budget: value
+        if isinstance(value, (list, tuple)) and _literal(value):
+            # A literal list Jinja folded into one constant (lists in it too):
+            # a new one each time, as the compiled template writes it out.
+            return lambda view, names, budget: _fresh(value)
         if not _plain(value):
             return None
         return lambda view, names, budget: value
@@ -257,6 +255,22 @@ def _expression(node: n.Node, bound: frozenset[str], env: Any) -> Evaluator | No
 
 def _plain(value: Any) -> bool:
     return value is None or type(value) in (str, int, float, bool)
+
+
+def _literal(value: Any, depth: int = 0) -> bool:
+    """Plain values, or lists and tuples of them (nested a few levels at most)."""
+    if isinstance(value, (list, tuple)):
+        return depth < 8 and all(_literal(v, depth + 1) for v in value)
+    return _plain(value)
+
+
+def _fresh(value: Any) -> Any:
+    """``value`` with new lists (a template may not change a constant for the next entry)."""
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_fresh(v) for v in value)
+    return value
 
 
 def _all(nodes: Sequence[n.Node], bound: frozenset[str], env: Any) -> list[Evaluator] | None:

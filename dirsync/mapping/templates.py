@@ -238,6 +238,9 @@ class Template(Compiled):
             names, literal = referenced_names(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax(exc) from None
+        except _FAILURES as exc:
+            # A constant part Jinja works out while it compiles ('' | first).
+            raise TemplateError(key, line, f"cannot be compiled: {exc}") from None
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
@@ -245,7 +248,7 @@ class Template(Compiled):
         if self._terms is None:
             # Before guard_ast changes the tree for Jinja.
             self._direct = direct_template(ast, ENV)
-            self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
+            self._jinja = compiled(ast, key, line)
 
     def _syntax(self, exc: jinja2.TemplateSyntaxError) -> TemplateError:
         line = (self.line or 1) + (exc.lineno or 1) - 1 if self.line else None
@@ -292,13 +295,15 @@ class Expression(Compiled):
             names, literal = referenced_names(ast)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(key, line, f"expression syntax error: {exc.message}") from None
+        except _FAILURES as exc:
+            raise TemplateError(key, line, f"cannot be compiled: {exc}") from None
         self.attributes = {n for n in names | literal
                            if n not in RESERVED and n not in (variables or {})
                            and n not in ENV.globals}
         self._name = _plain_name(ast)
         # Before guard_ast changes the tree for Jinja.
         self._direct = direct_expression(ast, ENV) if self._name is None else None
-        self._jinja = ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
+        self._jinja = compiled(ast, key, line)
 
     def value(self, view: SourceView) -> Any:
         if self._name is not None:
@@ -357,6 +362,15 @@ def _plain_name(ast: jinja2.nodes.Template) -> tuple[bool, str] | None:
 
 #: What a render may raise for one entry, besides Jinja's own errors: each
 #: becomes a per-entry error, never a traceback.
+def compiled(ast: Any, key: str, line: int | None) -> jinja2.Template:
+    """Jinja's template of a parsed tree. Jinja works out constant parts while
+    it compiles: one that fails (``'' | first``) is the mapping's error."""
+    try:
+        return ENV.from_string(guard_ast(ast))  # type: ignore[arg-type]
+    except _FAILURES as exc:
+        raise TemplateError(key, line, f"cannot be compiled: {exc}") from None
+
+
 _FAILURES = (jinja2.TemplateError, LimitExceeded, TypeError, ValueError, AttributeError,
              KeyError, IndexError, ZeroDivisionError, OverflowError, RecursionError,
              MemoryError)
