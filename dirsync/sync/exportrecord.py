@@ -8,7 +8,7 @@ them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
@@ -19,6 +19,7 @@ from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.report import ReportItem
+from dirsync.sync.scratch import pairs
 from dirsync.sync.spool import change_from_record
 
 #: Extra files of an export report, next to report.FILES.
@@ -49,24 +50,26 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
         run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
 
 
-def final_rows(run: ExportSteps) -> dict[str, StateRow]:
-    """The state rows of the entries this run saw, as the foreign side now holds them."""
-    rows = dict(run.kept)
-    rows.update(run.refresh)
+def final_rows(run: ExportSteps) -> Iterator[tuple[str, StateRow]]:
+    """The state rows of the entries this run saw, as the foreign side now holds
+    them, as (anchor, row) pairs made as they are written: where an anchor comes
+    twice, the later row is the one (an entry held back only when nothing else
+    says where it is)."""
+    for anchor in run.held:
+        if anchor in run.ours:
+            yield anchor, StateRow(run.ours[anchor].dn, "", "held")
+    yield from pairs(run.kept)
+    yield from pairs(run.refresh)
     for item in run.items:
         if item.kind in ("delete", "container", "proxy") or item.anchor is None:
             continue
         if item.error is None and item.done >= item.changes and item.target_dn is not None:
-            rows[item.anchor] = StateRow(item.target_dn, item.digest, item.kind)
-    for anchor in run.held:
-        if anchor in run.ours and anchor not in rows:
-            rows[anchor] = StateRow(run.ours[anchor].dn, "", "held")
-    return rows
+            yield item.anchor, StateRow(item.target_dn, item.digest, item.kind)
 
 
-def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
+def store_rows(run: ExportSteps, rows: Iterable[tuple[str, StateRow]]) -> None:
     """A full run saw every entry: its rows are the whole state."""
-    run.state.replace_all(run.name, run.direction, rows.items())
+    run.state.replace_all(run.name, run.direction, rows)
 
 
 def write_change_files(run: ExportSteps, planned: bool) -> None:

@@ -62,6 +62,7 @@ from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.proxygen import AssignmentStore
+from dirsync.sync.scratch import Scratch
 from dirsync.sync.spool import MEMORY_ITEMS, Spool
 from dirsync.wording import plural
 
@@ -102,6 +103,8 @@ class ExportRun(ExportSteps):
         self.items: list[_Item] = []
         #: each item's payload (exportitems.item_payload), in the order of items
         self.payloads = Spool(self.spool_items)
+        #: each wanted recipient's small record (exportitems.wanted_record), in order
+        self.wanted = Spool(self.spool_items)
         #: each wanted recipient's payload (exportitems.wanted_payload), in order
         self.wanted_payloads = Spool(self.spool_items)
         #: phase -> [(item index, anchor, spool.change_record(change), state kind,
@@ -115,11 +118,15 @@ class ExportRun(ExportSteps):
         self.touched: dict[str, StateRow] = {}
         self.changed_anchors: set[str] = set()
         self.resolved: set[str] = set()     # hub DNs of list members looked up
+        # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
+        self.scratch = Scratch()
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def release(self) -> None:
-        for spool in (self.payloads, self.wanted_payloads, *self.phases.values()):
+        for spool in (self.payloads, self.wanted, self.wanted_payloads,
+                      *self.phases.values()):
             spool.close()
+        self.scratch.close()
 
     def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
@@ -216,7 +223,7 @@ class ExportRun(ExportSteps):
     def forget_plan(self) -> None:
         """Let go of what only the plan needed, one record per hub entry each:
         the apply, the state and the report do not read them."""
-        self.wanted = []
+        self.wanted.close()
         self.wanted_payloads.close()
         self.by_hub_dn = {}
         self.final_dns = {}
