@@ -269,9 +269,8 @@ def add_item(run: ExportSteps, kind: str, anchor: str | None, plan: EntryPlan, d
 
 def keep_item(run: ExportSteps, item: _Item) -> int:
     """Add a planned item (its payload to the spool); its index in ``run.items``."""
-    run.items.append(item)
     run.payloads.append(item_payload(item))
-    return len(run.items) - 1
+    return run.items.append(item)
 
 
 def plan_renames(run: ExportSteps) -> None:

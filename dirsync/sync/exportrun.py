@@ -54,6 +54,7 @@ from dirsync.sync import (
     exportscan,
 )
 from dirsync.sync.adexport import ADExport, ADNames
+from dirsync.sync.exportitemlist import ItemList
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
 from dirsync.sync.exportsteps import ExportSteps
@@ -61,6 +62,7 @@ from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions
 from dirsync.sync.plan import (
     PHASES,
 )
+from dirsync.sync.problemspool import ProblemSpool
 from dirsync.sync.proxygen import AssignmentStore
 from dirsync.sync.scratch import Scratch
 from dirsync.sync.spool import MEMORY_ITEMS, Spool
@@ -100,7 +102,7 @@ class ExportRun(ExportSteps):
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
-        self.items: list[_Item] = []
+        self.items = ItemList(self.spool_items)
         #: each item's payload (exportitems.item_payload), in the order of items
         self.payloads = Spool(self.spool_items)
         #: each wanted recipient's small record (exportitems.wanted_record), in order
@@ -120,12 +122,16 @@ class ExportRun(ExportSteps):
         self.resolved: set[str] = set()     # hub DNs of list members looked up
         # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
         self.scratch = Scratch()
+        # (An export may note something about every entry it writes.)
+        self.problems = self.problem_spool = ProblemSpool(self.spool_items)
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def release(self) -> None:
         for spool in (self.payloads, self.wanted, self.wanted_payloads,
                       *self.phases.values()):
             spool.close()
+        self.problem_spool.close()
+        self.items.close()
         self.scratch.close()
 
     def load(self) -> None:

@@ -24,6 +24,7 @@ from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
 from dirsync.sync.adexport import ADExport
 from dirsync.sync.changefeed import Feed
+from dirsync.sync.exportitemlist import ItemList
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.pipeline import Run
 from dirsync.sync.plan import EntryPlan
@@ -47,7 +48,7 @@ class ExportSteps(Run):
     assignments: AssignmentStore
     state_rows: dict[str, StateRow]
     scratch: Scratch                        # per-entry tables on disk, for the run's life
-    items: list[_Item]
+    items: ItemList                         # the planned items, compact, by index
     #: each item's payload (hub entry, change, before and after), by index
     payloads: Spool
     #: phase -> [(item index, anchor, change record, state kind, digest)]
