@@ -119,7 +119,7 @@ def read_hub(run: ExportSteps) -> None:
                                  run.assignments.view(hub_name, kind), hub_holds=holds)
     else:
         run.assigner = Assigner(kind, run.hub_proxy_addresses,
-                                 run.assignments.load(hub_name, kind))
+                                 run.assignments.load(hub_name, kind), scratch=run.scratch)
     name = run.name.casefold()
     # One record per hub entry each: in a spool or a scratch table, not in memory.
     run.wanted = Spool(run.spool_items)

@@ -41,7 +41,7 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
     """Rows for every exported entry as the foreign side now holds it; the
     generated addresses remembered; the fingerprint moved if the run ended."""
     with run.state.transaction():
-        for anchor, address in run.assigner.changed.items():
+        for anchor, address in pairs(run.assigner.changed):
             run.assignments.put(run.connection.hub, run.export.proxy_type, anchor,
                                  address)
         if interrupted:
