@@ -83,7 +83,7 @@ class ExportSteps(Run):
     final_dns: MutableMapping[str, str]
     _by_uuid: dict[str, str]
     # The apply and the report:
-    deferred: list[tuple[str, StateRow | None]]
+    deferred: Spool                         # (anchor, state row as a tuple, or None)
     extra_files: dict[str, Path]
 
     # -- what the steps ask of the run ----------------------------------------
