@@ -150,13 +150,11 @@ def scan_foreign(run: ExportSteps) -> None:
     if run.foreign.kind not in ("ldap", "ad"):
         # A file is rewritten whole, so it is read whole; only the
         # changed anchors are planned, the others keep their names.
-        exportscan.scan_foreign(run)
         # (A changed anchor without a row is still planned: a run killed
-        # after writing the file and before its rows left it there.)
-        for anchor in [a for a in run.ours if a not in run.changed_anchors]:
-            # Not planned, but the connection's: its name is kept, as a
-            # full run keeps it.
-            run.others[normalize_dn(run.ours.pop(anchor).dn)] = anchor
+        # after writing the file and before its rows left it there.) An
+        # entry not planned is the connection's: its name is kept, as a full
+        # run keeps it, and the entry itself is not held.
+        exportscan.scan_foreign(run, planned=run.changed_anchors.__contains__)
         run.container_exists = True
         return
     run.ours = {}
@@ -289,4 +287,6 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
 
 def failed_anchors(run: ExportSteps) -> Iterator[str]:
     """Anchors (entryUUIDs) of the entries whose changes failed."""
+    if not run.items.errors:
+        return iter(())     # (the usual case: the items need not be read back)
     return (i.anchor for i in run.items if i.anchor and i.counted and i.error is not None)

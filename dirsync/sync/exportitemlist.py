@@ -74,6 +74,24 @@ class ItemList:
                         unknown=bool(flags[index] & _UNKNOWN), target_dn=target_dn,
                         digest=digest)
 
+    def written(self, kind: str) -> int:
+        """How many items of ``kind`` were applied whole (from the arrays alone)."""
+        code = self._codes.get(kind)
+        changes, done = self._changes, self._done
+        return sum(1 for i, k in enumerate(self._kinds)
+                   if k == code and changes[i] and done[i] >= changes[i])
+
+    def confirmed(self, skip: frozenset[str]) -> Iterator[tuple[str, str, str, str]]:
+        """(anchor, target DN, digest, kind) of each item not of a ``skip`` kind
+        applied whole, without an error (for its state row), in order."""
+        names, kinds, changes, done = self._names, self._kinds, self._changes, self._done
+        skipped = {self._codes[k] for k in skip if k in self._codes}
+        for index, (anchor, _, _, target_dn, digest) in enumerate(self._records):
+            if kinds[index] in skipped or anchor is None or target_dn is None \
+                    or index in self.errors or done[index] < changes[index]:
+                continue
+            yield anchor, target_dn, digest, names[kinds[index]]
+
     def close(self) -> None:
         self._records.close()
 

@@ -38,7 +38,7 @@ from dirsync.sync.plan import (
     plan_entry,
 )
 from dirsync.sync.report import Problem
-from dirsync.sync.scratch import DiskMap, disk_order, pairs
+from dirsync.sync.scratch import CHUNK, DiskMap, disk_order, pairs, prefetch
 from dirsync.sync.spool import change_record
 
 
@@ -62,7 +62,7 @@ def plan(run: ExportSteps) -> None:
     # not re-mapped, and (incremental) those of entries it does not plan.
     held_dns: DiskMap[str] = scratch.map()
     held_dns.bloom = Bloom()
-    held_dns.update(run.others)
+    held_dns.update(pairs(run.others))
     held_dns.update({normalize_dn(e.dn): a for a, e in ours.items()
                      if a not in wanted_anchors and a not in deleted})
     current = {a: ours[a].dn for a in wanted_anchors}
@@ -88,12 +88,24 @@ def plan(run: ExportSteps) -> None:
     # People first, then lists (whose members have their names by then); a
     # wanted recipient's entry is read back from its spool once, in order.
     lists: list[tuple[_Wanted, Entry, dict[str, Any]]] = []
-    for wanted, payload in zip(wanted_records(run), run.wanted_payloads, strict=True):
-        entry, extra = wanted_entry(payload)
-        if wanted.kind == KIND_LIST:
-            lists.append((wanted, entry, extra))
-        else:
-            run.compare(wanted, entry, extra, assignment.conflicts, owned)
+    batch: list[tuple[_Wanted, Any]] = []
+
+    def compare_batch() -> None:
+        # Their names in one query, not one each.
+        prefetch(run.final_dns, [w.anchor for w, _ in batch])
+        for wanted, payload in batch:
+            entry, extra = wanted_entry(payload)
+            if wanted.kind == KIND_LIST:
+                lists.append((wanted, entry, extra))
+            else:
+                run.compare(wanted, entry, extra, assignment.conflicts, owned)
+        batch.clear()
+
+    for pair in zip(wanted_records(run), run.wanted_payloads, strict=True):
+        batch.append(pair)
+        if len(batch) >= CHUNK:
+            compare_batch()
+    compare_batch()
     for wanted, entry, extra in lists:
         run.compare(wanted, entry, extra, assignment.conflicts, owned)
     ordered = order_deletes(run.ours[a].dn for a in run.deletes)

@@ -28,6 +28,9 @@ HUB_LDIF = "hub-changes.ldif"
 
 CSV_CHANGES = "changes.csv"
 
+#: Items whose confirmation makes no state row of their own.
+NO_ROW = frozenset({"delete", "container", "proxy"})
+
 
 
 def record(run: ExportSteps, anchor: str, row: StateRow | None) -> None:
@@ -60,11 +63,8 @@ def final_rows(run: ExportSteps) -> Iterator[tuple[str, StateRow]]:
             yield anchor, StateRow(run.ours[anchor].dn, "", "held")
     yield from pairs(run.kept)
     yield from pairs(run.refresh)
-    for item in run.items:
-        if item.kind in ("delete", "container", "proxy") or item.anchor is None:
-            continue
-        if item.error is None and item.done >= item.changes and item.target_dn is not None:
-            yield item.anchor, StateRow(item.target_dn, item.digest, item.kind)
+    for anchor, dn, digest, kind in run.items.confirmed(NO_ROW):
+        yield anchor, StateRow(dn, digest, kind)
 
 
 def store_rows(run: ExportSteps, rows: Iterable[tuple[str, StateRow]]) -> None:

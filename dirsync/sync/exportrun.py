@@ -219,8 +219,7 @@ class ExportRun(ExportSteps):
         status = self.status(stop, interrupted, message is INTERRUPTED)
         if not self.options.dry_run and stop is None:
             self.timed("state", lambda: self.finish_state(interrupted))
-        written = sum(1 for i in self.items if i.kind == "proxy" and i.changes
-                      and i.done >= i.changes)
+        written = self.items.written("proxy")
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
         return self.timed("report", lambda: self.conclude(

@@ -315,7 +315,8 @@ def prefetch(collection: Any, keys: list[str]) -> None:
         warm(keys)
 
 
-def disk_order(scratch: Scratch) -> Callable[[Iterable[tuple[str, Any]]], Iterator[tuple[str, Any]]]:
+def disk_order(scratch: Scratch
+               ) -> Callable[[Iterable[tuple[str, Any]]], Iterator[tuple[str, Any]]]:
     """A sort of (key, value) pairs by key (keys unique) in a new table of
     ``scratch``: all are taken before the first is given."""
     def order(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
