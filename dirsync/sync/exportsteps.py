@@ -65,7 +65,7 @@ class ExportSteps(Run):
     # The foreign scan (scan_foreign):
     ours: dict[str, Entry]
     unowned: dict[str, str]
-    others: dict[str, str]
+    others: MutableMapping[str, str]        # (on disk when a file is read to plan changes)
     container_exists: bool
     ad: ADExport | None                     # AD's own rules, or None
     # The hub read (read_hub):
