@@ -92,6 +92,25 @@ class Spool:
         self._items = []
 
 
+class PairSpool:
+    """``key -> value`` writes kept in the order made (in a :class:`Spool`), read
+    back by :meth:`items`; a key written twice comes twice, the later value last,
+    so that a reader that stores them in turn keeps the last, as a dict would."""
+
+    def __init__(self, memory_items: int = MEMORY_ITEMS) -> None:
+        self._spool = Spool(memory_items)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._spool.append((key, value))
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for key, value in self._spool:
+            yield key, value
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+
 def change_record(change: Change) -> tuple[Any, ...]:
     return (change.kind, change.dn, change.attrs,
             [(m.op, m.attr, m.values) for m in change.mods],
