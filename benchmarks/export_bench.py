@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -116,7 +117,8 @@ def dirsync(config: Path) -> dict[str, Any]:
         process = subprocess.Popen([sys.executable, "-m", "dirsync", "-vv", "-c", str(config),
                                     "--json", "sync"], stdout=out, stderr=err, cwd=ROOT)
         peak = PeakMemory(process.pid)
-        process.wait()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
         peak.stop()
     log = err_path.read_text()
@@ -129,7 +131,8 @@ def dirsync(config: Path) -> dict[str, Any]:
         r": (\w[\w ]*?) took ([\d.]+)s \(peak memory so far ([\d.]+) MB", log)}
     logged = [float(m) for m in re.findall(r"peak memory so far ([\d.]+) MB", log)]
     return {"seconds": elapsed, "rss": max([peak.mb, *logged]), "line": line,
-            "steps": steps}
+            "steps": steps, "cpu": usage.ru_utime + usage.ru_stime,
+            "user": usage.ru_utime, "system": usage.ru_stime}
 
 
 def timed(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> float:
@@ -176,7 +179,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def show(label: str, run: dict[str, Any]) -> None:
     counts = {k: v for k, v in run["line"]["counts"].items() if v}
-    print(f"{label}: {run['seconds']:.2f} s, {run['rss']:.0f} MB, {run['line']['mode']}, "
+    print(f"{label}: {run['seconds']:.2f} s, CPU {run['cpu']:.2f} s (user {run['user']:.2f}, "
+          f"system {run['system']:.2f}), {run['rss']:.0f} MB, "
+          f"{run['line']['mode']}, "
           f"{counts}, {run['steps']}", flush=True)
 
 

@@ -1,8 +1,10 @@
 """The ``ldif`` kind: one LDIF file of content or change records.
 
-The file is read whole into memory (change records are replayed in order
-onto an empty store), changed there with a server's rules, and written back
-atomically as sorted content records when changes were applied. This is the
+The file is read whole (change records are replayed in order onto an empty
+store), changed with a server's rules, and written back atomically as
+sorted content records when changes were applied. Its entries wait in a
+temporary database (:class:`dirsync.directories.diskstore.DiskStore`), not
+as objects, so that a large file does not make memory grow. This is the
 embedded hub of the quick start: a real directory with no server.
 """
 
@@ -12,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dirsync.directories.base import DirectoryBase, ReadOptions
-from dirsync.directories.memory import MemoryStore, StoreBacked, write_atomically
-from dirsync.entry import Entry, display_dn, dn_depth
+from dirsync.directories.diskstore import DiskStore
+from dirsync.directories.memory import StoreBacked, write_atomically
+from dirsync.entry import Entry, display_dn
 from dirsync.errors import EntryError, InputError
 from dirsync.ldif.io import LDIFReader, LDIFWriter
 from dirsync.ldif.urlvalues import URLValues
@@ -28,17 +31,17 @@ class LDIFDirectory(StoreBacked, DirectoryBase):
         self.url_values = url_values
         self.path = Path(path)
         self.create = create
-        self._store: MemoryStore | None = None
+        self._store: DiskStore | None = None
         self._dirty = False
 
     @property
-    def store(self) -> MemoryStore:
+    def store(self) -> DiskStore:
         if self._store is None:
             self._store = self._load()
         return self._store
 
-    def _load(self) -> MemoryStore:
-        store = MemoryStore()
+    def _load(self) -> DiskStore:
+        store = DiskStore()
         if not self.path.exists():
             if self.create:
                 return store
@@ -68,7 +71,7 @@ class LDIFDirectory(StoreBacked, DirectoryBase):
         """Write the file back (atomically) if anything changed."""
         if not self._dirty or self._store is None:
             return
-        entries = sorted(self._store.entries.values(), key=lambda e: dn_depth(e.dn))
+        entries = self._store.by_depth()
 
         def write(stream):  # type: ignore[no-untyped-def]
             writer = LDIFWriter(stream)

@@ -42,6 +42,7 @@ from dirsync.directories.syncrepl import (
 from dirsync.entry import Entry, normalize_dn
 from dirsync.state.fingerprints import FileFingerprint, check
 from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeState
+from dirsync.sync.spool import PairSpool
 
 #: What a feed's full read gives a read entry as its anchor (uuid, entry -> anchor).
 AnchorOf = Callable[[str, Entry], str]
@@ -63,8 +64,9 @@ class Stream:
     options: ReadOptions
     map: ChangeState            # the UUIDs (-> anchors) it held at the last run
     container: str | None = None   # an export container; None: the import's source
-    #: What this run read and found gone in it, for the map at the end.
-    read: dict[str, str] = field(default_factory=dict)
+    #: What this run read (UUID -> anchor; a full read's on disk past a few
+    #: thousand) and found gone in it, for the map at the end.
+    read: dict[str, str] | PairSpool = field(default_factory=PairSpool)
     gone: set[str] = field(default_factory=set)
 
     def cursor(self, name: str) -> str:
@@ -90,7 +92,7 @@ class Feed:
         """Forget what a change read found: a full read follows."""
         self.pending = {}
         for stream in self.streams:
-            stream.read = {}
+            stream.read = PairSpool()
             stream.gone = set()
 
     def commit(self, full: bool, keep: set[str]) -> None:

@@ -30,7 +30,7 @@ from dirsync.state.store import StateStore
 from dirsync.sync.changefeed import ChangeFeed, Changes, Feed, FileFeed
 from dirsync.sync.changestate import ChangeState
 from dirsync.sync.plan import Counts
-from dirsync.sync.report import Problem
+from dirsync.sync.report import Problems
 
 
 class RunFields(Protocol):
@@ -44,7 +44,7 @@ class RunFields(Protocol):
     state: StateStore
     counts: Counts
     connection: ConnectionConfig
-    problems: list[Problem]
+    problems: Problems
     held: set[str]              # anchors with errors, left as they are
 
 

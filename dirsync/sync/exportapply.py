@@ -26,7 +26,7 @@ from dirsync.sync.pipeline import INTERRUPTED
 from dirsync.sync.plan import (
     PHASES,
 )
-from dirsync.sync.spool import change_from_record
+from dirsync.sync.spool import Spool, change_from_record
 
 log = logging.getLogger("dirsync.export")
 
@@ -37,7 +37,8 @@ def apply(run: ExportSteps) -> str | None:
     run.applied = True
     stopped = None
     file_foreign = run.foreign.kind not in ("ldap", "ad")
-    run.deferred = []
+    # (One row per change to a file: they wait on disk past a few thousand.)
+    run.deferred = Spool(run.spool_items)
     total = sum(len(v) for v in run.phases.values())
     try:
         if run.hub_changes:
@@ -62,7 +63,8 @@ def apply(run: ExportSteps) -> str | None:
                                  f"{run.foreign.path}: {exc.strerror}") from exc
         with run.state.transaction():
             for anchor, row in run.deferred:
-                run.record(anchor, row)
+                run.record(anchor, None if row is None else StateRow(*row))
+        run.deferred.close()
     if stopped is not None:
         # As the import counts them (docs/operations.md): confirmed changes
         # are applied, unanswered ones unknown, unsent ones not attempted.
@@ -151,6 +153,6 @@ def record_result(run: ExportSteps, result: Any, sent: tuple[int, str | None, st
     row = None if result.change.kind == "delete" else \
         StateRow(result.change.target_dn, digest, state_kind)
     if file_foreign:
-        run.deferred.append((anchor, row))
+        run.deferred.append((anchor, None if row is None else tuple(row)))
         return None
     return anchor, row

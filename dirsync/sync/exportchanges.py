@@ -32,7 +32,7 @@ and named from their state rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
@@ -150,13 +150,11 @@ def scan_foreign(run: ExportSteps) -> None:
     if run.foreign.kind not in ("ldap", "ad"):
         # A file is rewritten whole, so it is read whole; only the
         # changed anchors are planned, the others keep their names.
-        exportscan.scan_foreign(run)
         # (A changed anchor without a row is still planned: a run killed
-        # after writing the file and before its rows left it there.)
-        for anchor in [a for a in run.ours if a not in run.changed_anchors]:
-            # Not planned, but the connection's: its name is kept, as a
-            # full run keeps it.
-            run.others[normalize_dn(run.ours.pop(anchor).dn)] = anchor
+        # after writing the file and before its rows left it there.) An
+        # entry not planned is the connection's: its name is kept, as a full
+        # run keeps it, and the entry itself is not held.
+        exportscan.scan_foreign(run, planned=run.changed_anchors.__contains__)
         run.container_exists = True
         return
     run.ours = {}
@@ -220,7 +218,7 @@ def reserve_names(run: ExportSteps) -> None:
     plan) is that entry's, as a full scan would find it; one held by an
     entry of someone else is the foreign system's.
     """
-    for wanted in run.wanted:
+    for wanted in exportplan.wanted_records(run):
         current = run.ours.get(wanted.anchor)
         for candidate in run.naming.candidates(wanted.anchor, wanted.rdn_value):
             if current is not None and same_dn(current.dn, candidate):
@@ -263,19 +261,20 @@ def held_count(run: ExportSteps) -> int:
 def source_count(run: ExportSteps) -> int:
     if run.cursor.incremental:
         # What the export containers hold after these changes.
-        new = sum(1 for w in run.wanted if w.anchor not in run.touched)
+        new = sum(1 for w in exportplan.wanted_records(run) if w.anchor not in run.touched)
         return run.cursor.held() - len(run.deletes) + new
     return run.hub_entries_read
 
 # -- after the run --------------------------------------------------------
-def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
+def store_rows(run: ExportSteps, rows: Iterable[tuple[str, StateRow]]) -> None:
     if not run.cursor.incremental:
         exportrecord.store_rows(run, rows)
         return
-    for anchor, row in rows.items():
+    touched = dict(rows)      # (the few entries the changes touched)
+    for anchor, row in touched.items():
         run.state.put(run.name, run.direction, anchor, row)
     for anchor in run.touched:
-        if anchor not in rows and anchor not in run.ours:
+        if anchor not in touched and anchor not in run.ours:
             # Gone from the hub and from the foreign side: nothing left to track.
             run.state.drop(run.name, run.direction, anchor)
 
@@ -288,4 +287,6 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
 
 def failed_anchors(run: ExportSteps) -> Iterator[str]:
     """Anchors (entryUUIDs) of the entries whose changes failed."""
+    if not run.items.errors:
+        return iter(())     # (the usual case: the items need not be read back)
     return (i.anchor for i in run.items if i.anchor and i.counted and i.error is not None)

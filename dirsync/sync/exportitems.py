@@ -58,6 +58,17 @@ class _Item:
     digest: str = ""                # the state row's hash once the item is applied
 
 
+def wanted_record(wanted: _Wanted) -> tuple[Any, ...]:
+    """The small part of a hub recipient, which the plan reads more than once."""
+    return (wanted.anchor, wanted.hub_dn, wanted.kind, wanted.hub_kind, wanted.rdn_value,
+            wanted.digest, wanted.member_dns)
+
+
+def wanted_from(record: tuple[Any, ...]) -> _Wanted:
+    anchor, hub_dn, kind, hub_kind, rdn_value, digest, member_dns = record
+    return _Wanted(anchor, hub_dn, kind, hub_kind, rdn_value, digest, None, None, member_dns)
+
+
 def wanted_payload(wanted: _Wanted) -> tuple[Any, ...]:
     """What the plan needs of a hub recipient and no earlier step: its entry and the
     values its templates see; taken off ``wanted``."""

@@ -8,11 +8,13 @@ records. These functions are the run's methods (the run binds them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import ldap.filter
 
 from dirsync.directories import ReadOptions
+from dirsync.directories.bloom import Bloom
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, rdn_values, same_dn
 from dirsync.ldif.changes import Change, rename_change
 from dirsync.mapping.exportmap import (
@@ -22,7 +24,7 @@ from dirsync.mapping.templates import TemplateError
 from dirsync.schema import matcher
 from dirsync.state.store import StateRow
 from dirsync.sync.containers import container_adds
-from dirsync.sync.exportitems import _Item, _Wanted, item_payload, wanted_entry
+from dirsync.sync.exportitems import _Item, _Wanted, item_payload, wanted_entry, wanted_from
 from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     PHASE_CONTAINER,
@@ -36,30 +38,45 @@ from dirsync.sync.plan import (
     plan_entry,
 )
 from dirsync.sync.report import Problem
+from dirsync.sync.scratch import CHUNK, DiskMap, disk_order, pairs, prefetch
 from dirsync.sync.spool import change_record
 
 
+def wanted_records(run: ExportSteps) -> Iterator[_Wanted]:
+    """Each wanted recipient's small record, in the order of the hub read."""
+    return map(wanted_from, run.wanted)
+
+
 def plan(run: ExportSteps) -> None:
-    run.refresh = {}    # found unchanged by comparing
+    scratch = run.scratch
+    run.refresh = scratch.map(tuple, lambda row: StateRow(*row))  # unchanged by comparing
     run.renames = []
-    wanted_anchors = {w.anchor for w in run.wanted}
-    run.deletes = [a for a in run.ours
+    ours = run.ours
+    # (Only the foreign entries found need asking whether they are wanted.)
+    wanted_anchors = {w.anchor for w in wanted_records(run) if w.anchor in ours} \
+        if ours else set()
+    run.deletes = [a for a in ours
                     if a not in wanted_anchors and a not in run.kept and a not in run.held]
     deleted = set(run.deletes)
     # Names other entries of the connection keep: those of this run that are
     # not re-mapped, and (incremental) those of entries it does not plan.
-    held_dns = dict(run.others)
-    held_dns.update({normalize_dn(e.dn): a for a, e in run.ours.items()
+    held_dns: DiskMap[str] = scratch.map()
+    held_dns.bloom = Bloom()
+    held_dns.update(pairs(run.others))
+    held_dns.update({normalize_dn(e.dn): a for a, e in ours.items()
                      if a not in wanted_anchors and a not in deleted})
-    current = {a: run.ours[a].dn for a in wanted_anchors if a in run.ours}
-    assignment = assign_dns([(w.anchor, w.rdn_value) for w in run.wanted], current,
+    current = {a: ours[a].dn for a in wanted_anchors}
+    run.final_dns = scratch.map()
+    assignment = assign_dns(((w.anchor, w.rdn_value) for w in wanted_records(run)), current,
                             held_dns, run.unowned, rdn_attribute=run.rdn_attribute,
-                            container=run.container, naming=run.naming)
-    run.final_dns = {a: r.dn for a, r in run.kept.items()}
-    run.final_dns.update({a: run.ours[a].dn for a in run.held if a in run.ours})
-    run.final_dns.update(assignment.dns)
+                            container=run.container, naming=run.naming, dns=run.final_dns,
+                            order=disk_order(scratch))
+    # (Disjoint from the names given: neither kept nor held is placed again.)
+    for anchor, row in pairs(run.kept):
+        run.final_dns[anchor] = row.dn
+    run.final_dns.update({a: ours[a].dn for a in run.held if a in ours})
 
-    if not run.container_exists and (run.wanted or run.kept):
+    if not run.container_exists and (len(run.wanted) or run.kept):
         for change in run.container_changes():
             run.add_item("container", None, EntryPlan(
                 "add", [(PHASE_CONTAINER, change)], after=dict(change.attrs or {})),
@@ -71,12 +88,24 @@ def plan(run: ExportSteps) -> None:
     # People first, then lists (whose members have their names by then); a
     # wanted recipient's entry is read back from its spool once, in order.
     lists: list[tuple[_Wanted, Entry, dict[str, Any]]] = []
-    for wanted, payload in zip(run.wanted, run.wanted_payloads, strict=True):
-        entry, extra = wanted_entry(payload)
-        if wanted.kind == KIND_LIST:
-            lists.append((wanted, entry, extra))
-        else:
-            run.compare(wanted, entry, extra, assignment.conflicts, owned)
+    batch: list[tuple[_Wanted, Any]] = []
+
+    def compare_batch() -> None:
+        # Their names in one query, not one each.
+        prefetch(run.final_dns, [w.anchor for w, _ in batch])
+        for wanted, payload in batch:
+            entry, extra = wanted_entry(payload)
+            if wanted.kind == KIND_LIST:
+                lists.append((wanted, entry, extra))
+            else:
+                run.compare(wanted, entry, extra, assignment.conflicts, owned)
+        batch.clear()
+
+    for pair in zip(wanted_records(run), run.wanted_payloads, strict=True):
+        batch.append(pair)
+        if len(batch) >= CHUNK:
+            compare_batch()
+    compare_batch()
     for wanted, entry, extra in lists:
         run.compare(wanted, entry, extra, assignment.conflicts, owned)
     ordered = order_deletes(run.ours[a].dn for a in run.deletes)
@@ -252,9 +281,8 @@ def add_item(run: ExportSteps, kind: str, anchor: str | None, plan: EntryPlan, d
 
 def keep_item(run: ExportSteps, item: _Item) -> int:
     """Add a planned item (its payload to the spool); its index in ``run.items``."""
-    run.items.append(item)
     run.payloads.append(item_payload(item))
-    return len(run.items) - 1
+    return run.items.append(item)
 
 
 def plan_renames(run: ExportSteps) -> None:

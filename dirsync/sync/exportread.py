@@ -30,13 +30,14 @@ from dirsync.mapping.exportnames import qualifier_text
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
 from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
-from dirsync.sync.exportitems import _Item, _Wanted, wanted_payload
+from dirsync.sync.exportitems import _Item, _Wanted, wanted_payload, wanted_record
 from dirsync.sync.exportsteps import ExportSteps
 from dirsync.sync.plan import (
     source_hash,
 )
 from dirsync.sync.proxygen import Assigner, writeback_change, writeback_policy
 from dirsync.sync.report import Problem
+from dirsync.sync.spool import Spool
 
 
 def hub_filter(run: ExportSteps) -> str:
@@ -118,15 +119,16 @@ def read_hub(run: ExportSteps) -> None:
                                  run.assignments.view(hub_name, kind), hub_holds=holds)
     else:
         run.assigner = Assigner(kind, run.hub_proxy_addresses,
-                                 run.assignments.load(hub_name, kind))
+                                 run.assignments.load(hub_name, kind), scratch=run.scratch)
     name = run.name.casefold()
-    run.wanted = []
-    run.kept = {}      # unchanged by the state fast path
+    # One record per hub entry each: in a spool or a scratch table, not in memory.
+    run.wanted = Spool(run.spool_items)
+    run.kept = run.scratch.map(tuple, lambda row: StateRow(*row))   # state fast path
     run.held = set()               # anchors with errors: left as they are
-    run.by_hub_dn = {}       # normalized hub DN -> anchor (exported)
+    run.by_hub_dn = run.scratch.map()       # normalized hub DN -> anchor (exported)
     run.imported_here = {}   # normalized hub DN -> foreign anchor
     run.hub_entries_read = 0
-    seen: set[str] = set()
+    seen = run.scratch.set()
     rows = run.state_rows
     run.progress.start("reading the hub")
     for entry in run.hub_entries():
@@ -154,7 +156,7 @@ def read_hub(run: ExportSteps) -> None:
             run.kept[anchor] = StateRow(current.dn, row.hash, row.kind)
             run.counts.unchanged += 1
             continue
-        run.wanted.append(wanted)
+        run.wanted.append(wanted_record(wanted))
         run.wanted_payloads.append(wanted_payload(wanted))
 
 

@@ -8,7 +8,7 @@ them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from dirsync.ldif.io import LDIFWriter
 from dirsync.state.store import StateRow
@@ -19,6 +19,7 @@ from dirsync.sync.plan import (
     PHASES,
 )
 from dirsync.sync.report import ReportItem
+from dirsync.sync.scratch import pairs
 from dirsync.sync.spool import change_from_record
 
 #: Extra files of an export report, next to report.FILES.
@@ -26,6 +27,9 @@ HUB_LDIF = "hub-changes.ldif"
 
 
 CSV_CHANGES = "changes.csv"
+
+#: Items whose confirmation makes no state row of their own.
+NO_ROW = frozenset({"delete", "container", "proxy"})
 
 
 
@@ -40,7 +44,7 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
     """Rows for every exported entry as the foreign side now holds it; the
     generated addresses remembered; the fingerprint moved if the run ended."""
     with run.state.transaction():
-        for anchor, address in run.assigner.changed.items():
+        for anchor, address in pairs(run.assigner.changed):
             run.assignments.put(run.connection.hub, run.export.proxy_type, anchor,
                                  address)
         if interrupted:
@@ -49,24 +53,23 @@ def finish_state(run: ExportSteps, interrupted: bool) -> None:
         run.state.set_fingerprint(run.name, run.direction, run.fingerprint)
 
 
-def final_rows(run: ExportSteps) -> dict[str, StateRow]:
-    """The state rows of the entries this run saw, as the foreign side now holds them."""
-    rows = dict(run.kept)
-    rows.update(run.refresh)
-    for item in run.items:
-        if item.kind in ("delete", "container", "proxy") or item.anchor is None:
-            continue
-        if item.error is None and item.done >= item.changes and item.target_dn is not None:
-            rows[item.anchor] = StateRow(item.target_dn, item.digest, item.kind)
+def final_rows(run: ExportSteps) -> Iterator[tuple[str, StateRow]]:
+    """The state rows of the entries this run saw, as the foreign side now holds
+    them, as (anchor, row) pairs made as they are written: where an anchor comes
+    twice, the later row is the one (an entry held back only when nothing else
+    says where it is)."""
     for anchor in run.held:
-        if anchor in run.ours and anchor not in rows:
-            rows[anchor] = StateRow(run.ours[anchor].dn, "", "held")
-    return rows
+        if anchor in run.ours:
+            yield anchor, StateRow(run.ours[anchor].dn, "", "held")
+    yield from pairs(run.kept)
+    yield from pairs(run.refresh)
+    for anchor, dn, digest, kind in run.items.confirmed(NO_ROW):
+        yield anchor, StateRow(dn, digest, kind)
 
 
-def store_rows(run: ExportSteps, rows: dict[str, StateRow]) -> None:
+def store_rows(run: ExportSteps, rows: Iterable[tuple[str, StateRow]]) -> None:
     """A full run saw every entry: its rows are the whole state."""
-    run.state.replace_all(run.name, run.direction, rows.items())
+    run.state.replace_all(run.name, run.direction, rows)
 
 
 def write_change_files(run: ExportSteps, planned: bool) -> None:

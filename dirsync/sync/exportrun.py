@@ -54,6 +54,7 @@ from dirsync.sync import (
     exportscan,
 )
 from dirsync.sync.adexport import ADExport, ADNames
+from dirsync.sync.exportitemlist import ItemList
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.exportrecord import CSV_CHANGES, HUB_LDIF
 from dirsync.sync.exportsteps import ExportSteps
@@ -61,7 +62,9 @@ from dirsync.sync.pipeline import INTERRUPTED, RunResult, SyncOptions
 from dirsync.sync.plan import (
     PHASES,
 )
+from dirsync.sync.problemspool import ProblemSpool
 from dirsync.sync.proxygen import AssignmentStore
+from dirsync.sync.scratch import Scratch
 from dirsync.sync.spool import MEMORY_ITEMS, Spool
 from dirsync.wording import plural
 
@@ -99,9 +102,11 @@ class ExportRun(ExportSteps):
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:
         super().__init__(config, connection, state, options)
-        self.items: list[_Item] = []
+        self.items = ItemList(self.spool_items)
         #: each item's payload (exportitems.item_payload), in the order of items
         self.payloads = Spool(self.spool_items)
+        #: each wanted recipient's small record (exportitems.wanted_record), in order
+        self.wanted = Spool(self.spool_items)
         #: each wanted recipient's payload (exportitems.wanted_payload), in order
         self.wanted_payloads = Spool(self.spool_items)
         #: phase -> [(item index, anchor, spool.change_record(change), state kind,
@@ -115,11 +120,19 @@ class ExportRun(ExportSteps):
         self.touched: dict[str, StateRow] = {}
         self.changed_anchors: set[str] = set()
         self.resolved: set[str] = set()     # hub DNs of list members looked up
+        # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
+        self.scratch = Scratch()
+        # (An export may note something about every entry it writes.)
+        self.problems = self.problem_spool = ProblemSpool(self.spool_items)
 
     # -- what the lifecycle (dirsync.sync.pipeline.Run) asks -------------
     def release(self) -> None:
-        for spool in (self.payloads, self.wanted_payloads, *self.phases.values()):
+        for spool in (self.payloads, self.wanted, self.wanted_payloads,
+                      *self.phases.values()):
             spool.close()
+        self.problem_spool.close()
+        self.items.close()
+        self.scratch.close()
 
     def load(self) -> None:
         mapping = load_mapping(self.connection.mapping_path, self.connection.variables)
@@ -206,8 +219,7 @@ class ExportRun(ExportSteps):
         status = self.status(stop, interrupted, message is INTERRUPTED)
         if not self.options.dry_run and stop is None:
             self.timed("state", lambda: self.finish_state(interrupted))
-        written = sum(1 for i in self.items if i.kind == "proxy" and i.changes
-                      and i.done >= i.changes)
+        written = self.items.written("proxy")
         if message is None and written:
             message = f"{written} generated proxy address(es) written to the hub"
         return self.timed("report", lambda: self.conclude(
@@ -216,7 +228,7 @@ class ExportRun(ExportSteps):
     def forget_plan(self) -> None:
         """Let go of what only the plan needed, one record per hub entry each:
         the apply, the state and the report do not read them."""
-        self.wanted = []
+        self.wanted.close()
         self.wanted_payloads.close()
         self.by_hub_dn = {}
         self.final_dns = {}

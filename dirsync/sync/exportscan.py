@@ -8,7 +8,7 @@ These functions are the run's methods (the run binds them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, normalize_dn, parent_dn
@@ -52,16 +52,30 @@ def own_anchor(run: ExportSteps, entry: Entry) -> str | None:
         else None
 
 
-def scan_foreign(run: ExportSteps) -> None:
-    """Index the foreign side: our entries by anchor, the DNs of everyone else's."""
+def scan_foreign(run: ExportSteps, planned: Callable[[str], bool] | None = None) -> None:
+    """Index the foreign side: our entries by anchor, the DNs of everyone else's.
+
+    With ``planned``, only the entries of the anchors it accepts are held; the
+    names of the connection's others are kept (on disk: a file may be large).
+    """
     run.ours = {}
     run.unowned = {}
     #: normalized DN -> anchor: names this connection's entries keep, for
     #: entries this run does not plan (an incremental run plans only changes)
-    run.others = {}
+    run.others = {} if planned is None else run.scratch.map()
+    #: anchor -> DN of the connection's entries not held (to tell a second one)
+    elsewhere = None if planned is None else run.scratch.map()
     run.container_exists = run.csv
     anchor_attr = run.export.anchor_attribute
     container_key = normalize_dn(run.container)
+
+    def holder(anchor: str) -> str | None:
+        """The DN of the entry that has ``anchor`` already, if one has."""
+        found = run.ours.get(anchor)
+        if found is not None:
+            return found.dn
+        return None if elsewhere is None else elsewhere.get(anchor)
+
     run.progress.start("scanning the foreign directory")
     for entry in run.foreign_entries():
         run.progress.advance()
@@ -72,10 +86,12 @@ def scan_foreign(run: ExportSteps) -> None:
                 run.conflict(None, entry.dn, f"carries this connection's marker but no "
                               f"{anchor_attr}: left alone")
                 run.unowned[key] = entry.dn
-            elif anchor in run.ours:
-                run.conflict(anchor, entry.dn, f"has the anchor of "
-                              f"{run.ours[anchor].dn}: left alone")
+            elif (first := holder(anchor)) is not None:
+                run.conflict(anchor, entry.dn, f"has the anchor of {first}: left alone")
                 run.unowned[key] = entry.dn
+            elif elsewhere is not None and planned is not None and not planned(anchor):
+                elsewhere[anchor] = entry.dn
+                run.others[key] = anchor
             else:
                 run.ours[anchor] = entry
             continue

@@ -11,7 +11,7 @@ as its methods).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,13 @@ from dirsync.mapping.templates import TemplateError
 from dirsync.state.store import StateRow
 from dirsync.sync.adexport import ADExport
 from dirsync.sync.changefeed import Feed
+from dirsync.sync.exportitemlist import ItemList
 from dirsync.sync.exportitems import _Item, _Wanted
 from dirsync.sync.pipeline import Run
 from dirsync.sync.plan import EntryPlan
 from dirsync.sync.proxygen import Assigner, AssignmentStore
 from dirsync.sync.report import ReportItem
+from dirsync.sync.scratch import Scratch
 from dirsync.sync.spool import Spool
 
 
@@ -45,7 +47,8 @@ class ExportSteps(Run):
     naming: NumberedNames
     assignments: AssignmentStore
     state_rows: dict[str, StateRow]
-    items: list[_Item]
+    scratch: Scratch                        # per-entry tables on disk, for the run's life
+    items: ItemList                         # the planned items, compact, by index
     #: each item's payload (hub entry, change, before and after), by index
     payloads: Spool
     #: phase -> [(item index, anchor, change record, state kind, digest)]
@@ -62,25 +65,25 @@ class ExportSteps(Run):
     # The foreign scan (scan_foreign):
     ours: dict[str, Entry]
     unowned: dict[str, str]
-    others: dict[str, str]
+    others: MutableMapping[str, str]        # (on disk when a file is read to plan changes)
     container_exists: bool
     ad: ADExport | None                     # AD's own rules, or None
     # The hub read (read_hub):
     assigner: Assigner
-    wanted: list[_Wanted]
+    wanted: Spool                           # each wanted recipient's small record
     wanted_payloads: Spool                  # each wanted recipient's entry and values
-    kept: dict[str, StateRow]               # unchanged by the state fast path
-    by_hub_dn: dict[str, str]               # normalized hub DN -> anchor (exported)
+    kept: MutableMapping[str, StateRow]     # unchanged by the state fast path
+    by_hub_dn: MutableMapping[str, str]     # normalized hub DN -> anchor (exported)
     imported_here: dict[str, str]           # normalized hub DN -> foreign anchor
     hub_entries_read: int
     # The plan (plan, member_refs):
-    refresh: dict[str, StateRow]            # found unchanged by comparing
+    refresh: MutableMapping[str, StateRow]  # found unchanged by comparing
     renames: list[tuple[int, str | None, Change, str, str]]
     deletes: list[str]
-    final_dns: dict[str, str]
+    final_dns: MutableMapping[str, str]
     _by_uuid: dict[str, str]
     # The apply and the report:
-    deferred: list[tuple[str, StateRow | None]]
+    deferred: Spool                         # (anchor, state row as a tuple, or None)
     extra_files: dict[str, Path]
 
     # -- what the steps ask of the run ----------------------------------------
@@ -192,9 +195,9 @@ class ExportSteps(Run):
     @abstractmethod
     def finish_state(self, interrupted: bool) -> None: ...
     @abstractmethod
-    def final_rows(self) -> dict[str, StateRow]: ...
+    def final_rows(self) -> Iterator[tuple[str, StateRow]]: ...
     @abstractmethod
-    def store_rows(self, rows: dict[str, StateRow]) -> None: ...
+    def store_rows(self, rows: Iterable[tuple[str, StateRow]]) -> None: ...
     @abstractmethod
     def write_change_files(self, planned: bool) -> None: ...
     @abstractmethod

@@ -30,7 +30,7 @@ from dirsync.sync.changefeed import Feed
 from dirsync.sync.cursor import Cursor
 from dirsync.sync.plan import Counts, safety_stop
 from dirsync.sync.progress import Progress, Silent
-from dirsync.sync.report import Problem, Report, ReportItem
+from dirsync.sync.report import Problems, Report, ReportItem
 from dirsync.sync.runlog import log_problems
 
 #: The message of a run stopped by SIGINT or SIGTERM (status ``interrupted``).
@@ -121,7 +121,7 @@ class Run:
         self.progress = options.progress
         self.name = connection.name
         self.counts = Counts()
-        self.problems: list[Problem] = []
+        self.problems: Problems = []
         self.started = now()
         self.mode = "full"
         self.run_id = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -183,13 +183,16 @@ class AnchorNames:
 
 @dataclass
 class Assignment:
-    dns: dict[str, str] = field(default_factory=dict)        # anchor -> DN
+    dns: MutableMapping[str, str] = field(default_factory=dict)  # anchor -> DN
     conflicts: dict[str, str] = field(default_factory=dict)  # anchor -> why not
 
 
 def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
                held: MutableMapping[str, str], unowned: Mapping[str, str], *, rdn_attribute: str,
-               container: str, naming: Naming | None = None) -> Assignment:
+               container: str, naming: Naming | None = None,
+               dns: MutableMapping[str, str] | None = None,
+               order: Callable[[Iterable[tuple[str, str]]], Iterable[tuple[str, str]]]
+               = sorted) -> Assignment:
     """Give each (anchor, RDN value) a DN in the container.
 
     ``current``: where re-mapped entries are now (anchor -> DN), ``held``:
@@ -201,20 +204,26 @@ def assign_dns(wanted: Iterable[tuple[str, str]], current: Mapping[str, str],
     with the anchor) when another entry of the connection has it. A name
     taken by an entry dirsync does not own is a conflict, never an
     overwrite.
+
+    ``dns`` receives the names given (a new dict by default); ``order`` sorts
+    the entries to be placed by anchor (a run of millions passes a sort on
+    disk): it must take them all before it gives the first.
     """
     names = naming or AnchorNames(rdn_attribute, container)
-    result = Assignment()
-    pending: list[tuple[str, str]] = []
-    for anchor, value in wanted:
-        now = current.get(anchor)
-        if now is not None:
-            key = normalize_dn(now)
-            if key not in held and key not in unowned and names.keeps(anchor, value, now):
-                held[key] = anchor
-                result.dns[anchor] = now
-                continue
-        pending.append((anchor, value))
-    for anchor, value in sorted(pending):
+    result = Assignment() if dns is None else Assignment(dns=dns)
+
+    def pending() -> Iterator[tuple[str, str]]:
+        for anchor, value in wanted:
+            now = current.get(anchor)
+            if now is not None:
+                key = normalize_dn(now)
+                if key not in held and key not in unowned and names.keeps(anchor, value, now):
+                    held[key] = anchor
+                    result.dns[anchor] = now
+                    continue
+            yield anchor, value
+
+    for anchor, value in order(pending()):
         dn, conflict = place_dn(anchor, names.candidates(anchor, value), held, unowned)
         if dn is not None:
             result.dns[anchor] = dn

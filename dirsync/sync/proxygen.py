@@ -53,15 +53,17 @@ anyway.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from dirsync.addresses.proxy import of_type, with_suffix
+from dirsync.directories.bloom import Bloom
 from dirsync.entry import Entry
 from dirsync.ldif.changes import Change, Mod
 from dirsync.mapping.mapfile import MARKER_CLASS, SOURCE_ATTR
 from dirsync.state.store import StateStore, now
+from dirsync.sync.scratch import DiskMap, Scratch
 
 WRITEBACK_MODES = ("marked", "all", "none")
 DEFAULT_WRITEBACK = "marked"
@@ -271,6 +273,19 @@ class StoredMemory:
         return self.store.owner(self.hub, self.kind, key)
 
 
+def _as_remembered(row: Any) -> Remembered:
+    address, base, former = row
+    return Remembered(address, base, tuple(former))
+
+
+def _disk(scratch: Scratch, encode: Callable[[Any], Any] = lambda v: v,
+          decode: Callable[[Any], Any] = lambda v: v) -> DiskMap[Any]:
+    """A scratch table with a Bloom filter: most of a run's look-ups here miss."""
+    table = scratch.map(encode, decode)
+    table.bloom = Bloom()
+    return table
+
+
 class Assigner:
     """Unique addresses of one type across one hub.
 
@@ -280,12 +295,14 @@ class Assigner:
     instead, for the first :data:`PROBE_LIMIT` addresses checked: a run that
     checks few addresses does not read them all. ``remembered`` holds the
     addresses generated earlier: a mapping by anchor, or a :class:`Memory`
-    that looks them up (:meth:`AssignmentStore.view`).
+    that looks them up (:meth:`AssignmentStore.view`). With ``scratch``, what
+    the run assigns (one record per recipient) is kept in its tables on disk.
     """
 
     def __init__(self, kind: str, hub_addresses: Callable[[], Iterable[str]],
                  remembered: Mapping[str, Remembered | str] | Memory, *,
-                 hub_holds: Callable[[str], bool] | None = None) -> None:
+                 hub_holds: Callable[[str], bool] | None = None,
+                 scratch: Scratch | None = None) -> None:
         self.kind = kind.upper()
         self._load = hub_addresses
         self._hub: set[str] | None = None
@@ -295,9 +312,13 @@ class Assigner:
                                if isinstance(remembered, Mapping) else remembered)
         # What this run assigned: anchor -> address, and key -> anchor of
         # each address it gave out or kept (over what the memory says).
-        self.remembered: dict[str, Remembered] = {}
-        self._owner: dict[str, str] = {}
-        self.changed: dict[str, Remembered] = {}    # anchor -> what to remember
+        self.remembered: MutableMapping[str, Remembered] = {}
+        self._owner: MutableMapping[str, str] = {}
+        self.changed: MutableMapping[str, Remembered] = {}    # anchor -> what to remember
+        if scratch is not None:
+            self.remembered, self._owner, self.changed = (
+                _disk(scratch, tuple, _as_remembered), _disk(scratch),
+                _disk(scratch, tuple, _as_remembered))
 
     def key(self, address: str) -> str:
         return address_key(self.kind, address)

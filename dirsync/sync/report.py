@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from dirsync.escapes import line_writer
 from dirsync.ldif import htmlreport
@@ -51,6 +51,14 @@ HTML_ENTRIES = 2000
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 FILES = {"text": "report.txt", "json": "report.json", "ldif": "changes.ldif",
          "html": "report.html"}
+
+
+class Problems(Protocol):
+    """What a run keeps its problems in: a list, or a spool (dirsync.sync.problemspool)."""
+
+    def append(self, problem: Problem, /) -> None: ...
+    def __iter__(self) -> Iterator[Problem]: ...
+    def __len__(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -304,7 +312,7 @@ class Report:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def finish(self, run: dict[str, Any], counts: Counts, items: Iterable[ReportItem],
-               problems: list[Problem]) -> dict[str, Path]:
+               problems: Problems) -> dict[str, Path]:
         """Write ``items`` too, then the files; returns their paths by format."""
         stopped = run.get("status") == "stopped" and not run.get("dry_run")
         for item in items:
@@ -346,7 +354,7 @@ class _JSONWriter:
                         + ', "attributes": ' + _attributes_json(item) + "}")
         self.first = False
 
-    def problems(self, out: IO[str], problems: list[Problem]) -> None:
+    def problems(self, out: IO[str], problems: Problems) -> None:
         out.write("\n ],\n \"problems\": [")
         for i, problem in enumerate(problems):
             out.write(("\n  " if i == 0 else ",\n  ")
@@ -418,7 +426,7 @@ class _TextWriter:
         for note in item.notes:
             write(f"{'':<{self.WIDTH}}   note: {note}\n")
 
-    def problems(self, out: IO[str], problems: list[Problem]) -> None:
+    def problems(self, out: IO[str], problems: Problems) -> None:
         if problems:
             out.write("\n")
         for problem in problems:
@@ -503,7 +511,7 @@ class _HTMLWriter:
         self.body.write(htmlreport.block(item.action, item.dn, old_dn=item.old_dn,
                                          lines=lines, rows=item.attributes()))
 
-    def problems(self, out: IO[str], problems: list[Problem]) -> None:
+    def problems(self, out: IO[str], problems: Problems) -> None:
         e = htmlreport.escape
         w = out.write
         if self.total == 0:

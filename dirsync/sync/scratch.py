@@ -313,3 +313,15 @@ def prefetch(collection: Any, keys: list[str]) -> None:
     warm = getattr(collection, "prefetch", None)
     if warm is not None:
         warm(keys)
+
+
+def disk_order(scratch: Scratch
+               ) -> Callable[[Iterable[tuple[str, Any]]], Iterator[tuple[str, Any]]]:
+    """A sort of (key, value) pairs by key (keys unique) in a new table of
+    ``scratch``: all are taken before the first is given."""
+    def order(items: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+        table: DiskMap[Any] = scratch.map()
+        for key, value in items:
+            table[key] = value
+        yield from table.pairs()
+    return order

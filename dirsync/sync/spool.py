@@ -12,6 +12,7 @@ strings and bytes stored here fast. Change records go through
 from __future__ import annotations
 
 import marshal
+import os
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from dirsync.ldif.changes import Change, Mod
 
 MEMORY_ITEMS = 4096
 _LENGTH = struct.Struct("<I")
+#: Bytes read at a time when a spool is read back.
+BLOCK = 1 << 18
 
 
 class Spool:
@@ -31,6 +34,7 @@ class Spool:
         self._items: list[Any] = []
         self._file: IO[bytes] | None = None
         self._count = 0
+        self._size = 0          # bytes written to the file
 
     def append(self, record: Any) -> None:
         self._count += 1
@@ -50,6 +54,7 @@ class Spool:
         data = marshal.dumps(record)
         self._file.write(_LENGTH.pack(len(data)))
         self._file.write(data)
+        self._size += _LENGTH.size + len(data)
 
     def __len__(self) -> int:
         return self._count
@@ -58,25 +63,52 @@ class Spool:
         if self._file is None:
             yield from list(self._items)
             return
-        stream = self._file
-        stream.flush()
-        end = stream.seek(0, 2)
-        position = 0
-        stream.seek(0)
-        while position < end:
-            if stream.tell() != position:   # another reader moved it meanwhile
-                stream.seek(position)
-            (size,) = _LENGTH.unpack(stream.read(_LENGTH.size))
-            record = marshal.loads(stream.read(size))
-            position += _LENGTH.size + size
-            yield record
-        stream.seek(0, 2)
+        self._file.flush()
+        # Read by offset, a block at a time: the file's position (where appends
+        # go) is not moved, and several readers may read it at once.
+        fd, end = self._file.fileno(), self._size
+        loads, unpack, head = marshal.loads, _LENGTH.unpack_from, _LENGTH.size
+        offset, rest = 0, b""
+        while offset < end:
+            block = os.pread(fd, min(BLOCK, end - offset), offset)
+            if not block:
+                raise OSError(f"spool file ended at {offset} of {end} bytes")
+            offset += len(block)
+            data = rest + block if rest else block
+            position, size = 0, len(data)
+            while size - position >= head:
+                (length,) = unpack(data, position)
+                if size - position - head < length:
+                    break
+                start = position + head
+                yield loads(data[start:start + length])
+                position = start + length
+            rest = data[position:]
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
         self._items = []
+
+
+class PairSpool:
+    """``key -> value`` writes kept in the order made (in a :class:`Spool`), read
+    back by :meth:`items`; a key written twice comes twice, the later value last,
+    so that a reader that stores them in turn keeps the last, as a dict would."""
+
+    def __init__(self, memory_items: int = MEMORY_ITEMS) -> None:
+        self._spool = Spool(memory_items)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._spool.append((key, value))
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for key, value in self._spool:
+            yield key, value
+
+    def __len__(self) -> int:
+        return len(self._spool)
 
 
 def change_record(change: Change) -> tuple[Any, ...]:
