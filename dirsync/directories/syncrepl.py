@@ -175,8 +175,9 @@ def _full_read(directory: LDAPDirectory, base: str, scope: int, filt: str,
     wanted = {a.lower() for a in attrs}
     keep_uuid = bool(wanted & {"entryuuid", "+"})
     request = attrs if keep_uuid else [*attrs, "entryUUID"]
-    present: set[str] = set()
 
+    # No set of the UUIDs read: the caller sees each one as it comes (a
+    # million of them held here were a tenth of a gigabyte).
     def events() -> Iterator[tuple[str, Entry]]:
         read.cookie = _cookie_now(directory, base, scope)
         for entry in directory.read(ReadOptions(base=base, scope=_SCOPE_NAMES[scope],
@@ -184,9 +185,7 @@ def _full_read(directory: LDAPDirectory, base: str, scope: int, filt: str,
             uuid = entry.first("entryUUID") or ""
             if not keep_uuid:
                 entry.remove("entryUUID")
-            present.add(uuid)
             yield uuid, entry
-        read.present = present
 
     read._events = events()
     return read
