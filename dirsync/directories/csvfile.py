@@ -141,14 +141,18 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         layout = (self.header, key_index, split, self.layout.multi_value_separator)
         return hashlib.blake2b(marshal.dumps(layout, _MARSHAL), digest_size=16).digest()
 
-    def _checked(self, reader: Any, key_index: int) -> Iterator[tuple[int, list[str], str]]:
+    def _checked(self, reader: Any, key_index: int, lines: Container[int] | None = None
+                 ) -> Iterator[tuple[int, list[str], str]]:
         """(line, row, key) of each row with the header's width and a key;
-        the others go to ``rejected`` (blank rows are left out)."""
+        the others go to ``rejected`` (blank rows are left out). With
+        ``lines``, only the rows that start on those lines are looked at."""
         width = len(self.header)
         key = self.header[key_index]
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
+            if lines is not None and line not in lines:
+                continue
             if len(row) == width:
                 anchor = row[key_index].strip()
                 if anchor:
@@ -186,9 +190,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             blake2b, dumps = hashlib.blake2b, marshal.dumps
             # Each column with its lower-case name (the entry's index) and whether it is cut.
             columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
-            for line, row, anchor in self._checked(reader, key_index):
-                if lines is not None and line not in lines:
-                    continue
+            for line, row, anchor in self._checked(reader, key_index, lines):
                 attrs: dict[str, list[bytes]] = {}
                 index: dict[str, str] = {}
                 for (column, lower, cut), cell in zip(columns, row):
