@@ -98,6 +98,27 @@ def counts(line: dict[str, object]) -> dict[str, int]:
     return found
 
 
+def synced(slapd: SlapdServer, base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+           count: int, edit: tuple[str, str] | None = None, **options: str
+           ) -> tuple[str, list[dict[str, str]], Path, Path]:
+    """A CSV export of ``count`` rows synced once into the hub: (container,
+    rows, source, config); ``edit`` changes the config's text first."""
+    container = f"ou=Import,{base}"
+    rows = gal_rows(count)
+    source = write_csv(tmp_path / "gal.csv", rows)
+    config = hub_config(tmp_path, slapd, container, source, **options)  # type: ignore[arg-type]
+    if edit is not None:
+        config.write_text(config.read_text().replace(*edit))
+    assert counts(sync(config, capsys))["add"] == count
+    return container, rows, source, config
+
+
+def hand_deleted(slapd: SlapdServer, container: str, anchor: str) -> None:
+    """Delete this anchor's hub entry behind dirsync's back."""
+    dn = next(iter(search(slapd, container, f"(dirsyncAnchor={anchor})", attrs=["cn"])))
+    slapd.connect().delete_s(dn)
+
+
 def csns(server: SlapdServer, container: str) -> dict[str, bytes]:
     found = search(server, container, "(dirsyncSource=*)", attrs=["entryCSN"])
     return {dn: attrs["entryCSN"][0] for dn, attrs in found.items()}
@@ -106,11 +127,7 @@ def csns(server: SlapdServer, container: str) -> dict[str, bytes]:
 def test_a_rewritten_file_is_compared_by_digest_and_writes_what_changed(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    container = f"ou=Import,{base}"
-    rows = gal_rows(40)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    assert counts(sync(config, capsys))["add"] == 40
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 40)
     before = csns(slapd, container)
 
     write_csv(source, rows[::-1])                # the same rows in another order
@@ -137,14 +154,8 @@ def test_a_rewritten_file_is_compared_by_digest_and_writes_what_changed(
 
 def test_the_state_is_trusted_until_a_full_run(slapd: SlapdServer, base: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    container = f"ou=Import,{base}"
-    rows = gal_rows(6)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    sync(config, capsys)
-    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000002)", attrs=["cn"])))
-    conn = slapd.connect()
-    conn.delete_s(gone)                          # by hand, behind the state's back
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 6)
+    hand_deleted(slapd, container, "u000002")
     write_csv(source, rows[::-1])
     line = sync(config, capsys)
     assert counts(line)["add"] == 0 and counts(line)["unchanged"] == 6
@@ -156,11 +167,7 @@ def test_the_state_is_trusted_until_a_full_run(slapd: SlapdServer, base: str, tm
 def test_rows_that_share_a_key_are_read_entry_by_entry(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    container = f"ou=Import,{base}"
-    rows = gal_rows(5)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    sync(config, capsys)
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 5)
     write_csv(source, [*rows, gal_row("u000001", Title="Impostor")])
     line = sync(config, capsys)
     assert "compared entry by entry: rows share a key" in str(line["log"])
@@ -173,12 +180,8 @@ def test_an_anchor_a_changed_and_an_unchanged_row_share_is_read_entry_by_entry(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     # The file's key is the e-mail column; the anchor is the alias (csv-gal).
-    container = f"ou=Import,{base}"
-    rows = gal_rows(5)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    config.write_text(config.read_text().replace('key = "Alias"', 'key = "Email"'))
-    assert counts(sync(config, capsys))["add"] == 5
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 5,
+                                             edit=('key = "Alias"', 'key = "Email"'))
     twin = gal_row("u000001", Email="twin@po1.example", Title="Twin")
     write_csv(source, [*rows, twin])
     line = sync(config, capsys)
@@ -190,11 +193,7 @@ def test_an_anchor_a_changed_and_an_unchanged_row_share_is_read_entry_by_entry(
 def test_more_changes_than_the_limit_are_read_whole(
         slapd: SlapdServer, base: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    container = f"ou=Import,{base}"
-    rows = gal_rows(8)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    sync(config, capsys)
+    _, rows, source, config = synced(slapd, base, tmp_path, capsys, 8)
     monkeypatch.setattr(filediff, "limit", lambda held: 3)
     write_csv(source, [gal_row(r["Alias"], Title="Lead") for r in rows[:5]] + rows[5:])
     line = sync(config, capsys)
@@ -207,13 +206,8 @@ def test_lists_as_groups_read_a_changed_file_whole(
         capsys: pytest.CaptureFixture[str]) -> None:
     # A group's members are resolved against every entry: each row is read
     # and checked against the hub, so an entry deleted by hand comes back.
-    container = f"ou=Import,{base}"
-    rows = gal_rows(4)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source, lists="group")
-    sync(config, capsys)
-    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000002)", attrs=["cn"])))
-    slapd.connect().delete_s(gone)
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 4, lists="group")
+    hand_deleted(slapd, container, "u000002")
     write_csv(source, rows[::-1])
     line = sync(config, capsys)
     assert line["mode"] == "incremental"
@@ -224,13 +218,8 @@ def test_a_row_gone_whose_entry_the_hub_lost_already_needs_no_delete(
         slapd: SlapdServer, base: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     # As after a run killed between its deletes and their state rows.
-    container = f"ou=Import,{base}"
-    rows = gal_rows(6)
-    source = write_csv(tmp_path / "gal.csv", rows)
-    config = hub_config(tmp_path, slapd, container, source)
-    sync(config, capsys)
-    gone = next(iter(search(slapd, container, "(dirsyncAnchor=u000004)", attrs=["cn"])))
-    slapd.connect().delete_s(gone)
+    container, rows, source, config = synced(slapd, base, tmp_path, capsys, 6)
+    hand_deleted(slapd, container, "u000004")
     write_csv(source, rows[:4] + rows[5:])
     line = sync(config, capsys)
     assert line["exit"] == 0 and counts(line)["delete"] == 0

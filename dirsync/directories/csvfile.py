@@ -91,6 +91,15 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             self._store = self._load()
         return self._store
 
+    def _absent(self) -> bool:
+        """Whether the file is not there yet (read as empty); a file that
+        must be there and is not is an :class:`InputError`."""
+        if self.path.exists():
+            return False
+        if self.create:
+            return True
+        raise InputError("no such file", path=str(self.path))
+
     def _split(self, column: str, cell: str) -> list[bytes]:
         sep = self.layout.multi_value_separator
         if sep and (not self.layout.multi_valued or column in self.layout.multi_valued):
@@ -102,10 +111,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
     def _load(self) -> MemoryStore:
         store = MemoryStore()
         self.rejected = []
-        if not self.path.exists():
-            if self.create:
-                return store
-            raise InputError("no such file", path=str(self.path))
+        if self._absent():
+            return store
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             self._read_rows(stream, store)
         return store
@@ -229,10 +236,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         Rows that cannot be read go to ``rejected``; repeated keys are not
         looked for here."""
         self.rejected = []
-        if not self.path.exists():
-            if self.create:
-                return
-            raise InputError("no such file", path=str(self.path))
+        if self._absent():
+            return
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
             try:
@@ -290,10 +295,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         The count (rows after the header, blank or bad ones included) is
         what a progress bar needs.
         """
-        if not self.path.exists():
-            if self.create:
-                return 0
-            raise InputError("no such file", path=str(self.path))
+        if self._absent():
+            return 0
         records = 0
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
@@ -309,10 +312,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
 
     def _stream(self) -> Iterator[Entry]:
         self.rejected = []
-        if not self.path.exists():
-            if self.create:
-                return
-            raise InputError("no such file", path=str(self.path))
+        if self._absent():
+            return
         with open(self.path, encoding=self.layout.encoding, newline="") as stream:
             yield from self._rows(stream, digests=True)
 
