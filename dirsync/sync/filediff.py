@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
+from dirsync.directories.csvfile import CSVDirectory
 from dirsync.entry import Entry
 from dirsync.sync.changefeed import Changes
 from dirsync.sync.changestate import ChangeState
@@ -85,7 +86,7 @@ class SpooledEntries:
         self.spool.close()
 
 
-def diff_file(source: Any, tracking: ChangeState, anchor_of: AnchorOf,
+def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
               check_header: Callable[[list[str]], None]) -> Changes | str:
     """What changed in ``source`` (a CSV directory) since the state's rows of
     this connection's import (``tracking``); else why its entries must be
@@ -101,7 +102,8 @@ def diff_file(source: Any, tracking: ChangeState, anchor_of: AnchorOf,
         db.execute("BEGIN")
     try:
         db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER)")
-        _load(db, source.digests())
+        # sqlite3 takes the rows from the iterator itself, in C.
+        db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", source.digests())
         if source.header:
             check_header(source.header)
         try:
@@ -132,11 +134,6 @@ def diff_file(source: Any, tracking: ChangeState, anchor_of: AnchorOf,
         return f"a changed row has the anchor {min(unchanged)!r} of an unchanged one"
     deleted = gone - anchors
     return Changes(changed, deleted, {anchor: anchor for anchor in deleted})
-
-
-def _load(db: sqlite3.Connection, digests: Iterator[tuple[str, str, int]]) -> None:
-    # sqlite3 takes the rows from the iterator itself, in C.
-    db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", digests)
 
 
 def _merge(db: sqlite3.Connection, tracking: ChangeState,
