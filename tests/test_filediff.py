@@ -45,7 +45,7 @@ def test_a_rows_digest_is_the_one_its_entry_carries(tmp_path: Path, rows: list[l
     path = write_rows(tmp_path / "rows.csv", ["Alias", "Mail", "Notes"], rows)
     layout = CSVLayout(multi_value_separator=separator)
     entries = list(CSVDirectory(path, layout=layout, create=False).read())
-    digests = {line: (digest, key) for digest, key, line in
+    digests = {line: (digest, key) for digest, key, line, _ in
                CSVDirectory(path, layout=layout, create=False).digests()}
     for entry in entries:
         assert entry.line is not None and entry.digest is not None
@@ -70,14 +70,33 @@ def test_a_digest_covers_the_columns_and_a_changed_entry_forgets_it(tmp_path: Pa
 
 def test_read_lines_makes_entries_of_those_rows_only(tmp_path: Path) -> None:
     path = write_rows(tmp_path / "rows.csv", ["Alias", "Notes"],
-                      [["ann", "two\nlines"], ["bob", "x"], ["", "no key"], ["cy", "y"]])
+                      [["ann", "two\nlines"], ["bob", "x"], ["", "no key"], ["cy", "y\r\nz"]])
     directory = CSVDirectory(path)
-    lines = {key: line for _, key, line in directory.digests()}
-    assert lines == {"ann": 2, "bob": 4, "cy": 6}
+    spans = {key: (line, last) for _, key, line, last in directory.digests()}
+    assert spans == {"ann": (2, 3), "bob": (4, 4), "cy": (6, 7)}
     assert len(directory.rejected) == 1            # the row without a key
-    found = list(directory.read_lines({4, 6}))
-    assert [e.first("Alias") for e in found] == ["bob", "cy"]
+    found = list(directory.read_lines(dict([spans["cy"], spans["ann"]])))
+    whole = {e.first("Alias"): e for e in CSVDirectory(path).read()}
+    assert [(e.first("Alias"), e.line, e.digest, e.attrs) for e in found] == [
+        (a, whole[a].line, whole[a].digest, whole[a].attrs) for a in ("ann", "cy")]
     assert len(directory.rejected) == 1            # kept from the digests' read
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.lists(CELL, min_size=3, max_size=3), max_size=8),
+       picked=st.sets(st.integers(0, 7)))
+def test_rows_read_again_by_their_lines_are_the_entries_read_whole(
+        tmp_path: Path, rows: list[list[str]], picked: set[int]) -> None:
+    # Keys of their own: a file whose rows share one is read whole instead.
+    rows = [[f"k{n}:{row[0]}", *row[1:]] for n, row in enumerate(rows)]
+    path = write_rows(tmp_path / "rows.csv", ["Alias", "Mail", "Notes"], rows)
+    directory = CSVDirectory(path, create=False)
+    spans = [(line, last) for _, _, line, last in directory.digests()]
+    chosen = dict(span for n, span in enumerate(spans) if n in picked)
+    again = [(e.line, e.dn, e.attrs, e.digest) for e in directory.read_lines(chosen)]
+    whole = [(e.line, e.dn, e.attrs, e.digest) for e in CSVDirectory(path).read()
+             if e.line in chosen]
+    assert again == whole
 
 
 # -- against a real slapd ------------------------------------------------------------
@@ -241,16 +260,17 @@ def test_the_merge_finds_what_either_side_lacks_across_blocks(
                "hash TEXT, kind TEXT)")
     db.executemany("INSERT INTO entries VALUES ('c', 'import', ?, '', ?, 'person')",
                    [(f"a{n}", f"{n:04x}") for n in held] + [("blank", "")])
-    db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER)")
-    db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)",
-                   [(f"{n:04x}", f"k{n}", 1000 + n) for n in rows])
+    db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER, "
+               "last INTEGER)")
+    db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?, ?)",
+                   [(f"{n:04x}", f"k{n}", 1000 + n, 2000 + n) for n in rows])
     tracking = SimpleNamespace(connection="c", direction="import")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(filediff, "_BLOCK", block)
         found = filediff._merge(db, tracking, 10_000)  # type: ignore[arg-type]
         assert not isinstance(found, str)
         lines, gone = found
-        assert sorted(lines) == sorted(1000 + n for n in rows - held)
+        assert lines == {1000 + n: 2000 + n for n in rows - held}
         assert gone == {f"a{n}" for n in held - rows} | {"blank"}
         over = filediff._merge(db, tracking, 0)   # "blank" alone is one change
         assert over == "more than 0 rows changed"

@@ -131,7 +131,7 @@ def test_the_csv_row_digests(scratch: Path, data: bytes, key: str | None) -> Non
     try:
         with time_limit():
             layout = CSVLayout(key=key)
-            rows = {line: digest for digest, _, line in
+            rows = {line: digest for digest, _, line, _ in
                     CSVDirectory(path, layout=layout, create=False).digests()}
             entries = list(CSVDirectory(path, layout=layout, create=False).read())
     except DirsyncError:

@@ -14,7 +14,7 @@ import codecs
 import csv
 import hashlib
 import marshal
-from collections.abc import Container, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -133,6 +133,10 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             if len({c.lower() for c in self.header}) != len(self.header) or "" in self.header:
                 raise InputError("header row has an empty or repeated column name",
                                  path=str(self.path), line=1)
+        return self._shape()
+
+    def _shape(self) -> tuple[int, list[bool]]:
+        """The header's key column index, and which columns are cut into values."""
         key = self.key_column
         if key not in self.header:
             raise InputError(f"key column {key!r} is not in the header", path=str(self.path),
@@ -148,18 +152,15 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         layout = (self.header, key_index, split, self.layout.multi_value_separator)
         return hashlib.blake2b(marshal.dumps(layout, _MARSHAL), digest_size=16).digest()
 
-    def _checked(self, reader: Any, key_index: int, lines: Container[int] | None = None
-                 ) -> Iterator[tuple[int, list[str], str]]:
-        """(line, row, key) of each row with the header's width and a key;
-        the others go to ``rejected`` (blank rows are left out). With
-        ``lines``, only the rows that start on those lines are looked at."""
+    def _checked(self, reader: Any, key_index: int) -> Iterator[tuple[int, list[str], str]]:
+        """(line, row, key) of each row with the header's width and a key
+        (``reader.line_num`` is then the row's last line);
+        the others go to ``rejected`` (blank rows are left out)."""
         width = len(self.header)
         key = self.header[key_index]
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
-            if lines is not None and line not in lines:
-                continue
             if len(row) == width:
                 anchor = row[key_index].strip()
                 if anchor:
@@ -177,13 +178,11 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                                             f"empty key column {key!r}",
                                             result="badRow", line=line))
 
-    def _rows(self, stream: IO[str], *, digests: bool = False,
-              lines: Container[int] | None = None) -> Iterator[Entry]:
+    def _rows(self, stream: IO[str], *, digests: bool = False) -> Iterator[Entry]:
         """The entries of the rows, one at a time; bad rows go to ``rejected``.
 
         With ``digests`` each entry carries its row's digest (as
-        :meth:`digests` makes it); with ``lines``, only the rows that start
-        on those lines are made entries (and checked for repeated keys).
+        :meth:`digests` makes it).
         """
         reader = csv.reader(stream, delimiter=self.layout.delimiter, strict=True)
         # Keys seen so far (on disk past a few thousand).
@@ -197,22 +196,8 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             blake2b, dumps = hashlib.blake2b, marshal.dumps
             # Each column with its lower-case name (the entry's index) and whether it is cut.
             columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
-            for line, row, anchor in self._checked(reader, key_index, lines):
-                attrs: dict[str, list[bytes]] = {}
-                index: dict[str, str] = {}
-                for (column, lower, cut), cell in zip(columns, row):
-                    if cut:
-                        values = self._split(column, cell)
-                        if values:
-                            attrs[column] = values
-                            index[lower] = column
-                    else:
-                        value = cell.strip()
-                        if value:
-                            attrs[column] = [value.encode("utf-8")]
-                            index[lower] = column
-                # Header names are unique case-insensitively (checked above).
-                entry = Entry.parsed(self.dn_for(anchor), attrs, index, line)
+            for line, row, anchor in self._checked(reader, key_index):
+                entry = self._entry(columns, row, anchor, line)
                 if not seen.first_time(normalize_dn(entry.dn)):
                     self.rejected.append(EntryError(entry.dn, f"duplicate key {anchor!r}",
                                                     result="duplicateKey", line=line))
@@ -229,10 +214,31 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         finally:
             seen.close()
 
-    def digests(self) -> Iterator[tuple[str, str, int]]:
-        """(digest, key, line) of each row, without making entries: the digest
-        is the one the entry read from the row carries (:attr:`Entry.digest`),
-        the key case-folded (two rows whose keys fold alike are one key).
+    def _entry(self, columns: list[tuple[str, str, bool]], row: list[str], anchor: str,
+               line: int) -> Entry:
+        """The entry of one row: its cells by ``columns`` (name, lower-case
+        name, cut into values), the key ``anchor`` its DN."""
+        attrs: dict[str, list[bytes]] = {}
+        index: dict[str, str] = {}
+        for (column, lower, cut), cell in zip(columns, row):
+            if cut:
+                values = self._split(column, cell)
+                if values:
+                    attrs[column] = values
+                    index[lower] = column
+            else:
+                value = cell.strip()
+                if value:
+                    attrs[column] = [value.encode("utf-8")]
+                    index[lower] = column
+        # Header names are unique case-insensitively (checked when read).
+        return Entry.parsed(self.dn_for(anchor), attrs, index, line)
+
+    def digests(self) -> Iterator[tuple[str, str, int, int]]:
+        """(digest, key, line, last line) of each row, without making entries:
+        the digest is the one the entry read from the row carries
+        (:attr:`Entry.digest`), the key case-folded (two rows whose keys fold
+        alike are one key).
         Rows that cannot be read go to ``rejected``; repeated keys are not
         looked for here."""
         self.rejected = []
@@ -248,7 +254,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 salt = self._salt(key_index, split)
                 blake2b, dumps = hashlib.blake2b, marshal.dumps
                 yield from ((blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt)
-                             .hexdigest(), anchor.casefold(), line)
+                             .hexdigest(), anchor.casefold(), line, reader.line_num)
                             for line, row, anchor in self._checked(reader, key_index))
             except csv.Error as exc:
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
@@ -256,15 +262,47 @@ class CSVDirectory(StoreBacked, DirectoryBase):
             except UnicodeDecodeError as exc:
                 raise self._decode_error(exc) from exc
 
-    def read_lines(self, lines: Container[int]) -> Iterator[Entry]:
-        """The entries of the rows that start on these lines (as :meth:`read`
-        makes them, digests included); ``rejected`` is kept as it is."""
-        kept, self.rejected = self.rejected, []
-        try:
-            with open(self.path, encoding=self.layout.encoding, newline="") as stream:
-                yield from self._rows(stream, digests=True, lines=lines)
-        finally:
-            self.rejected = kept
+    def read_lines(self, rows: Mapping[int, int]) -> Iterator[Entry]:
+        """The entries of the rows that span these lines (first line -> last
+        line, as :meth:`digests` gave them, which read the header), made as
+        :meth:`read` makes them, digests included. Only those lines are
+        parsed; the rest of the file is skipped line by line."""
+        key_index, split = self._shape()
+        salt = self._salt(key_index, split)
+        columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
+        width = len(self.header)
+        if not rows:
+            return
+        wanted = iter(sorted(rows.items()))
+        first, last = next(wanted)
+        held: list[str] = []
+        with open(self.path, encoding=self.layout.encoding, newline="") as stream:
+            # Lines as the CSV reader counts them: the same iteration of the file.
+            for number, text in enumerate(stream, 1):
+                if number < first:
+                    continue
+                held.append(text)
+                if number < last:
+                    continue
+                try:
+                    row = next(csv.reader(held, delimiter=self.layout.delimiter,
+                                          strict=True), [])
+                except csv.Error as exc:
+                    raise InputError(f"not valid CSV: {exc} (the file changed while it was "
+                                     "read?)", path=str(self.path), line=first) from exc
+                anchor = row[key_index].strip() if len(row) == width else ""
+                if not anchor:
+                    raise InputError("the row is not as it was read a moment before (the "
+                                     "file changed while it was read?)",
+                                     path=str(self.path), line=first)
+                entry = self._entry(columns, row, anchor, first)
+                entry.digest = hashlib.blake2b(marshal.dumps(row, _MARSHAL), digest_size=16,
+                                               salt=salt).hexdigest()
+                yield entry
+                held = []
+                first, last = next(wanted, (0, 0))
+                if not first:
+                    return
 
     def _decode_error(self, exc: UnicodeDecodeError) -> InputError:
         """Where the byte that is not in the file's encoding is, found in the file itself.

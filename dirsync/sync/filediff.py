@@ -101,16 +101,17 @@ def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
     if own:
         db.execute("BEGIN")
     try:
-        db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER)")
+        db.execute("CREATE TEMP TABLE filediff (digest TEXT, keyfold TEXT, line INTEGER, "
+                   "last INTEGER)")
         # sqlite3 takes the rows from the iterator itself, in C.
-        db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?)", source.digests())
+        db.executemany("INSERT INTO temp.filediff VALUES (?, ?, ?, ?)", source.digests())
         if source.header:
             check_header(source.header)
         try:
             db.execute("CREATE UNIQUE INDEX temp.filediff_key ON filediff(keyfold)")
         except sqlite3.IntegrityError:
             return "rows share a key"
-        db.execute("CREATE INDEX temp.filediff_digest ON filediff(digest, line)")
+        db.execute("CREATE INDEX temp.filediff_digest ON filediff(digest, line, last)")
         found = _merge(db, tracking, most)
     finally:
         db.execute("DROP TABLE IF EXISTS temp.filediff")
@@ -118,10 +119,10 @@ def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
             db.execute("COMMIT")
     if isinstance(found, str):
         return found
-    lines, gone = found
+    spans, gone = found
     changed = SpooledEntries()
     anchors: set[str] = set()
-    for entry in (source.read_lines(set(lines)) if lines else ()):
+    for entry in (source.read_lines(spans) if spans else ()):
         changed.add(entry)
         anchor = anchor_of(entry)
         if anchor:
@@ -137,9 +138,10 @@ def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
 
 
 def _merge(db: sqlite3.Connection, tracking: ChangeState,
-           most: int) -> tuple[list[int], set[str]] | str:
-    """(lines of the rows no state row has, anchors of the state rows no row
-    has); else why not (past ``most`` of them, or state rows that share a digest).
+           most: int) -> tuple[dict[int, int], set[str]] | str:
+    """(first line -> last line of the rows no state row has, anchors of the
+    state rows no row has); else why not (past ``most`` of them, or state rows
+    that share a digest).
 
     Both sides are read in digest order, a block at a time; the digests of
     both up to the smaller of their last ones are compared as sets (in C),
@@ -148,12 +150,12 @@ def _merge(db: sqlite3.Connection, tracking: ChangeState,
     where = (tracking.connection, tracking.direction)
     gone: set[str] = {anchor for (anchor,) in db.execute(
         "SELECT anchor FROM entries WHERE connection=? AND direction=? AND hash = ''", where)}
-    lines: list[int] = []
-    rows = db.execute("SELECT digest, line FROM temp.filediff ORDER BY digest")
+    lines: dict[int, int] = {}
+    rows = db.execute("SELECT digest, line, last FROM temp.filediff ORDER BY digest")
     held = db.execute("SELECT hash, anchor FROM entries WHERE connection=? AND direction=? "
                       "AND hash != '' ORDER BY hash", where)
     try:
-        mine: list[tuple[str, Any]] = []      # rows read, not compared yet
+        mine: list[tuple[Any, ...]] = []      # rows read, not compared yet
         theirs: list[tuple[str, Any]] = []    # state rows read, not compared yet
         last = ""
         while True:
@@ -172,13 +174,14 @@ def _merge(db: sqlite3.Connection, tracking: ChangeState,
                 bisect_right(theirs, bound, key=_digest)
             part_mine, mine = mine[:cut_mine], mine[cut_mine:]
             part_theirs, theirs = theirs[:cut_theirs], theirs[cut_theirs:]
-            digests = {digest for digest, _ in part_mine}
+            digests = {row[0] for row in part_mine}
             hashes = {digest for digest, _ in part_theirs}
             if len(hashes) < len(part_theirs) or (part_theirs and part_theirs[0][0] == last):
                 return "state rows share a digest"
             if part_theirs:
                 last = part_theirs[-1][0]
-            lines += [line for digest, line in part_mine if digest not in hashes]
+            lines.update((line, last) for digest, line, last in part_mine
+                         if digest not in hashes)
             gone.update(anchor for digest, anchor in part_theirs if digest not in digests)
             if len(lines) + len(gone) > most:
                 return f"more than {most:,} rows changed"
