@@ -31,6 +31,12 @@ ANCHOR_ATTR = "dirsyncAnchor"
 _MARSHAL = 2
 
 
+def row_digest(row: list[str], salt: bytes) -> str:
+    """The digest of a row as read (its cells), ``salt`` saying how its file
+    is laid out (:meth:`CSVDirectory._salt`)."""
+    return hashlib.blake2b(marshal.dumps(row, _MARSHAL), digest_size=16, salt=salt).hexdigest()
+
+
 @dataclass
 class CSVLayout:
     """How a CSV export is laid out (all configurable per directory)."""
@@ -193,7 +199,6 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 return
             key_index, split = begun
             salt = self._salt(key_index, split) if digests else b""
-            blake2b, dumps = hashlib.blake2b, marshal.dumps
             # Each column with its lower-case name (the entry's index) and whether it is cut.
             columns = [(c, c.lower(), cut) for c, cut in zip(self.header, split)]
             for line, row, anchor in self._checked(reader, key_index):
@@ -203,8 +208,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                                                     result="duplicateKey", line=line))
                     continue
                 if digests:
-                    entry.digest = blake2b(dumps(row, _MARSHAL), digest_size=16,
-                                           salt=salt).hexdigest()
+                    entry.digest = row_digest(row, salt)
                 yield entry
         except csv.Error as exc:
             raise InputError(f"not valid CSV: {exc}", path=str(self.path),
@@ -252,9 +256,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                     return
                 key_index, split = begun
                 salt = self._salt(key_index, split)
-                blake2b, dumps = hashlib.blake2b, marshal.dumps
-                yield from ((blake2b(dumps(row, _MARSHAL), digest_size=16, salt=salt)
-                             .hexdigest(), anchor.casefold(), line, reader.line_num)
+                yield from ((row_digest(row, salt), anchor.casefold(), line, reader.line_num)
                             for line, row, anchor in self._checked(reader, key_index))
             except csv.Error as exc:
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
@@ -296,8 +298,7 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                                      "file changed while it was read?)",
                                      path=str(self.path), line=first)
                 entry = self._entry(columns, row, anchor, first)
-                entry.digest = hashlib.blake2b(marshal.dumps(row, _MARSHAL), digest_size=16,
-                                               salt=salt).hexdigest()
+                entry.digest = row_digest(row, salt)
                 yield entry
                 held = []
                 first, last = next(wanted, (0, 0))
