@@ -29,7 +29,7 @@ class Entry:
         self._index: dict[str, str] = {}
         self.line = line
         #: The reader's digest of the record the entry was read from (a CSV
-        #: row), when it made one; any change to the entry clears it.
+        #: row), when it made one; a change to its attributes clears it.
         self.digest: str | None = None
         if attrs:
             for name, values in attrs.items():
