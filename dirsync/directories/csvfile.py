@@ -163,7 +163,6 @@ class CSVDirectory(StoreBacked, DirectoryBase):
         (``reader.line_num`` is then the row's last line);
         the others go to ``rejected`` (blank rows are left out)."""
         width = len(self.header)
-        key = self.header[key_index]
         start = reader.line_num + 1
         for row in reader:
             line, start = start, reader.line_num + 1
@@ -172,17 +171,22 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 if anchor:
                     yield line, row, anchor
                     continue
-            # The rare row: blank (left out), of another width, or without a key.
-            if not "".join(row).strip():
-                continue
-            if len(row) != width:
-                self.rejected.append(EntryError(
-                    f"row at line {line}", f"{len(row)} fields where the header has "
-                    f"{width}", result="badRow", line=line))
-                continue
-            self.rejected.append(EntryError(f"row at line {line}",
-                                            f"empty key column {key!r}",
-                                            result="badRow", line=line))
+            self._reject(row, line, key_index)
+
+    def _reject(self, row: list[str], line: int, key_index: int) -> None:
+        """A row without the header's width or a key: to ``rejected``,
+        unless it is blank (left out)."""
+        if not "".join(row).strip():
+            return
+        width = len(self.header)
+        if len(row) != width:
+            self.rejected.append(EntryError(
+                f"row at line {line}", f"{len(row)} fields where the header has "
+                f"{width}", result="badRow", line=line))
+            return
+        self.rejected.append(EntryError(f"row at line {line}",
+                                        f"empty key column {self.header[key_index]!r}",
+                                        result="badRow", line=line))
 
     def _rows(self, stream: IO[str], *, digests: bool = False) -> Iterator[Entry]:
         """The entries of the rows, one at a time; bad rows go to ``rejected``.
@@ -255,14 +259,34 @@ class CSVDirectory(StoreBacked, DirectoryBase):
                 if begun is None:
                     return
                 key_index, split = begun
-                salt = self._salt(key_index, split)
-                yield from ((row_digest(row, salt), anchor.casefold(), line, reader.line_num)
-                            for line, row, anchor in self._checked(reader, key_index))
+                yield from self._digested(reader, key_index, self._salt(key_index, split))
             except csv.Error as exc:
                 raise InputError(f"not valid CSV: {exc}", path=str(self.path),
                                  line=reader.line_num) from exc
             except UnicodeDecodeError as exc:
                 raise self._decode_error(exc) from exc
+
+    def _digested(self, reader: Any, key_index: int,
+                  salt: bytes) -> Iterator[tuple[str, str, int, int]]:
+        """:meth:`digests` past the header. The loop of :meth:`_checked`
+        with :func:`row_digest` written out: it runs once a row over a whole
+        file, and the calls it saves are a third of its time."""
+        width = len(self.header)
+        # A copy of a hash started with the salt is what row_digest makes,
+        # without parsing its keyword arguments again for every row.
+        blank = hashlib.blake2b(digest_size=16, salt=salt)
+        dumps = marshal.dumps
+        start = reader.line_num + 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if len(row) == width:
+                anchor = row[key_index].strip()
+                if anchor:
+                    digest = blank.copy()
+                    digest.update(dumps(row, _MARSHAL))
+                    yield digest.hexdigest(), anchor.casefold(), line, start - 1
+                    continue
+            self._reject(row, line, key_index)
 
     def read_lines(self, rows: Mapping[int, int]) -> Iterator[Entry]:
         """The entries of the rows that span these lines (first line -> last
