@@ -243,6 +243,10 @@ def test_hashes() -> None:
     b = Entry("x", {"mail": [b"1", b"2"], "CN": [b"A"]})
     assert source_hash(a) == source_hash(b)
     assert source_hash(a) != source_hash(Entry("y", dict(a.attrs)))
+    # The same values give the same digest whether or not something else holds them.
+    held = bytes(bytearray(b"shared"))
+    assert source_hash(Entry("x", {"cn": [held]})) == \
+        source_hash(Entry("x", {"cn": [bytes(bytearray(b"shared"))]}))
     owned = frozenset({"cn", "mail"})
     assert owned_hash({"cn": [b"A"], "mail": [b"2", b"1"], "title": [b"x"]}, owned) == \
         owned_hash({"CN": [b"A"], "mail": [b"1", b"2"], "objectClass": [b"y"]}, owned)

@@ -78,7 +78,9 @@ def source_hash(entry: Entry) -> str:
     attrs = entry.attrs
     # marshal gives one unambiguous byte string (any value may hold any byte)
     # in C, and one digest of it is cheap: hashing is a visible part of a no-op run.
-    record = marshal.dumps((entry.dn, sorted([(name.lower(), attrs[name]) for name in attrs])))
+    # Format 2: from 3 on, a value that something else also holds is written
+    # with a flag, and the same entry would not always give the same digest.
+    record = marshal.dumps((entry.dn, sorted([(name.lower(), attrs[name]) for name in attrs])), 2)
     return hashlib.blake2b(record, digest_size=16).hexdigest()
 
 
