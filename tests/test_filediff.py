@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dirsync.cli.main import main
@@ -91,7 +91,11 @@ def test_rows_read_again_by_their_lines_are_the_entries_read_whole(
     rows = [[f"k{n}:{row[0]}", *row[1:]] for n, row in enumerate(rows)]
     path = write_rows(tmp_path / "rows.csv", ["Alias", "Mail", "Notes"], rows)
     directory = CSVDirectory(path, create=False)
-    spans = [(line, last) for _, _, line, last in directory.digests()]
+    digests = list(directory.digests())
+    # A cell's bare CR ends a line, and the rest of it can be a row with
+    # another row's key: such a file is read whole instead (filediff).
+    assume(len({key for _, key, _, _ in digests}) == len(digests))
+    spans = [(line, last) for _, _, line, last in digests]
     chosen = dict(span for n, span in enumerate(spans) if n in picked)
     again = [(e.line, e.dn, e.attrs, e.digest) for e in directory.read_lines(chosen)]
     whole = [(e.line, e.dn, e.attrs, e.digest) for e in CSVDirectory(path).read()
