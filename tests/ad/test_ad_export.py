@@ -10,6 +10,7 @@ from typing import Any
 import ldap
 import ldap.modlist
 import pytest
+from ldap.controls import SimplePagedResultsControl
 
 from dirsync.cli.main import main
 from dirsync.directories.ad import ADDirectory
@@ -346,3 +347,61 @@ def test_a_marked_user_in_the_container_is_never_the_exports(
         conn.unbind_s()
     assert b"user" in found[0][1]["objectClass"]
     assert found[0][1]["mail"] == [b"ivy.ad@corp.example"]
+
+
+def count_below(dc: SambaDC, container: str, filterstr: str) -> int:
+    """Objects below ``container`` that match, read a page at a time (AD
+    answers at most 1,000 entries to a search without paging)."""
+    conn = dc.connect()
+    try:
+        page = SimplePagedResultsControl(True, size=500, cookie=b"")
+        count = 0
+        while True:
+            msgid = conn.search_ext(container, ldap.SCOPE_ONELEVEL, filterstr, ["cn"],
+                                    serverctrls=[page])
+            _, found, _, controls = conn.result3(msgid)
+            count += sum(1 for dn, _ in found if dn is not None)
+            cookie = next((c.cookie for c in controls
+                           if c.controlType == SimplePagedResultsControl.controlType), b"")
+            if not cookie:
+                return count
+            page.cookie = cookie
+    finally:
+        conn.unbind_s()
+
+
+def test_an_export_of_thousands_arrives_whole_with_the_default_write_window(
+        samba_dc: SambaDC, ad_ou: str, slapd: SlapdServer, base: str, people: str,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Three times the default window (256 writes outstanding on the
+    # connection): Samba must take the pipelined adds, then the modifies
+    # of a second run, without refusing or dropping one.
+    total = 768
+    conn = slapd.connect()
+    try:
+        for n in range(total):
+            uid = f"p{n:05d}"
+            conn.add_s(f"uid={uid},{people}", ldap.modlist.addModlist({
+                "objectClass": [b"inetOrgPerson"], "uid": [uid.encode()],
+                "cn": [f"Person {n}".encode()], "sn": [b"Person"],
+                "mail": [f"{uid}@example.org".encode()]}))
+    finally:
+        conn.unbind_s()
+    config = galsync_config(tmp_path, slapd, base, samba_dc, ad_ou, direction="export")
+    container = f"OU=OpenLDAP Partner,{ad_ou}"
+
+    first = sync(config, capsys)["export"]
+    assert (first["counts"]["add"], first["counts"]["error"]) == (total, 0)
+    assert count_below(samba_dc, container, "(&(objectClass=contact)(mail=*))") == total
+
+    conn = slapd.connect()
+    try:
+        for n in range(0, total, 2):
+            conn.modify_s(f"uid=p{n:05d},{people}",
+                          [(ldap.MOD_REPLACE, "title", [b"Buyer"])])
+    finally:
+        conn.unbind_s()
+    second = sync(config, capsys)["export"]
+    assert (second["counts"]["modify"], second["counts"]["error"]) == (total // 2, 0)
+    assert count_below(samba_dc, container, "(title=Buyer)") == total // 2
+    assert writes(sync(config, capsys)["export"]) == 0
