@@ -26,9 +26,10 @@ cursors (``syncrepl-cookie ou=people,dc=...``) and its own UUID map.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from dirsync.directories import ReadOptions
 from dirsync.directories.ldap import LDAPDirectory
@@ -48,11 +49,20 @@ from dirsync.sync.spool import PairSpool
 AnchorOf = Callable[[str, Entry], str]
 
 
+class ChangedEntries(Protocol):
+    """(UUID, entry) pairs read again: counted, and read as often as asked
+    (a list, or a spool of entries waiting on disk)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[str, Entry]]: ...
+
+
 @dataclass
 class Changes:
     """What a source says changed since its cursors."""
 
-    changed: Collection[tuple[str, Entry]]  # (UUID, entry) read again
+    changed: ChangedEntries                 # (UUID, entry) read again
     deleted: set[str]                       # UUIDs gone
     known: dict[str, str]                   # UUID -> anchor the maps know, of those read
 

@@ -72,9 +72,6 @@ class SpooledEntries:
     def __bool__(self) -> bool:
         return len(self.spool) > 0
 
-    def __contains__(self, item: object) -> bool:
-        return any(item == pair for pair in self)
-
     def __iter__(self) -> Iterator[tuple[str, Entry]]:
         for dn, attrs, line, digest in self.spool:
             entry = Entry.from_server(dn, attrs)
