@@ -63,8 +63,8 @@ def plan(run: ExportSteps) -> None:
     held_dns: DiskMap[str] = scratch.map()
     held_dns.bloom = Bloom()
     held_dns.update(pairs(run.others))
-    held_dns.update({normalize_dn(e.dn): a for a, e in ours.items()
-                     if a not in wanted_anchors and a not in deleted})
+    held_dns.update((normalize_dn(e.dn), a) for a, e in pairs(ours)
+                    if a not in wanted_anchors and a not in deleted)
     current = {a: ours[a].dn for a in wanted_anchors}
     run.final_dns = scratch.map()
     assignment = assign_dns(((w.anchor, w.rdn_value) for w in wanted_records(run)), current,
@@ -92,7 +92,9 @@ def plan(run: ExportSteps) -> None:
 
     def compare_batch() -> None:
         # Their names in one query, not one each.
-        prefetch(run.final_dns, [w.anchor for w, _ in batch])
+        anchors = [w.anchor for w, _ in batch]
+        prefetch(run.final_dns, anchors)
+        prefetch(run.ours, anchors)
         for wanted, payload in batch:
             entry, extra = wanted_entry(payload)
             if wanted.kind == KIND_LIST:
