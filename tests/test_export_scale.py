@@ -202,7 +202,7 @@ def test_a_first_export_to_an_ldif_file_peaks_flat_with_the_hub_size(tmp_path: P
 #: 256 records and the scratch tables' write buffers.
 CHANGE_ENTRIES = 20_000
 CHANGES = (400, 4_000)
-CHANGE_GROWTH_MB = 12
+CHANGE_GROWTH_MB = 25
 
 
 def modify_titles(hub: SlapdServer, first: int, count: int, title: str) -> None:
