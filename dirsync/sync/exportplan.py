@@ -63,9 +63,13 @@ def plan(run: ExportSteps) -> None:
     held_dns: DiskMap[str] = scratch.map()
     held_dns.bloom = Bloom()
     held_dns.update(pairs(run.others))
-    held_dns.update((normalize_dn(e.dn), a) for a, e in pairs(ours)
-                    if a not in wanted_anchors and a not in deleted)
-    current = {a: ours[a].dn for a in wanted_anchors}
+    current: dict[str, str] = {}
+    # (One pass: each foreign entry is read from its table once here.)
+    for anchor, entry in pairs(ours):
+        if anchor in wanted_anchors:
+            current[anchor] = entry.dn
+        elif anchor not in deleted:
+            held_dns[normalize_dn(entry.dn)] = anchor
     run.final_dns = scratch.map()
     assignment = assign_dns(((w.anchor, w.rdn_value) for w in wanted_records(run)), current,
                             held_dns, run.unowned, rdn_attribute=run.rdn_attribute,

@@ -209,6 +209,21 @@ class DiskMap(LookedUp[V]):
         row = self.db.execute(f"SELECT value FROM {self.name} WHERE key=?", (key,)).fetchone()
         return default if row is None else self.decode(marshal.loads(row[0]))
 
+    def __contains__(self, key: object) -> bool:
+        """As ``get``, without reading the value."""
+        if not isinstance(key, str):
+            return False
+        if key in self._pending:
+            return True
+        if key in self._cache:
+            return self._cache[key] is not _MISSING
+        if self.bloom is not None and not self.bloom.maybe(key):
+            return False
+        if self._firsts:
+            self.flush()
+        return self.db.execute(f"SELECT 1 FROM {self.name} WHERE key=?",
+                               (key,)).fetchone() is not None
+
     def __len__(self) -> int:
         self.flush()
         return int(self.db.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0])
