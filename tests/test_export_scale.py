@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import ldap
 import pytest
@@ -118,15 +119,17 @@ GUARD_MB = 170
 #: state rows) took about 1.5 KB an entry, the partner file as entries 3.5 KB
 #: more: 5 KB an entry, 100 MB over these 20,000 entries. On disk, what still
 #: grows between these sizes is bounded: the write buffers of the scratch tables
-#: (8,192 records each), the spools' first 4,096 records, the DN caches (65,536).
+#: (8,192 records each), the spools' first 256 records, the DN caches (65,536).
 FLAT_ENTRIES = (5_000, 25_000)
 FLAT_GROWTH_MB = 50
 
 
-def first_export_peak(tmp_path: Path, count: int, target: str) -> float:
-    """The peak memory (MB, as the dirsync process logs it) of a first export of
-    ``count`` hub entries to a subtree of the hub itself (``ldap``) or an LDIF file."""
-    suffix = "o=Guard"
+SUFFIX = "o=Guard"
+
+
+def guard_hub(tmp_path: Path, count: int) -> SlapdServer:
+    """A hub (syncprov) of ``count`` people in ou=People, loaded by slapadd, started."""
+    suffix = SUFFIX
     hub = SlapdServer(suffix=suffix, dbnosync=True, syncprov=True)
     ldif = tmp_path / "hub.ldif"
     with open(ldif, "w", encoding="ascii") as stream:
@@ -140,26 +143,41 @@ def first_export_peak(tmp_path: Path, count: int, target: str) -> float:
     conf.write_text(hub.config_text())
     subprocess.run(["slapadd", "-q", "-f", str(conf), "-l", str(ldif)], check=True,
                    capture_output=True)
-    hub.start()
-    try:
-        # The partner is a subtree of the same server, or a file: what the
-        # dirsync process holds is the run's own.
-        foreign: dict[str, object] = ldap_directory(hub, tmp_path, suffix) \
-            if target == "ldap" else {"kind": "ldif", "path": "partner.ldif", "base": suffix}
-        config = export_config(hub, suffix, tmp_path, foreign, f"ou=Partner,{suffix}")
-        done = subprocess.run([sys.executable, "-m", "dirsync", "-vv", "-c", str(config),
-                               "--json", "sync"], cwd=ROOT, capture_output=True, text=True,
-                              check=False, timeout=600)
-    finally:
-        hub.destroy()
+    return hub.start()
+
+
+def guard_config(hub: SlapdServer, tmp_path: Path, target: str) -> Path:
+    # The partner is a subtree of the same server, or a file: what the
+    # dirsync process holds is the run's own.
+    foreign: dict[str, object] = ldap_directory(hub, tmp_path, SUFFIX) \
+        if target == "ldap" else {"kind": "ldif", "path": "partner.ldif", "base": SUFFIX}
+    return export_config(hub, SUFFIX, tmp_path, foreign, f"ou=Partner,{SUFFIX}")
+
+
+def peak_sync(config: Path) -> tuple[dict[str, Any], float]:
+    """One ``dirsync sync`` process: its JSON line and its peak memory (MB, as it logs it)."""
+    done = subprocess.run([sys.executable, "-m", "dirsync", "-vv", "-c", str(config),
+                           "--json", "sync"], cwd=ROOT, capture_output=True, text=True,
+                          check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     line = json.loads(done.stdout.strip().splitlines()[-1])
+    peaks = [float(m) for m in re.findall(r"peak memory so far ([\d.]+) MB", done.stderr)]
+    assert peaks
+    return line, max(peaks)
+
+
+def first_export_peak(tmp_path: Path, count: int, target: str) -> float:
+    """The peak memory (MB) of a first export of ``count`` hub entries to a
+    subtree of the hub itself (``ldap``) or an LDIF file."""
+    hub = guard_hub(tmp_path, count)
+    try:
+        line, peak = peak_sync(guard_config(hub, tmp_path, target))
+    finally:
+        hub.destroy()
     assert line["counts"]["add"] == count
     if target == "ldif":
         assert (tmp_path / "partner.ldif").read_text().count("\ndn: ") >= count
-    peaks = [float(m) for m in re.findall(r"peak memory so far ([\d.]+) MB", done.stderr)]
-    assert peaks
-    return max(peaks)
+    return peak
 
 
 def test_a_large_first_export_keeps_its_peak_memory_under_a_bound(tmp_path: Path) -> None:
@@ -174,6 +192,48 @@ def test_a_first_export_to_an_ldif_file_peaks_flat_with_the_hub_size(tmp_path: P
     low = first_export_peak(tmp_path / "small", small, "ldif")
     high = first_export_peak(tmp_path / "large", large, "ldif")
     assert high - low < FLAT_GROWTH_MB, (low, high)
+
+
+#: Hub entries of the change guard, the modifies of its small and large change,
+#: and how much more the large one may peak. The entries a change reads again
+#: from the hub, and their foreign entries, held as objects took about 8 KB a
+#: changed entry (a 1% change of a million, 12,000 entries, peaked at 188 MB to
+#: an LDIF file, 149 MB to a partner slapd; 37 and 40 MB more here). On disk,
+#: 12 MB more: what still grows between these changes is bounded (the spools'
+#: first 256 records, the scratch tables' write buffers and page cache).
+CHANGE_ENTRIES = 20_000
+CHANGES = (400, 4_000)
+CHANGE_GROWTH_MB = 25
+
+
+def modify_titles(hub: SlapdServer, first: int, count: int, title: str) -> None:
+    conn = hub.connect()
+    try:
+        for i in range(first, first + count):
+            conn.modify_s(f"uid=u{i},ou=People,{SUFFIX}",
+                          [(ldap.MOD_REPLACE, "title", [title.encode()])])
+    finally:
+        conn.unbind_s()
+
+
+@pytest.mark.parametrize("target", ["ldif", "ldap"])
+def test_a_change_to_an_export_peaks_flat_with_the_number_of_changed_entries(
+        tmp_path: Path, target: str) -> None:
+    small, large = CHANGES
+    hub = guard_hub(tmp_path, CHANGE_ENTRIES)
+    try:
+        config = guard_config(hub, tmp_path, target)
+        line, _ = peak_sync(config)
+        assert line["counts"]["add"] == CHANGE_ENTRIES
+        modify_titles(hub, 0, small, "Small")
+        line, low = peak_sync(config)
+        assert line["mode"] == "incremental" and line["counts"]["modify"] == small
+        modify_titles(hub, small, large, "Large")
+        line, high = peak_sync(config)
+        assert line["mode"] == "incremental" and line["counts"]["modify"] == large
+    finally:
+        hub.destroy()
+    assert high - low < CHANGE_GROWTH_MB, (low, high)
 
 
 def test_nested_export_containers_export_each_entry_once(

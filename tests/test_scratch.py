@@ -9,8 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dirsync.directories.firstseen import FirstSeen
+from dirsync.entry import Entry
 from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow, StateStore
+from dirsync.sync.entryspool import EntrySpool
+from dirsync.sync.exportitemlist import ItemList
+from dirsync.sync.exportitems import _Item
 from dirsync.sync.heldnames import HeldNames
 from dirsync.sync.importrecord import missing_from
 from dirsync.sync.importscan import HubRecord
@@ -177,3 +181,70 @@ def test_first_seen_tells_repeats_before_and_after_moving_to_disk() -> None:
         assert not any(seen.first_time(k) for k in many[::7])
     finally:
         seen.close()
+
+
+def entry_of(i: int) -> Entry:
+    entry = Entry(f"cn=User {i},ou=Partner,o=Test", {"cn": [f"User {i}".encode()],
+                                                      "mail": [b"a@x.example", b"b@x.example"]},
+                  line=i)
+    entry.digest = f"d{i}" if i % 2 else None
+    return entry
+
+
+def same_entry(a: Entry, b: Entry) -> bool:
+    return (a.dn, a.attrs, a.line, a.digest) == (b.dn, b.attrs, b.line, b.digest) \
+        and a.first("MAIL") == b.first("mail")
+
+
+def test_an_entries_table_gives_back_each_entry_as_stored() -> None:
+    scratch = Scratch()
+    try:
+        table = scratch.entries()
+        stored = {f"anchor{i}": entry_of(i) for i in range(300)}
+        for key, entry in stored.items():
+            table[key] = entry
+        assert len(table) == 300 and "anchor7" in table and "nobody" not in table
+        assert same_entry(table["anchor7"], stored["anchor7"])
+        table.prefetch(["anchor1", "anchor2", "nobody"])
+        assert same_entry(table["anchor2"], stored["anchor2"]) and table.get("nobody") is None
+        assert all(same_entry(entry, stored[key]) for key, entry in table.pairs())
+        # A copy: changing what was read does not change what is stored.
+        table["anchor3"].set("cn", [b"Changed"])
+        assert table["anchor3"].first("cn") == "User 3"
+    finally:
+        scratch.close()
+
+
+def test_an_entry_spool_gives_back_its_pairs_in_order_past_its_memory() -> None:
+    pairs = [(f"uuid{i}", entry_of(i)) for i in range(40)]
+    spool = EntrySpool(pairs[:5], memory_items=8)
+    spool.extend(pairs[5:])
+    try:
+        assert len(spool) == 40 and bool(spool)
+        for _ in range(2):
+            got = list(spool)
+            assert [k for k, _ in got] == [k for k, _ in pairs]
+            assert all(same_entry(a, b) for (_, a), (_, b) in zip(got, pairs, strict=True))
+        assert pairs[9] in spool and ("uuid9", entry_of(10)) not in spool
+    finally:
+        spool.close()
+
+
+def test_an_item_list_keeps_counts_past_a_byte() -> None:
+    items = ItemList(memory_items=2)
+    try:
+        for changes in (1, 254, 255, 300, 70_000):
+            items.append(_Item("person", f"a{changes}", "modify", f"cn={changes}", None, None,
+                               None, [], changes=changes, target_dn=f"cn={changes}",
+                               digest="h"))
+        for index in range(len(items)):
+            items[index].done = items[index].changes
+        items[4].done = 69_999
+        assert [i.changes for i in items] == [1, 254, 255, 300, 70_000]
+        assert [i.done for i in items] == [1, 254, 255, 300, 69_999]
+        assert [a for a, _, _, _ in items.confirmed(frozenset())] == \
+            ["a1", "a254", "a255", "a300"]
+        items[3].done = 2
+        assert items[3].done == 2 and items.written("person") == 3
+    finally:
+        items.close()

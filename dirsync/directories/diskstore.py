@@ -47,6 +47,8 @@ class DiskStore(MemoryStore):
         # (MemoryStore's dict of entries is not made: every access is overridden.)
         self._children: dict[str, int] = {}
         self._count = 0
+        #: every depth an entry was stored at (one emptied since costs an empty read)
+        self._depths: set[int] = set()
         #: a parent known to exist (adds below it need not ask)
         self._parent: str | None = None
         self._parent_depth = 0
@@ -93,18 +95,21 @@ class DiskStore(MemoryStore):
         except sqlite3.IntegrityError:
             raise EntryError(entry.dn, "entry already exists",
                              result="entryAlreadyExists") from None
+        self._depths.add(depth)
         self._count += 1
         self._children[parent] = self._children.get(parent, 0) + 1
 
     def put(self, entry: Entry) -> None:
         key = normalize_dn(entry.dn)
         data = _encode(entry)
+        depth = dn_depth(entry.dn)
+        self._depths.add(depth)
         updated = self.db.execute("UPDATE entries SET dn=?, depth=?, value=? WHERE key=?",
-                                  (entry.dn, dn_depth(entry.dn), data, key)).rowcount
+                                  (entry.dn, depth, data, key)).rowcount
         if updated:
             return
         self.db.execute("INSERT INTO entries (key, depth, dn, value) VALUES (?, ?, ?, ?)",
-                        (key, dn_depth(entry.dn), entry.dn, data))
+                        (key, depth, entry.dn, data))
         self._count += 1
         parent = normalize_dn(parent_dn(entry.dn))
         self._children[parent] = self._children.get(parent, 0) + 1
@@ -153,9 +158,9 @@ class DiskStore(MemoryStore):
 
     def by_depth(self) -> Iterator[Entry]:
         """Every entry, parents before children (as stored among equals)."""
-        # A few depths, each read in the table's own order: no sort of the rows.
-        depths = [d for (d,) in self.db.execute("SELECT DISTINCT depth FROM entries ORDER BY 1")]
-        for depth in depths:
+        # A few depths, each read in the table's own order: no sort of the rows
+        # (SELECT DISTINCT depth sorted them all: 8 MB more at 600,000 entries).
+        for depth in sorted(self._depths):
             for (data,) in self.db.execute("SELECT value FROM entries WHERE depth=? ORDER BY seq",
                                            (depth,)):
                 yield _decode(data)
@@ -203,6 +208,7 @@ class DiskStore(MemoryStore):
             self._children[parent] = self._children.get(parent, 0) + 1
 
     def _replace(self, seq: int, entry: Entry) -> None:
+        self._depths.add(dn_depth(entry.dn))
         self.db.execute("UPDATE entries SET key=?, depth=?, dn=?, value=? WHERE seq=?",
                         (normalize_dn(entry.dn), dn_depth(entry.dn), entry.dn,
                          _encode(entry), seq))

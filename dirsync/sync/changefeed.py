@@ -43,6 +43,7 @@ from dirsync.directories.syncrepl import (
 from dirsync.entry import Entry, normalize_dn
 from dirsync.state.fingerprints import FileFingerprint, check
 from dirsync.sync.changestate import COOKIE, FILE, HIGH_WATER, ChangeState
+from dirsync.sync.entryspool import EntrySpool
 from dirsync.sync.spool import PairSpool
 
 #: What a feed's full read gives a read entry as its anchor (uuid, entry -> anchor).
@@ -239,19 +240,24 @@ class LDAPFeed(ChangeFeed):
     # -- what changed ---------------------------------------------------------
     def read_changes(self, tracking: ChangeState) -> Changes | str:
         """What changed in each stream since its cursor; else why a full read is needed."""
-        changed: list[tuple[str, Entry]] = []
+        # (On disk past a few hundred: each entry is kilobytes as objects.)
+        changed = EntrySpool()
         deleted: set[str] = set()
         known: dict[str, str] = {}
         for stream in self.streams:
             options = self.options(stream)
+            uuids: list[str] = []
             if self.method == "syncrepl":
                 cookie = tracking.cursor(stream.cursor(COOKIE))
                 if not cookie:
                     return f"no syncrepl cookie stored{stream.where('for')}"
                 read = read_changes(self.directory, cookie, options)
                 try:
-                    entries = list(read)
+                    for uuid, entry in read:
+                        uuids.append(uuid)
+                        changed.append((uuid, self.with_uuid(uuid, entry)))
                 except RefreshRequired as exc:
+                    changed.close()
                     return (f"{self.server} cannot serve the stored cookie"
                             f"{stream.where('of')} ({exc})")
                 here = stream.map.anchors_of(read.deleted) if read.present is None \
@@ -263,14 +269,16 @@ class LDAPFeed(ChangeFeed):
                 if not high_water:
                     return f"no modifyTimestamp high-water mark stored{stream.where('for')}"
                 stamped = read_since_timestamp(self.directory, high_water, options)
-                entries = stamped.changed
+                for uuid, entry in stamped.changed:
+                    uuids.append(uuid)
+                    changed.append((uuid, self.with_uuid(uuid, entry)))
+                stamped.changed = []
                 here = stream.map.all_uuids()
                 gone = set(here) - stamped.present
                 self.pending[stream.cursor(HIGH_WATER)] = stamped.high_water
             stream.gone = gone
             if self.anchor_of is None:
-                stream.read = {uuid: uuid for uuid, _ in entries if uuid}
-            changed += [(uuid, self.with_uuid(uuid, entry)) for uuid, entry in entries]
+                stream.read = {uuid: uuid for uuid in uuids if uuid}
             deleted |= gone
             known.update(here)
         return Changes(changed, deleted, known)

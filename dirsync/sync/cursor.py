@@ -29,6 +29,7 @@ from dirsync.config import ConnectionConfig
 from dirsync.state.store import StateStore
 from dirsync.sync.changefeed import ChangeFeed, Changes, Feed, FileFeed
 from dirsync.sync.changestate import ChangeState
+from dirsync.sync.entryspool import EntrySpool
 from dirsync.sync.plan import Counts
 from dirsync.sync.report import Problems
 
@@ -113,7 +114,10 @@ class Cursor:
         retry = self.tracking.retry() - {uuid for uuid, _ in found.changed} - found.deleted
         if retry:
             again = feed.read_uuids(sorted(retry))
-            found.changed = [*found.changed, *again.items()]
+            if isinstance(found.changed, EntrySpool):
+                found.changed.extend(again.items())
+            else:
+                found.changed = [*found.changed, *again.items()]
             missing = retry - set(again)
             found.deleted |= missing if self.by_uuid else set(self.tracking.anchors_of(missing))
         self.changes = found

@@ -44,6 +44,7 @@ from dirsync.sync import exportplan, exportread, exportrecord, exportscan
 from dirsync.sync.changefeed import Feed, LDAPFeed, Stream, file_feed, ldap_method
 from dirsync.sync.changestate import ChangeState
 from dirsync.sync.cursor import Cursor
+from dirsync.sync.entryspool import EntrySpool
 from dirsync.sync.exportsteps import ExportSteps
 
 log = logging.getLogger("dirsync.export")
@@ -86,24 +87,30 @@ def accept_changes(run: ExportSteps) -> None:
     changes = run.cursor.changes
     feed = run.cursor.feed
     assert changes is not None and isinstance(feed, LDAPFeed)
-    changed: dict[str, Entry] = {}
+    # Each entry once (the first read), on disk: an entry is kilobytes.
+    changed = EntrySpool()
+    seen: set[str] = set()
     for uuid, entry in changes.changed:
-        if uuid:
-            changed.setdefault(uuid, entry)
+        if uuid and uuid not in seen:
+            seen.add(uuid)
+            changed.append((uuid, entry))
+    if isinstance(changes.changed, EntrySpool):
+        changes.changed.close()
     gone = set(changes.deleted)
     # An entry that left one container for another is moved, not deleted.
-    gone -= set(changed)
-    if changed or gone:
+    gone -= seen
+    if seen or gone:
         # A list names its members by their foreign names, which any
         # member's change may move: every exported list is compared again.
-        lists = list_anchors(run) - set(changed) - gone
+        lists = list_anchors(run) - seen - gone
         if lists:
             found = feed.read_uuids(sorted(lists))
-            changed.update(found)
+            changed.extend(found.items())
+            seen.update(found)
             gone |= lists - set(found)
-    changes.changed = list(changed.items())
+    changes.changed = changed
     changes.deleted = gone
-    run.changed_anchors = {*changed, *gone}
+    run.changed_anchors = {*seen, *gone}
     run.touched = run.cursor.tracking.rows(run.changed_anchors)
 
 
@@ -157,7 +164,7 @@ def scan_foreign(run: ExportSteps) -> None:
         exportscan.scan_foreign(run, planned=run.changed_anchors.__contains__)
         run.container_exists = True
         return
-    run.ours = {}
+    run.ours = run.scratch.entries()
     run.unowned = {}
     run.others = {}
     run.container_exists = True

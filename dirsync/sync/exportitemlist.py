@@ -4,15 +4,15 @@ A first export plans one item per hub entry. As :class:`_Item` objects
 they took about 450 bytes an entry to the end of the run. Here what never
 changes after the plan (kind, anchor, action, DNs, digest) waits in a
 :class:`dirsync.sync.spool.Spool`, in order, and what the apply changes
-(changes sent, changes done, error, unanswered) sits in arrays of a few
-bytes an item, or, for the rare failures, a dict. ``items[i]`` is a view of
+(changes sent, changes done, error, unanswered) sits in arrays of a byte
+an item (a count past 254 in a dict beside it), or, for the rare failures,
+a dict: five bytes an item in all, 19 when the counts were 8-byte ints. ``items[i]`` is a view of
 item ``i`` whose status can be read and set as an :class:`_Item`'s;
 iterating gives each item whole again (without its payload), in order.
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterator
 
 from dirsync.errors import EntryError
@@ -22,16 +22,45 @@ from dirsync.sync.spool import MEMORY_ITEMS, Spool
 _COUNTED, _UNKNOWN = 1, 2
 
 
+class _Counts:
+    """Small counts, a byte each; the rare larger one in a dict."""
+
+    __slots__ = ("_bytes", "_large")
+
+    def __init__(self) -> None:
+        self._bytes = bytearray()
+        self._large: dict[int, int] = {}
+
+    def append(self, value: int) -> None:
+        self._bytes.append(0)
+        self[len(self._bytes) - 1] = value
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def __getitem__(self, index: int) -> int:
+        value = self._bytes[index]
+        return self._large[index] if value == 255 else value
+
+    def __setitem__(self, index: int, value: int) -> None:
+        if 0 <= value < 255:
+            self._bytes[index] = value
+            self._large.pop(index, None)
+        else:
+            self._bytes[index] = 255
+            self._large[index] = value
+
+
 class ItemList:
     """The planned items, by index."""
 
     def __init__(self, memory_items: int = MEMORY_ITEMS) -> None:
         self._records = Spool(memory_items)
-        self._changes = array("l")
-        self._done = array("l")
-        self._flags = array("B")
-        self._kinds = array("B")
-        self._actions = array("B")
+        self._changes = _Counts()
+        self._done = _Counts()
+        self._flags = bytearray()
+        self._kinds = bytearray()
+        self._actions = bytearray()
         self._names: list[str] = []          # the few kinds and actions, by code
         self._codes: dict[str, int] = {}
         self.errors: dict[int, EntryError] = {}

@@ -63,9 +63,13 @@ def plan(run: ExportSteps) -> None:
     held_dns: DiskMap[str] = scratch.map()
     held_dns.bloom = Bloom()
     held_dns.update(pairs(run.others))
-    held_dns.update({normalize_dn(e.dn): a for a, e in ours.items()
-                     if a not in wanted_anchors and a not in deleted})
-    current = {a: ours[a].dn for a in wanted_anchors}
+    current: dict[str, str] = {}
+    # (One pass: each foreign entry is read from its table once here.)
+    for anchor, entry in pairs(ours):
+        if anchor in wanted_anchors:
+            current[anchor] = entry.dn
+        elif anchor not in deleted:
+            held_dns[normalize_dn(entry.dn)] = anchor
     run.final_dns = scratch.map()
     assignment = assign_dns(((w.anchor, w.rdn_value) for w in wanted_records(run)), current,
                             held_dns, run.unowned, rdn_attribute=run.rdn_attribute,
@@ -92,7 +96,9 @@ def plan(run: ExportSteps) -> None:
 
     def compare_batch() -> None:
         # Their names in one query, not one each.
-        prefetch(run.final_dns, [w.anchor for w, _ in batch])
+        anchors = [w.anchor for w, _ in batch]
+        prefetch(run.final_dns, anchors)
+        prefetch(run.ours, anchors)
         for wanted, payload in batch:
             entry, extra = wanted_entry(payload)
             if wanted.kind == KIND_LIST:

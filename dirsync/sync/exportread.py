@@ -150,9 +150,10 @@ def read_hub(run: ExportSteps) -> None:
             continue
         run.by_hub_dn[normalize_dn(entry.dn)] = anchor
         row = rows.get(anchor)
-        current = run.ours.get(anchor)
-        if row is not None and row.hash == wanted.digest and row.kind != KIND_LIST \
-                and current is not None and same_dn(current.dn, row.dn):
+        # (The foreign entry is looked up only when the state row says unchanged.)
+        current = run.ours.get(anchor) if row is not None and row.hash == wanted.digest \
+            and row.kind != KIND_LIST else None
+        if row is not None and current is not None and same_dn(current.dn, row.dn):
             run.kept[anchor] = StateRow(current.dn, row.hash, row.kind)
             run.counts.unchanged += 1
             continue

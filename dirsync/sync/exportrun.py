@@ -65,7 +65,7 @@ from dirsync.sync.plan import (
 from dirsync.sync.problemspool import ProblemSpool
 from dirsync.sync.proxygen import AssignmentStore
 from dirsync.sync.scratch import Scratch
-from dirsync.sync.spool import MEMORY_ITEMS, Spool
+from dirsync.sync.spool import Spool
 from dirsync.wording import plural
 
 log = logging.getLogger("dirsync.export")
@@ -78,6 +78,9 @@ __all__ = ["CSV_CHANGES", "EXPORT_VERSION", "HUB_LDIF", "ExportRun", "_Item", "_
 #: (2: a second entry of one name is "Name (HR)" or "Name (2)", no longer
 #: "Name (anchor)"; the first run after an upgrade is full and renames them).
 EXPORT_VERSION = 2
+
+#: Records each export spool keeps in memory (ExportRun.spool_items).
+EXPORT_SPOOL_ITEMS = 256
 
 
 
@@ -96,8 +99,11 @@ class ExportRun(ExportSteps):
     target_words = "the foreign side"
     unchanged_words = "hub unchanged"
     log = log
-    #: records of each spool kept in memory before the rest go to disk
-    spool_items = MEMORY_ITEMS
+    #: records of each spool kept in memory before the rest go to disk: few,
+    #: as a payload or a change record is kilobytes and a run has a dozen
+    #: spools (4,096 each held 11 MB more at the peak of a first export of
+    #: 30,000 entries)
+    spool_items = EXPORT_SPOOL_ITEMS
 
     def __init__(self, config: Config, connection: ConnectionConfig, state: StateStore,
                  options: SyncOptions) -> None:

@@ -58,7 +58,7 @@ def scan_foreign(run: ExportSteps, planned: Callable[[str], bool] | None = None)
     With ``planned``, only the entries of the anchors it accepts are held; the
     names of the connection's others are kept (on disk: a file may be large).
     """
-    run.ours = {}
+    run.ours = run.scratch.entries()     # (a foreign side may be large)
     run.unowned = {}
     #: normalized DN -> anchor: names this connection's entries keep, for
     #: entries this run does not plan (an incremental run plans only changes)

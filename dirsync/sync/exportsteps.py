@@ -63,7 +63,7 @@ class ExportSteps(Run):
     changed_anchors: set[str]
     resolved: set[str]                      # hub DNs of list members looked up
     # The foreign scan (scan_foreign):
-    ours: dict[str, Entry]
+    ours: MutableMapping[str, Entry]        # anchor -> foreign entry (Scratch.entries)
     unowned: dict[str, str]
     others: MutableMapping[str, str]        # (on disk when a file is read to plan changes)
     container_exists: bool

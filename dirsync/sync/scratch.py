@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping, Mutabl
 from typing import Any, Generic, TypeVar, cast
 
 from dirsync.directories.bloom import Bloom
+from dirsync.entry import Entry
+from dirsync.sync.entryspool import entry_from_record, entry_record
 
 V = TypeVar("V")
 
@@ -31,6 +33,8 @@ V = TypeVar("V")
 CACHE_KIB = 8192
 #: Buffered writes per table before they go to the database.
 FLUSH = 8192
+#: Buffered writes of an entries table (:meth:`Scratch.entries`).
+ENTRY_FLUSH = 128
 #: Keys per ``IN (...)`` query (below SQLite's oldest parameter limit of 999).
 CHUNK = 500
 
@@ -59,11 +63,21 @@ class Scratch:
         return name
 
     def map(self, encode: Callable[[Any], Any] = lambda v: v,
-            decode: Callable[[Any], Any] = lambda v: v) -> DiskMap[Any]:
-        """A new key -> value table (values stored as ``marshal(encode(value))``)."""
-        found: DiskMap[Any] = DiskMap(self, encode, decode)
+            decode: Callable[[Any], Any] = lambda v: v, flush: int = FLUSH) -> DiskMap[Any]:
+        """A new key -> value table (values stored as ``marshal(encode(value))``;
+        ``flush`` writes wait in memory before they go in a batch)."""
+        found: DiskMap[Any] = DiskMap(self, encode, decode, flush)
         self.tables.append(found)
         return found
+
+    def entries(self) -> DiskMap[Entry]:
+        """A new key -> :class:`Entry` table, with a Bloom filter in front.
+
+        An entry is kilobytes: few wait to be written, and a lookup gives a
+        new copy (a change to it is not stored)."""
+        table: DiskMap[Entry] = self.map(entry_record, entry_from_record, flush=ENTRY_FLUSH)
+        table.bloom = Bloom()
+        return table
 
     def set(self) -> DiskSet:
         """A new set; a Bloom filter in front of it answers most misses without a query."""
@@ -104,8 +118,9 @@ class DiskMap(LookedUp[V]):
     """A str -> value mapping in a scratch table."""
 
     def __init__(self, scratch: Scratch, encode: Callable[[V], Any],
-                 decode: Callable[[Any], V]) -> None:
+                 decode: Callable[[Any], V], flush: int = FLUSH) -> None:
         self.scratch = scratch
+        self.flush_at = flush
         self.db = scratch.db
         self.name = scratch.new_table()
         self.encode = encode
@@ -124,7 +139,7 @@ class DiskMap(LookedUp[V]):
         if self.bloom is not None:
             self.bloom.add(key)
         self._pending[key] = value
-        if len(self._pending) >= FLUSH:
+        if len(self._pending) >= self.flush_at:
             self.flush()
 
     def put_first(self, key: str, value: V) -> None:
@@ -134,7 +149,7 @@ class DiskMap(LookedUp[V]):
         if self.bloom is not None:
             self.bloom.add(key)
         self._firsts.append((key, value))
-        if len(self._firsts) >= FLUSH:
+        if len(self._firsts) >= self.flush_at:
             self.flush()
 
     def flush(self) -> None:
@@ -193,6 +208,21 @@ class DiskMap(LookedUp[V]):
             self.flush()
         row = self.db.execute(f"SELECT value FROM {self.name} WHERE key=?", (key,)).fetchone()
         return default if row is None else self.decode(marshal.loads(row[0]))
+
+    def __contains__(self, key: object) -> bool:
+        """As ``get``, without reading the value."""
+        if not isinstance(key, str):
+            return False
+        if key in self._pending:
+            return True
+        if key in self._cache:
+            return self._cache[key] is not _MISSING
+        if self.bloom is not None and not self.bloom.maybe(key):
+            return False
+        if self._firsts:
+            self.flush()
+        return self.db.execute(f"SELECT 1 FROM {self.name} WHERE key=?",
+                               (key,)).fetchone() is not None
 
     def __len__(self) -> int:
         self.flush()
