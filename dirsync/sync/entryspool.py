@@ -10,7 +10,7 @@ one a plain tuple that :mod:`marshal` stores (in a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dirsync.entry import Entry
@@ -31,7 +31,7 @@ def entry_from_record(record: tuple[Any, ...]) -> Entry:
     return entry
 
 
-class EntrySpool(Collection[tuple[str, Entry]]):
+class EntrySpool:
     """(key, entry) pairs in the order appended, read back any number of times
     (each entry a new copy: a change to one is not kept)."""
 
@@ -54,12 +54,6 @@ class EntrySpool(Collection[tuple[str, Entry]]):
 
     def __len__(self) -> int:
         return len(self._spool)
-
-    def __contains__(self, pair: object) -> bool:
-        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[1], Entry):
-            return False
-        wanted = (pair[0], entry_record(pair[1]))
-        return any((key, record) == wanted for key, record in self._spool)
 
     def close(self) -> None:
         self._spool.close()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -38,7 +38,7 @@ from dirsync.directories.csvfile import CSVDirectory
 from dirsync.entry import Entry
 from dirsync.sync.changefeed import Changes
 from dirsync.sync.changestate import ChangeState
-from dirsync.sync.spool import Spool
+from dirsync.sync.entryspool import EntrySpool
 
 #: Changes (rows and state rows) read as changes at most, whatever the size.
 MAX_CHANGES = 50_000
@@ -54,33 +54,6 @@ def limit(held: int) -> int:
     """The most changes a run reads as changes: a tenth of what the state
     holds (at least 1,000), at most :data:`MAX_CHANGES`."""
     return min(MAX_CHANGES, max(1_000, held // 10))
-
-
-class SpooledEntries:
-    """The changed entries, in a spool (not memory), read as often as asked:
-    (key, entry) as a feed gives them, the key naming the row's line."""
-
-    def __init__(self) -> None:
-        self.spool = Spool()
-
-    def add(self, entry: Entry) -> None:
-        self.spool.append((entry.dn, entry.attrs, entry.line, entry.digest))
-
-    def __len__(self) -> int:
-        return len(self.spool)
-
-    def __bool__(self) -> bool:
-        return len(self.spool) > 0
-
-    def __iter__(self) -> Iterator[tuple[str, Entry]]:
-        for dn, attrs, line, digest in self.spool:
-            entry = Entry.from_server(dn, attrs)
-            entry.line = line
-            entry.digest = digest
-            yield f"line {line}", entry
-
-    def close(self) -> None:
-        self.spool.close()
 
 
 def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
@@ -117,10 +90,10 @@ def diff_file(source: CSVDirectory, tracking: ChangeState, anchor_of: AnchorOf,
     if isinstance(found, str):
         return found
     spans, gone = found
-    changed = SpooledEntries()
+    changed = EntrySpool()
     anchors: set[str] = set()
     for entry in (source.read_lines(spans) if spans else ()):
-        changed.add(entry)
+        changed.append((f"line {entry.line}", entry))
         anchor = anchor_of(entry)
         if anchor:
             anchors.add(anchor)
