@@ -242,6 +242,17 @@ class LDAPFeed(ChangeFeed):
         """What changed in each stream since its cursor; else why a full read is needed."""
         # (On disk past a few hundred: each entry is kilobytes as objects.)
         changed = EntrySpool()
+        try:
+            found = self._read_into(tracking, changed)
+        except BaseException:
+            changed.close()
+            raise
+        if isinstance(found, str):
+            changed.close()
+        return found
+
+    def _read_into(self, tracking: ChangeState, changed: EntrySpool) -> Changes | str:
+        """:meth:`read_changes`, the entries read into ``changed``."""
         deleted: set[str] = set()
         known: dict[str, str] = {}
         for stream in self.streams:
@@ -257,7 +268,6 @@ class LDAPFeed(ChangeFeed):
                         uuids.append(uuid)
                         changed.append((uuid, self.with_uuid(uuid, entry)))
                 except RefreshRequired as exc:
-                    changed.close()
                     return (f"{self.server} cannot serve the stored cookie"
                             f"{stream.where('of')} ({exc})")
                 here = stream.map.anchors_of(read.deleted) if read.present is None \

@@ -123,12 +123,20 @@ class Cursor:
         self.changes = found
         return False
 
+    def drop_changes(self) -> None:
+        """Let go of the changes read: a spool of them closes its temporary
+        file now, not when the collector finds it (a scheduler's process
+        runs for months)."""
+        if self.changes is not None and isinstance(self.changes.changed, EntrySpool):
+            self.changes.changed.close()
+        self.changes = None
+
     def go_full(self, run: RunFields, why: str) -> None:
         self.log.info("%s: a full %s run: %s", run.name, run.direction, why, extra={"fields": {
             "connection": run.name, "run": run.run_id, "direction": run.direction,
             "action": "full-run", "result": why}})
         run.mode = "full"
-        self.changes = None
+        self.drop_changes()
         if self.feed is not None:
             self.feed.reset()
         run.state.set_run_mode(run.run_id, "full")

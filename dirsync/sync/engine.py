@@ -138,6 +138,7 @@ class ImportRun(ImportSteps):
 
     def release(self) -> None:
         self.close_spools()
+        self.cursor.drop_changes()
         self.scratch.close()
 
     def report_fields(self) -> dict[str, Any]:

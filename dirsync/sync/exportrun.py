@@ -138,6 +138,7 @@ class ExportRun(ExportSteps):
             spool.close()
         self.problem_spool.close()
         self.items.close()
+        self.cursor.drop_changes()
         self.scratch.close()
 
     def load(self) -> None:
