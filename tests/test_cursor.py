@@ -9,14 +9,18 @@ full run forgets, and which UUIDs are read again.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
+from dirsync.directories.syncrepl import PresentUUIDs
 from dirsync.entry import Entry
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync.changefeed import ChangeFeed, Changes, FileFeed, Stream
@@ -163,3 +167,27 @@ def test_nothing_is_stored_before_the_end_and_a_file_with_errors_keeps_no_finger
     cursor.commit(run, [])
     assert cursor.tracking.cursor(FILE) is None
     assert cursor.tracking.cursor(RETRY) is None   # a file is read whole again
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(known=st.sets(st.uuids().map(str), max_size=30), kept=st.data())
+def test_the_uuids_a_present_phase_leaves_out_are_the_gone(
+        tmp_path_factory: pytest.TempPathFactory, known: set[str], kept: st.DataObject) -> None:
+    # A present phase lists every UUID that survives; the map's others are
+    # gone. The list goes through a temporary file past its first few
+    # (memory=3 here), and the comparison through a temporary table.
+    present = set(kept.draw(st.sets(st.sampled_from(sorted(known)))) if known else set())
+    present |= {str(uuid.uuid4()) for _ in range(5)}       # new entries: not in the map
+    state = StateStore(tmp_path_factory.mktemp("state") / "state.sqlite")
+    try:
+        uuids = ChangeState(state, "fab", "export")
+        uuids.remember((u, f"anchor {u}") for u in known)
+        listed = PresentUUIDs(memory=3)
+        for chunk in (sorted(present)[:4], sorted(present)[4:]):
+            listed.update(chunk)
+        assert sorted(listed) == sorted(present) == sorted(listed)   # read twice
+        assert uuids.gone_except(listed) == {u: f"anchor {u}" for u in known - present}
+        listed.close()
+        assert list(listed) == []
+    finally:
+        state.close()

@@ -22,10 +22,11 @@ of entryUUIDs to find deletes by comparison.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import IO, Literal
 
 import ldap
 import ldap.filter
@@ -50,6 +51,43 @@ class RefreshRequired(Exception):
     """The server cannot answer from this cookie: read everything again."""
 
 
+class PresentUUIDs:
+    """The UUIDs a present phase lists, every entry that survives: past a few
+    thousand in an unlinked temporary file (a million as a set of strings
+    were about 100 MB). Read back in the order listed; :meth:`close` ends it."""
+
+    def __init__(self, memory: int = 4096) -> None:
+        self.memory = memory
+        self._held: list[str] = []
+        self._file: IO[str] | None = None
+
+    def update(self, uuids: Iterable[str]) -> None:
+        self._held.extend(uuids)
+        if len(self._held) > self.memory:
+            if self._file is None:
+                # Lives as long as this list; close() ends it.
+                self._file = tempfile.TemporaryFile(  # noqa: SIM115
+                    "w+", encoding="ascii", prefix="dirsync-present-")
+            # (python-ldap makes them of the control's 16 bytes: hex and dashes.)
+            self._file.writelines(f"{uuid}\n" for uuid in self._held)
+            self._held = []
+
+    def __iter__(self) -> Iterator[str]:
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            for line in self._file:
+                yield line[:-1]
+            self._file.seek(0, 2)       # appends go on at the end
+        yield from list(self._held)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._held = []
+
+
 class _Consumer(ldap.ldapobject.LDAPObject, ldap.syncrepl.SyncreplConsumer):  # type: ignore[misc]
     """python-ldap's syncrepl state machine, collecting into plain data."""
 
@@ -58,7 +96,7 @@ class _Consumer(ldap.ldapobject.LDAPObject, ldap.syncrepl.SyncreplConsumer):  # 
         self.cookie: str | None = None
         self.pending: deque[tuple[str, Entry]] = deque()
         self.deleted: set[str] = set()
-        self.present: set[str] = set()
+        self.present = PresentUUIDs()
         self.present_phase_ended = False
         self.explicit_deletes = False
 
@@ -98,8 +136,9 @@ class ChangeRead:
     _events: Iterator[tuple[str, Entry]] = field(repr=False, default=iter(()))
     cookie: str | None = None
     deleted: set[str] = field(default_factory=set)
-    #: Set when the server used a present phase: every UUID that survives.
-    present: set[str] | None = None
+    #: Set when the server used a present phase: every UUID that survives
+    #: (the reader closes it).
+    present: PresentUUIDs | None = None
 
     def __iter__(self) -> Iterator[tuple[str, Entry]]:
         return self._events
@@ -108,7 +147,9 @@ class ChangeRead:
         """Which of the ``known`` UUIDs are gone, whichever way the server said so."""
         gone = self.deleted & known
         if self.present is not None:
-            gone |= known - self.present
+            # (A few known UUIDs; a whole map is compared on disk:
+            # ChangeState.gone_except.)
+            gone |= known - set(self.present)
         return gone
 
 
@@ -130,6 +171,7 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
     read = ChangeRead(mode="incremental")
 
     def events() -> Iterator[tuple[str, Entry]]:
+        read_whole = False
         try:
             msgid = conn.syncrepl_search(base, scope, mode="refreshOnly", filterstr=filt,
                                          attrlist=attrs)
@@ -139,6 +181,7 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
                     yield conn.pending.popleft()
                 if not more:
                     break
+            read_whole = True
         except ldap.LDAPError as exc:
             info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
             # A cookie the server cannot serve (too old, from a reset or
@@ -149,11 +192,15 @@ def read_changes(directory: LDAPDirectory, cookie: str | None,
             raise directory_error(exc, directory.server_url) from exc
         finally:
             _unbind(conn)
+            if not read_whole:          # failed or let go of: nobody reads it
+                conn.present.close()
         read.cookie = conn.cookie
         read.deleted = set(conn.deleted)
         if conn.present_phase_ended:
             # Every surviving entry was presented; the rest were deleted.
-            read.present = set(conn.present)
+            read.present = conn.present
+        else:
+            conn.present.close()
 
     read._events = events()
     return read
@@ -260,7 +307,9 @@ class TimestampRead:
     """Entries changed at or after a high-water mark, and every surviving UUID."""
 
     changed: list[tuple[str, Entry]]
-    present: set[str]
+    #: Read from the server as it is iterated (once): a set of a million
+    #: UUIDs was about 100 MB.
+    present: Iterable[str]
     high_water: str | None
 
 
@@ -291,6 +340,6 @@ def read_since_timestamp(directory: LDAPDirectory, high_water: str | None,
         if stamp and (newest is None or stamp > newest):
             newest = stamp
         changed.append((uuid, entry))
-    present = {e.first("entryUUID") or "" for e in directory.read(
-        ReadOptions(base=opts.base, scope=opts.scope, filter=base_filter, attrs=["entryUUID"]))}
+    present = (e.first("entryUUID") or "" for e in directory.read(
+        ReadOptions(base=opts.base, scope=opts.scope, filter=base_filter, attrs=["entryUUID"])))
     return TimestampRead(changed, present, newest)

@@ -270,9 +270,14 @@ class LDAPFeed(ChangeFeed):
                 except RefreshRequired as exc:
                     return (f"{self.server} cannot serve the stored cookie"
                             f"{stream.where('of')} ({exc})")
-                here = stream.map.anchors_of(read.deleted) if read.present is None \
-                    else stream.map.all_uuids()
-                gone = read.deleted_among(set(here))
+                here = stream.map.anchors_of(read.deleted)
+                if read.present is not None:
+                    # A present phase: the gone are the map's UUIDs it did not list.
+                    try:
+                        here.update(stream.map.gone_except(read.present))
+                    finally:
+                        read.present.close()
+                gone = set(here)
                 self.pending[stream.cursor(COOKIE)] = read.cookie
             else:
                 high_water = tracking.cursor(stream.cursor(HIGH_WATER))
@@ -283,8 +288,8 @@ class LDAPFeed(ChangeFeed):
                     uuids.append(uuid)
                     changed.append((uuid, self.with_uuid(uuid, entry)))
                 stamped.changed = []
-                here = stream.map.all_uuids()
-                gone = set(here) - stamped.present
+                here = stream.map.gone_except(stamped.present)
+                gone = set(here)
                 self.pending[stream.cursor(HIGH_WATER)] = stamped.high_water
             stream.gone = gone
             if self.anchor_of is None:

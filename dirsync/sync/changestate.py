@@ -107,6 +107,31 @@ class ChangeState:
             "SELECT uuid, anchor FROM uuids WHERE connection=? AND direction=?",
             (self.connection, self.direction)))
 
+    def gone_except(self, present: Iterable[str]) -> dict[str, str]:
+        """UUID -> anchor of the map's UUIDs that ``present`` (every UUID a
+        server still holds) does not list.
+
+        ``present`` streams into a temporary table and the two are compared
+        there: a million UUIDs as a set beside the map as a dict were some
+        300 MB.
+        """
+        db = self.db
+        # The temporary database only: nothing here outlives the comparison.
+        own = not db.in_transaction
+        if own:
+            db.execute("BEGIN")
+        try:
+            db.execute("CREATE TEMP TABLE present_uuids (uuid TEXT PRIMARY KEY) WITHOUT ROWID")
+            db.executemany("INSERT OR IGNORE INTO temp.present_uuids VALUES (?)",
+                           ((uuid,) for uuid in present))
+            return dict(db.execute(
+                "SELECT uuid, anchor FROM uuids WHERE connection=? AND direction=? AND uuid "
+                "NOT IN (SELECT uuid FROM temp.present_uuids)", (self.connection, self.direction)))
+        finally:
+            db.execute("DROP TABLE IF EXISTS temp.present_uuids")
+            if own:
+                db.execute("COMMIT")
+
     def remember(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO uuids VALUES (?, ?, ?, ?)",
                             ((self.connection, self.direction, u, a) for u, a in pairs))
