@@ -118,12 +118,7 @@ class DiskStore(MemoryStore):
         self._parent = None
         if self.db.execute("DELETE FROM entries WHERE key=?", (normalize_dn(dn),)).rowcount:
             self._count -= 1
-        parent = normalize_dn(parent_dn(dn))
-        left = self._children.get(parent, 0) - 1
-        if left > 0:
-            self._children[parent] = left
-        else:
-            self._children.pop(parent, None)
+        self._uncount(dn)
 
     def _rows(self, column: str) -> Iterator[tuple[int, Any]]:
         """(seq, column) of the entries stored when this began, in order, a page at

@@ -46,6 +46,10 @@ class MemoryStore:
 
     def _drop(self, dn: str) -> None:
         del self.entries[normalize_dn(dn)]
+        self._uncount(dn)
+
+    def _uncount(self, dn: str) -> None:
+        """One child fewer below the parent of ``dn``, which is gone."""
         parent = normalize_dn(parent_dn(dn))
         left = self._children.get(parent, 0) - 1
         if left > 0:
