@@ -8,6 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dirsync.directories.bloom import BITS, Bloom
 from dirsync.directories.firstseen import FirstSeen
 from dirsync.entry import Entry
 from dirsync.state.staterows import StateRows
@@ -43,6 +44,34 @@ def test_a_disk_map_answers_as_a_dict_does(writes: list[tuple[str, int]]) -> Non
         for key, value in expected.items():
             assert key in table and table[key] == value
         assert "never" not in table and table.get("never", 5) == 5
+    finally:
+        scratch.close()
+
+
+@given(st.lists(st.tuples(keys, st.booleans()), max_size=400), st.integers(3, 7))
+def test_a_filtered_table_grows_its_bloom_filter_and_never_misses_a_key(
+        writes: list[tuple[str, bool]], first: int) -> None:
+    scratch = Scratch()
+    try:
+        table = scratch.map(flush=16)
+        table.filtered()
+        table.bloom = Bloom(first)       # (tiny, to grow it often)
+        table._room = table.bloom.capacity()
+        for key, first_only in writes:
+            if first_only:
+                table.put_first(key, 1)
+            else:
+                table[key] = 2
+        written = {key for key, _ in writes}
+        assert table.bloom is not None
+        assert all(table.bloom.maybe(key) for key in written)
+        assert all(key in table for key in written) and len(table) == len(written)
+
+        def width_for(count: int) -> int:   # grown three bits at a time as it fills
+            return next(w for w in range(first, BITS + 3, 3) if count <= 1 << (w - 3))
+
+        # Large enough for the keys, and never grown past what the writes asked.
+        assert width_for(len(written)) <= table.bloom.width <= width_for(len(writes))
     finally:
         scratch.close()
 
@@ -225,6 +254,7 @@ def test_an_entry_spool_gives_back_its_pairs_in_order_past_its_memory() -> None:
             got = list(spool)
             assert [k for k, _ in got] == [k for k, _ in pairs]
             assert all(same_entry(a, b) for (_, a), (_, b) in zip(got, pairs, strict=True))
+        assert list(spool.keys()) == [k for k, _ in pairs]
         assert pairs[9] in spool and ("uuid9", entry_of(10)) not in spool
     finally:
         spool.close()

@@ -102,9 +102,16 @@ class Feed:
     def reset(self) -> None:
         """Forget what a change read found: a full read follows."""
         self.pending = {}
+        self.close_reads()
         for stream in self.streams:
             stream.read = PairSpool()
             stream.gone = set()
+
+    def close_reads(self) -> None:
+        """Let go of what the streams read (a spool's file closes now)."""
+        for stream in self.streams:
+            if isinstance(stream.read, PairSpool):
+                stream.read.close()
 
     def commit(self, full: bool, keep: set[str]) -> None:
         """The UUID maps after the run: exactly what a full run read, or updated
@@ -257,7 +264,9 @@ class LDAPFeed(ChangeFeed):
         known: dict[str, str] = {}
         for stream in self.streams:
             options = self.options(stream)
-            uuids: list[str] = []
+            # The UUIDs read, for the map (an export's anchor is its UUID),
+            # on disk: a change of many entries reads many.
+            uuids = stream.read = PairSpool()
             if self.method == "syncrepl":
                 cookie = tracking.cursor(stream.cursor(COOKIE))
                 if not cookie:
@@ -265,7 +274,7 @@ class LDAPFeed(ChangeFeed):
                 read = read_changes(self.directory, cookie, options)
                 try:
                     for uuid, entry in read:
-                        uuids.append(uuid)
+                        self.note_read(uuids, uuid)
                         changed.append((uuid, self.with_uuid(uuid, entry)))
                 except RefreshRequired as exc:
                     return (f"{self.server} cannot serve the stored cookie"
@@ -285,18 +294,22 @@ class LDAPFeed(ChangeFeed):
                     return f"no modifyTimestamp high-water mark stored{stream.where('for')}"
                 stamped = read_since_timestamp(self.directory, high_water, options)
                 for uuid, entry in stamped.changed:
-                    uuids.append(uuid)
+                    self.note_read(uuids, uuid)
                     changed.append((uuid, self.with_uuid(uuid, entry)))
                 stamped.changed = []
                 here = stream.map.gone_except(stamped.present)
                 gone = set(here)
                 self.pending[stream.cursor(HIGH_WATER)] = stamped.high_water
             stream.gone = gone
-            if self.anchor_of is None:
-                stream.read = {uuid: uuid for uuid in uuids if uuid}
             deleted |= gone
             known.update(here)
         return Changes(changed, deleted, known)
+
+    def note_read(self, read: PairSpool, uuid: str) -> None:
+        """A UUID read by a change read, for the map: the export's anchor is
+        its UUID; an import's is noted by the import (it is not the UUID)."""
+        if self.anchor_of is None and uuid:
+            read[uuid] = uuid
 
     def read_uuids(self, uuids: list[str]) -> dict[str, Entry]:
         """The entries with these UUIDs that a stream selects, the first found."""

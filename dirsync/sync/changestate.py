@@ -15,7 +15,7 @@ loads the rows its changes touch and not every row of the connection.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from dirsync.state.store import StateRow, StateStore
@@ -148,15 +148,18 @@ class ChangeState:
 
     # -- state rows by anchor --------------------------------------------------
     def rows(self, anchors: Iterable[str]) -> dict[str, StateRow]:
-        found: dict[str, StateRow] = {}
+        return dict(self.row_pairs(anchors))
+
+    def row_pairs(self, anchors: Iterable[str]) -> Iterator[tuple[str, StateRow]]:
+        """(anchor, state row) of those of ``anchors`` the state holds, a chunk
+        at a time (a run that stores them on disk never holds them all)."""
         for chunk in _chunks(anchors):
             marks = ",".join("?" * len(chunk))
             for anchor, dn, hash_, kind in self.db.execute(
                     f"SELECT anchor, dn, hash, kind FROM entries WHERE connection=? "
                     f"AND direction=? AND anchor IN ({marks})",
-                    (self.connection, self.direction, *chunk)):
-                found[anchor] = StateRow(dn, hash_, kind)
-        return found
+                    (self.connection, self.direction, *chunk)).fetchall():
+                yield anchor, StateRow(dn, hash_, kind)
 
     def count(self) -> int:
         return self.state.count(self.connection, self.direction)

@@ -111,7 +111,11 @@ class Cursor:
             self.go_full(run, found)
             return False
         # Entries that had errors last time are read again.
-        retry = self.tracking.retry() - {uuid for uuid, _ in found.changed} - found.deleted
+        retry = self.tracking.retry() - found.deleted
+        if retry:
+            keys = found.changed.keys() if isinstance(found.changed, EntrySpool) \
+                else (uuid for uuid, _ in found.changed)
+            retry.difference_update(keys)
         if retry:
             again = feed.read_uuids(sorted(retry))
             if isinstance(found.changed, EntrySpool):
@@ -130,6 +134,8 @@ class Cursor:
         if self.changes is not None and isinstance(self.changes.changed, EntrySpool):
             self.changes.changed.close()
         self.changes = None
+        if isinstance(self.feed, ChangeFeed):
+            self.feed.close_reads()
 
     def go_full(self, run: RunFields, why: str) -> None:
         self.log.info("%s: a full %s run: %s", run.name, run.direction, why, extra={"fields": {

@@ -52,6 +52,11 @@ class EntrySpool:
         for key, record in self._spool:
             yield key, entry_from_record(record)
 
+    def keys(self) -> Iterator[str]:
+        """The keys in order, without making the entries again."""
+        for key, _ in self._spool:
+            yield key
+
     def __len__(self) -> int:
         return len(self._spool)
 

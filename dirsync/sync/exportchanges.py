@@ -32,13 +32,14 @@ and named from their state rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from dirsync.config import ConnectionConfig
 from dirsync.directories import ReadOptions
 from dirsync.entry import Entry, is_under, normalize_dn, same_dn
 from dirsync.mapping.exportmap import KIND_LIST
 from dirsync.mapping.mapfile import ANCHOR_ATTR, SOURCE_ATTR
+from dirsync.state.staterows import StateRows
 from dirsync.state.store import StateRow, StateStore
 from dirsync.sync import exportplan, exportread, exportrecord, exportscan
 from dirsync.sync.changefeed import Feed, LDAPFeed, Stream, file_feed, ldap_method
@@ -46,6 +47,7 @@ from dirsync.sync.changestate import ChangeState
 from dirsync.sync.cursor import Cursor
 from dirsync.sync.entryspool import EntrySpool
 from dirsync.sync.exportsteps import ExportSteps
+from dirsync.sync.scratch import pairs
 
 log = logging.getLogger("dirsync.export")
 
@@ -87,31 +89,34 @@ def accept_changes(run: ExportSteps) -> None:
     changes = run.cursor.changes
     feed = run.cursor.feed
     assert changes is not None and isinstance(feed, LDAPFeed)
-    # Each entry once (the first read), on disk: an entry is kilobytes.
+    # Each entry once (the first read), on disk: an entry is kilobytes; and
+    # the UUIDs of those read, on disk too (a 1% change of a million is
+    # 10,000 of them, with their state rows).
     changed = EntrySpool()
-    seen: set[str] = set()
+    seen = run.scratch.set()
     for uuid, entry in changes.changed:
         if uuid and uuid not in seen:
             seen.add(uuid)
             changed.append((uuid, entry))
     if isinstance(changes.changed, EntrySpool):
         changes.changed.close()
-    gone = set(changes.deleted)
     # An entry that left one container for another is moved, not deleted.
-    gone -= seen
+    gone = {uuid for uuid in changes.deleted if uuid not in seen}
     if seen or gone:
         # A list names its members by their foreign names, which any
         # member's change may move: every exported list is compared again.
-        lists = list_anchors(run) - seen - gone
+        lists = sorted(a for a in list_anchors(run) if a not in seen and a not in gone)
         if lists:
-            found = feed.read_uuids(sorted(lists))
+            found = feed.read_uuids(lists)
             changed.extend(found.items())
             seen.update(found)
-            gone |= lists - set(found)
+            gone.update(a for a in lists if a not in found)
     changes.changed = changed
     changes.deleted = gone
-    run.changed_anchors = {*seen, *gone}
-    run.touched = run.cursor.tracking.rows(run.changed_anchors)
+    seen.update(gone)
+    run.changed_anchors = seen
+    run.touched = run.scratch.map(tuple, lambda row: StateRow(*row))
+    run.touched.update(run.cursor.tracking.row_pairs(seen))
 
 
 def list_anchors(run: ExportSteps) -> set[str]:
@@ -135,12 +140,13 @@ def hub_entries(run: ExportSteps) -> Iterator[Entry]:
         yield from exportread.hub_entries(run)
 
 
-def load_state_rows(run: ExportSteps) -> dict[str, StateRow]:
+def load_state_rows(run: ExportSteps) -> Mapping[str, StateRow]:
     """The rows the hash fast path compares with (none on a full run)."""
     if run.cursor.incremental:
-        return dict(run.touched)
+        return run.touched
     if run.mode == "incremental":
-        return run.state.entries(run.name, run.direction)
+        # A changed hub file read whole: its rows asked for one at a time.
+        return StateRows(run.state, run.name, run.direction)
     return {}
 
 
@@ -168,7 +174,7 @@ def scan_foreign(run: ExportSteps) -> None:
     run.unowned = {}
     run.others = {}
     run.container_exists = True
-    for anchor, row in run.touched.items():
+    for anchor, row in pairs(run.touched):
         entry = run.foreign.get(row.dn, ["*"])
         if entry is None:
             continue        # gone from the foreign side: added again, as a full run would
@@ -277,11 +283,12 @@ def store_rows(run: ExportSteps, rows: Iterable[tuple[str, StateRow]]) -> None:
     if not run.cursor.incremental:
         exportrecord.store_rows(run, rows)
         return
-    touched = dict(rows)      # (the few entries the changes touched)
-    for anchor, row in touched.items():
+    stored = run.scratch.set()      # (on disk: the entries the changes touched)
+    for anchor, row in rows:
         run.state.put(run.name, run.direction, anchor, row)
+        stored.add(anchor)
     for anchor in run.touched:
-        if anchor not in touched and anchor not in run.ours:
+        if anchor not in stored and anchor not in run.ours:
             # Gone from the hub and from the foreign side: nothing left to track.
             run.state.drop(run.name, run.direction, anchor)
 

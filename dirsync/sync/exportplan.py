@@ -14,7 +14,6 @@ from typing import Any
 import ldap.filter
 
 from dirsync.directories import ReadOptions
-from dirsync.directories.bloom import Bloom
 from dirsync.entry import Entry, join_dn, make_rdn, normalize_dn, rdn_values, same_dn
 from dirsync.ldif.changes import Change, rename_change
 from dirsync.mapping.exportmap import (
@@ -52,18 +51,19 @@ def plan(run: ExportSteps) -> None:
     run.refresh = scratch.map(tuple, lambda row: StateRow(*row))  # unchanged by comparing
     run.renames = []
     ours = run.ours
-    # (Only the foreign entries found need asking whether they are wanted.)
-    wanted_anchors = {w.anchor for w in wanted_records(run) if w.anchor in ours} \
-        if ours else set()
+    # (Only the foreign entries found need asking whether they are wanted.
+    # On disk, as what follows: one key per changed or re-mapped entry.)
+    wanted_anchors = scratch.set()
+    if ours:
+        wanted_anchors.update(w.anchor for w in wanted_records(run) if w.anchor in ours)
     run.deletes = [a for a in ours
                     if a not in wanted_anchors and a not in run.kept and a not in run.held]
     deleted = set(run.deletes)
     # Names other entries of the connection keep: those of this run that are
     # not re-mapped, and (incremental) those of entries it does not plan.
-    held_dns: DiskMap[str] = scratch.map()
-    held_dns.bloom = Bloom()
+    held_dns: DiskMap[str] = scratch.map().filtered()
     held_dns.update(pairs(run.others))
-    current: dict[str, str] = {}
+    current: DiskMap[str] = scratch.map()
     # (One pass: each foreign entry is read from its table once here.)
     for anchor, entry in pairs(ours):
         if anchor in wanted_anchors:

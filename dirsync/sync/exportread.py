@@ -111,15 +111,16 @@ def read_hub(run: ExportSteps) -> None:
     export = run.export
     kind = export.proxy_type
     hub_name = run.connection.hub
-    if run.mode == "incremental":
-        # Only the anchors this run touches are looked up, and only the
-        # addresses it is about to give out (STYLE: cost follows change).
-        holds = run.hub_holds_address if run.hub.kind == "ldap" else None
-        run.assigner = Assigner(kind, run.hub_proxy_addresses,
-                                 run.assignments.view(hub_name, kind), hub_holds=holds)
-    else:
-        run.assigner = Assigner(kind, run.hub_proxy_addresses,
-                                 run.assignments.load(hub_name, kind), scratch=run.scratch)
+    # The addresses generated before are looked up one anchor at a time, and
+    # what this run gives out waits on disk: one record per recipient either
+    # way, which a million would make hundreds of megabytes in memory.
+    # Incremental, only the addresses about to be given out are asked of the
+    # hub (STYLE: cost follows change).
+    holds = run.hub_holds_address if run.mode == "incremental" and run.hub.kind == "ldap" \
+        else None
+    run.assigner = Assigner(kind, run.hub_proxy_addresses,
+                             run.assignments.view(hub_name, kind), hub_holds=holds,
+                             scratch=run.scratch)
     name = run.name.casefold()
     # One record per hub entry each: in a spool or a scratch table, not in memory.
     run.wanted = Spool(run.spool_items)

@@ -32,6 +32,8 @@ reads only changes is :mod:`dirsync.sync.exportchanges`.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from dirsync.config import Config, ConnectionConfig
@@ -123,8 +125,8 @@ class ExportRun(ExportSteps):
         self.unreadable_rows = 0
         self.cursor = exportchanges.new_cursor(state, connection)
         # What an incremental run touches (exportchanges.accept_changes).
-        self.touched: dict[str, StateRow] = {}
-        self.changed_anchors: set[str] = set()
+        self.touched: MutableMapping[str, StateRow] = {}
+        self.changed_anchors: AbstractSet[str] = set()
         self.resolved: set[str] = set()     # hub DNs of list members looked up
         # Per-entry bookkeeping on disk (dirsync.sync.scratch), for the run's life.
         self.scratch = Scratch()
@@ -173,7 +175,7 @@ class ExportRun(ExportSteps):
                               "base: where exported entries go")
         self.rdn_attribute = CSV_RDN if self.csv else self.export.rdn_attribute
         #: anchor -> ``[export.rdn] qualifier``, filled as the hub is read
-        self.qualifiers: dict[str, str] = {}
+        self.qualifiers: MutableMapping[str, str] = self.scratch.map()
         #: AD's own rules (names, schema, unique addresses, write scope), or None
         self.ad = ADExport(self) if foreign_config.kind == "ad" else None
         names = ADNames if self.ad is not None else NumberedNames

@@ -11,7 +11,9 @@ as its methods).
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import abc
 from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +45,10 @@ class ExportSteps(Run):
     csv: bool                               # the foreign directory is a CSV file
     container: str                          # where exported entries go ("" for a file)
     rdn_attribute: str
-    qualifiers: dict[str, str]              # anchor -> ``[export.rdn] qualifier``
+    qualifiers: MutableMapping[str, str]    # anchor -> ``[export.rdn] qualifier``
     naming: NumberedNames
     assignments: AssignmentStore
-    state_rows: dict[str, StateRow]
+    state_rows: abc.Mapping[str, StateRow]       # (StateRows or a scratch table: on disk)
     scratch: Scratch                        # per-entry tables on disk, for the run's life
     items: ItemList                         # the planned items, compact, by index
     #: each item's payload (hub entry, change, before and after), by index
@@ -59,8 +61,8 @@ class ExportSteps(Run):
     applied: bool
     unreadable_rows: int
     # What an incremental run touches (exportchanges.accept_changes).
-    touched: dict[str, StateRow]
-    changed_anchors: set[str]
+    touched: MutableMapping[str, StateRow]     # (a scratch table)
+    changed_anchors: AbstractSet[str]          # (a scratch set)
     resolved: set[str]                      # hub DNs of list members looked up
     # The foreign scan (scan_foreign):
     ours: MutableMapping[str, Entry]        # anchor -> foreign entry (Scratch.entries)
@@ -120,7 +122,7 @@ class ExportSteps(Run):
     @abstractmethod
     def accept_changes(self) -> None: ...
     @abstractmethod
-    def load_state_rows(self) -> dict[str, StateRow]: ...
+    def load_state_rows(self) -> abc.Mapping[str, StateRow]: ...
     @abstractmethod
     def held_count(self) -> int: ...
     @abstractmethod

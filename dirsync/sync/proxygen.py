@@ -58,7 +58,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from dirsync.addresses.proxy import of_type, with_suffix
-from dirsync.directories.bloom import Bloom
 from dirsync.entry import Entry
 from dirsync.ldif.changes import Change, Mod
 from dirsync.mapping.mapfile import MARKER_CLASS, SOURCE_ATTR
@@ -281,8 +280,7 @@ def _as_remembered(row: Any) -> Remembered:
 def _disk(scratch: Scratch, encode: Callable[[Any], Any] = lambda v: v,
           decode: Callable[[Any], Any] = lambda v: v) -> DiskMap[Any]:
     """A scratch table with a Bloom filter: most of a run's look-ups here miss."""
-    table = scratch.map(encode, decode)
-    table.bloom = Bloom()
+    table: DiskMap[Any] = scratch.map(encode, decode).filtered()
     return table
 
 

@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSet
 from typing import Any, Generic, TypeVar, cast
 
-from dirsync.directories.bloom import Bloom
+from dirsync.directories.bloom import BITS, Bloom
 from dirsync.entry import Entry
 from dirsync.sync.entryspool import entry_from_record, entry_record
 
@@ -37,6 +37,10 @@ FLUSH = 8192
 ENTRY_FLUSH = 128
 #: Keys per ``IN (...)`` query (below SQLite's oldest parameter limit of 999).
 CHUNK = 500
+#: log2 of the bits of a table's first Bloom filter (8 KiB, for 8,192 keys); it
+#: is made again eight times larger each time it fills, up to 1 MiB. A run
+#: has a dozen filtered tables, most of them holding a change's few keys.
+FIRST_BLOOM = 16
 
 _MISSING = object()
 
@@ -76,14 +80,11 @@ class Scratch:
         An entry is kilobytes: few wait to be written, and a lookup gives a
         new copy (a change to it is not stored)."""
         table: DiskMap[Entry] = self.map(entry_record, entry_from_record, flush=ENTRY_FLUSH)
-        table.bloom = Bloom()
-        return table
+        return table.filtered()
 
     def set(self) -> DiskSet:
         """A new set; a Bloom filter in front of it answers most misses without a query."""
-        table = self.map()
-        table.bloom = Bloom()
-        return DiskSet(table)
+        return DiskSet(self.map().filtered())
 
     def sorted_keys(self, *tables: Keyed) -> Iterator[str]:
         """The keys of all these tables, once each, in order."""
@@ -130,14 +131,40 @@ class DiskMap(LookedUp[V]):
         self._cache: dict[str, Any] = {}
         #: (key, value, value already there) of :meth:`put_first` calls that lost.
         self.taken: list[tuple[str, V, V]] = []
-        #: Every key written, if set: a key it surely lacks is not looked up.
+        #: Every key written, if set (:meth:`filtered`): a key it surely lacks
+        #: is not looked up.
         self.bloom: Bloom | None = None
+        self._room = 0          # keys the filter takes before it is made larger
+
+    def filtered(self) -> DiskMap[V]:
+        """This table, empty, with a Bloom filter in front of it."""
+        self.bloom = Bloom(FIRST_BLOOM)
+        self._room = self.bloom.capacity()
+        return self
+
+    def _filter(self, key: str) -> None:
+        assert self.bloom is not None
+        self.bloom.add(key)
+        self._room -= 1
+        if self._room < 0 and self.bloom.width < BITS:
+            # Full: made again from every key written, eight times larger
+            # (``key`` is not in the buffers yet).
+            bloom = Bloom(min(self.bloom.width + 3, BITS))
+            bloom.add(key)
+            added = 1
+            for keys in (self.db.execute(f"SELECT key FROM {self.name}"),
+                         ((k,) for k in self._pending), ((k,) for k, _ in self._firsts)):
+                for (written,) in keys:
+                    bloom.add(written)
+                    added += 1
+            self.bloom = bloom
+            self._room = bloom.capacity() - added
 
     # -- writing -------------------------------------------------------------
     def __setitem__(self, key: str, value: V) -> None:
         self._cache.pop(key, None)
         if self.bloom is not None:
-            self.bloom.add(key)
+            self._filter(key)
         self._pending[key] = value
         if len(self._pending) >= self.flush_at:
             self.flush()
@@ -147,7 +174,7 @@ class DiskMap(LookedUp[V]):
         before is noted in :attr:`taken` (when the buffer is flushed)."""
         self._cache.pop(key, None)
         if self.bloom is not None:
-            self.bloom.add(key)
+            self._filter(key)
         self._firsts.append((key, value))
         if len(self._firsts) >= self.flush_at:
             self.flush()

@@ -110,6 +110,9 @@ class PairSpool:
     def __len__(self) -> int:
         return len(self._spool)
 
+    def close(self) -> None:
+        self._spool.close()
+
 
 def change_record(change: Change) -> tuple[Any, ...]:
     return (change.kind, change.dn, change.attrs,
