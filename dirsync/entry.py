@@ -134,7 +134,11 @@ _PLAIN_DN = re.compile(r"[A-Za-z][\w-]*=[\w.@-](?:[\w .@-]*[\w.@-])?"
                        r"(?:,[A-Za-z][\w-]*=[\w.@-](?:[\w .@-]*[\w.@-])?)*")
 
 
-@functools.lru_cache(maxsize=1 << 16)
+# The caches below are small: a run meets a DN again soon after it first
+# does (read, planned, applied), and each entry kept costs a key, a value
+# and a link, some 200 bytes: at 65,536 they held 13 MB, which a large
+# change filled and a small one did not.
+@functools.lru_cache(maxsize=1 << 12)
 def normalize_dn(dn: str) -> str:
     """A comparison key: attribute types and values case-folded, escapes canonical.
 
@@ -179,7 +183,7 @@ def _escaped_form(dn: str) -> str:
         return dn
 
 
-@functools.lru_cache(maxsize=1 << 14)
+@functools.lru_cache(maxsize=1 << 12)
 def parent_dn(dn: str) -> str:
     if _PLAIN_DN.fullmatch(dn):
         # No escapes or quotes: every comma separates RDNs.

@@ -37,8 +37,13 @@ from dirsync.sync.plan import (
     plan_entry,
 )
 from dirsync.sync.report import Problem
-from dirsync.sync.scratch import CHUNK, DiskMap, disk_order, pairs, prefetch
+from dirsync.sync.scratch import DiskMap, disk_order, pairs, prefetch
 from dirsync.sync.spool import change_record
+
+
+#: Wanted recipients compared at a time: their payloads, their foreign entries
+#: and names are read for the batch at once (an entry is kilobytes).
+COMPARE_BATCH = 128
 
 
 def wanted_records(run: ExportSteps) -> Iterator[_Wanted]:
@@ -109,7 +114,7 @@ def plan(run: ExportSteps) -> None:
 
     for pair in zip(wanted_records(run), run.wanted_payloads, strict=True):
         batch.append(pair)
-        if len(batch) >= CHUNK:
+        if len(batch) >= COMPARE_BATCH:
             compare_batch()
     compare_batch()
     for wanted, entry, extra in lists:
