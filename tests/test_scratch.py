@@ -20,7 +20,14 @@ from dirsync.sync.heldnames import HeldNames
 from dirsync.sync.importrecord import missing_from
 from dirsync.sync.importscan import HubRecord
 from dirsync.sync.ownership import Claims
-from dirsync.sync.scratch import FLUSH, DiskSubset, Scratch
+from dirsync.sync.scratch import (
+    CACHE_KIB,
+    FLUSH,
+    LARGE_CACHE_KIB,
+    LARGE_TABLE,
+    DiskSubset,
+    Scratch,
+)
 from dirsync.sync.scratchclaims import DiskClaims
 
 keys = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6)
@@ -72,6 +79,25 @@ def test_a_filtered_table_grows_its_bloom_filter_and_never_misses_a_key(
 
         # Large enough for the keys, and never grown past what the writes asked.
         assert width_for(len(written)) <= table.bloom.width <= width_for(len(writes))
+    finally:
+        scratch.close()
+
+
+def test_a_scratch_caches_more_pages_once_a_table_is_a_full_runs() -> None:
+    scratch = Scratch()
+    try:
+        def cache() -> int:
+            return int(scratch.db.execute("PRAGMA cache_size").fetchone()[0])
+
+        small, large = scratch.map(), scratch.set()
+        for n in range(LARGE_TABLE // 2):
+            small[f"k{n}"] = n
+            large.add(f"k{n}")
+        small.flush()
+        assert cache() == -CACHE_KIB     # a change's tables, however many
+        large.update(f"m{n}" for n in range(LARGE_TABLE // 2 + 1))
+        large.table.flush()
+        assert cache() == -LARGE_CACHE_KIB and len(large) == LARGE_TABLE + 1
     finally:
         scratch.close()
 
