@@ -8,7 +8,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dirsync.directories.bloom import BITS, Bloom
+from dirsync.directories.bloom import BITS
 from dirsync.directories.firstseen import FirstSeen
 from dirsync.entry import Entry
 from dirsync.state.staterows import StateRows
@@ -60,10 +60,7 @@ def test_a_filtered_table_grows_its_bloom_filter_and_never_misses_a_key(
         writes: list[tuple[str, bool]], first: int) -> None:
     scratch = Scratch()
     try:
-        table = scratch.map(flush=16)
-        table.filtered()
-        table.bloom = Bloom(first)       # (tiny, to grow it often)
-        table._room = table.bloom.capacity()
+        table = scratch.map(flush=16).filtered(first)      # (tiny, to grow it often)
         for key, first_only in writes:
             if first_only:
                 table.put_first(key, 1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import marshal
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, MutableSet
+from itertools import chain
 from typing import Any, Generic, TypeVar, cast
 
 from dirsync.directories.bloom import BITS, Bloom
@@ -151,9 +152,10 @@ class DiskMap(LookedUp[V]):
         self._room = 0          # keys the filter takes before it is made larger
         self.written = 0        # writes flushed (a key written twice counts twice)
 
-    def filtered(self) -> DiskMap[V]:
-        """This table, empty, with a Bloom filter in front of it."""
-        self.bloom = Bloom(FIRST_BLOOM)
+    def filtered(self, width: int = FIRST_BLOOM) -> DiskMap[V]:
+        """This table, empty, with a Bloom filter in front of it (of ``2**width``
+        bits at first)."""
+        self.bloom = Bloom(width)
         self._room = self.bloom.capacity()
         return self
 
@@ -165,13 +167,12 @@ class DiskMap(LookedUp[V]):
             # Full: made again from every key written, eight times larger
             # (``key`` is not in the buffers yet).
             bloom = Bloom(min(self.bloom.width + 3, BITS))
-            bloom.add(key)
-            added = 1
-            for keys in (self.db.execute(f"SELECT key FROM {self.name}"),
-                         ((k,) for k in self._pending), ((k,) for k, _ in self._firsts)):
-                for (written,) in keys:
-                    bloom.add(written)
-                    added += 1
+            added = 0
+            # (Streamed: the table may hold half a million keys.)
+            for written in chain((key,), self._pending, (k for k, _ in self._firsts),
+                                 (k for (k,) in self.db.execute(f"SELECT key FROM {self.name}"))):
+                bloom.add(written)
+                added += 1
             self.bloom = bloom
             self._room = bloom.capacity() - added
 
